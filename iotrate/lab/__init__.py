@@ -1,0 +1,1 @@
+"""The reference lab: an emulated home network of real daemons in network namespaces."""

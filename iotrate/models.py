@@ -1,0 +1,197 @@
+"""The typed scan result that every stage reads and writes.
+
+Scripts, CI pipelines and the fleet collector read the JSON these models produce, so the field
+names are a public interface: they are versioned by ``SCHEMA_VERSION`` and published as a JSON
+Schema file (``iotrate/schemas/scan-result.schema.json``, regenerated with ``iotrate schema``).
+Adding an optional field is a minor change; renaming or removing one is a major change.
+
+Models are frozen: a stage builds new objects rather than mutating what an earlier stage
+produced, so a result already handed to storage or a report never changes under it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from iotrate import __version__
+
+SCHEMA_VERSION = "1.0"
+
+Grade = Literal["A", "B", "C", "D", "E", "F", "G"]
+GRADES: tuple[Grade, ...] = ("A", "B", "C", "D", "E", "F", "G")
+
+
+def utcnow() -> datetime:
+    """Timestamps are always timezone-aware UTC so results from different machines compare."""
+    return datetime.now(UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class Transport(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class Confidence(StrEnum):
+    """How sure a finding is, in the spirit of a quality-of-detection figure."""
+
+    CONFIRMED = "confirmed"  # the login worked, the handshake completed
+    PROBABLE = "probable"  # e.g. a version match
+    POSSIBLE = "possible"
+
+
+class OutcomeStatus(StrEnum):
+    """A probe that could not test is never the same as a probe that found nothing."""
+
+    RAN = "ran"
+    FAILED = "failed"
+    NOT_APPLICABLE = "not_applicable"
+    SKIPPED_BY_POLICY = "skipped_by_policy"
+
+
+class TargetKind(StrEnum):
+    ADDRESS = "address"
+    NETWORK = "network"
+    RANGE = "range"
+    HOSTNAME = "hostname"
+
+
+class Target(_Model):
+    """One target as the user gave it, with what it expanded to."""
+
+    spec: str = Field(description="The target exactly as given on the command line.")
+    kind: TargetKind
+    first: str = Field(description="First address covered.")
+    last: str = Field(description="Last address covered.")
+    size: int = Field(ge=1, description="Number of host addresses covered.")
+
+
+class Service(_Model):
+    port: int = Field(ge=0, le=65535)
+    transport: Transport = Transport.TCP
+    protocol: str | None = Field(
+        default=None, description="Protocol name (e.g. 'ssh', 'http'); null when unknown."
+    )
+    banner: str | None = Field(
+        default=None, description="Printable, length-capped first bytes the service sent."
+    )
+    tls: bool | None = Field(default=None, description="True if the port speaks TLS; null if untested.")
+    product: str | None = None
+    version: str | None = None
+    source: str | None = Field(default=None, description="Which discovery source saw the port.")
+
+
+class Evidence(_Model):
+    """What a finding rests on, in a form a test lab can put in its report."""
+
+    summary: str
+    port: int | None = None
+    transport: Transport | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Finding(_Model):
+    check: str = Field(description="Check id from the rating scheme, e.g. 'cred.telnet.default'.")
+    severity: Severity
+    title: str
+    evidence: list[Evidence] = Field(default_factory=list)
+    remediation: str | None = None
+    standards: list[str] = Field(
+        default_factory=list, description="Standard clauses, e.g. 'ETSI EN 303 645 5.1-1'."
+    )
+    confidence: Confidence = Confidence.CONFIRMED
+    probe: str | None = None
+    port: int | None = None
+
+
+class ProbeOutcome(_Model):
+    probe: str
+    status: OutcomeStatus
+    port: int | None = None
+    transport: Transport | None = None
+    reason: str | None = Field(default=None, description="Why it failed, was skipped or n/a.")
+    duration_s: float | None = Field(default=None, ge=0)
+
+
+class CapApplied(_Model):
+    cap: str
+    grade: Grade
+    reason: str
+
+
+class Coverage(_Model):
+    """How much of the scheme the scan could actually test; shown honestly on the label."""
+
+    fraction: float = Field(ge=0, le=1)
+    checks_run: int = Field(ge=0)
+    checks_total: int = Field(ge=0)
+
+
+class Rating(_Model):
+    grade: Grade | None = None
+    score: float | None = None
+    caps: list[CapApplied] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+    scheme_id: str | None = None
+    scheme_version: str | None = None
+    coverage: Coverage | None = None
+
+
+class Device(_Model):
+    id: str = Field(description="Stable key: the MAC when known, else the address.")
+    address: str
+    addresses: list[str] = Field(default_factory=list)
+    mac: str | None = None
+    vendor: str | None = None
+    model: str | None = None
+    category: str | None = None
+    firmware: str | None = None
+    names: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list, description="Discovery sources that saw it.")
+    services: list[Service] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    outcomes: list[ProbeOutcome] = Field(default_factory=list)
+    rating: Rating | None = None
+
+
+class ToolInfo(_Model):
+    name: str = "iotrate"
+    version: str = __version__
+
+
+class ScanResult(_Model):
+    schema_version: str = SCHEMA_VERSION
+    tool: ToolInfo = Field(default_factory=ToolInfo)
+    scan_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    discovery_mode: str | None = Field(
+        default=None, description="Which host discovery ran, e.g. 'tcp-connect' or 'arp'."
+    )
+    policy: str = "default"
+    targets: list[Target] = Field(default_factory=list)
+    devices: list[Device] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema for :class:`ScanResult` (serialisation side)."""
+    schema = ScanResult.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://iotrate.invalid/schemas/scan-result-{SCHEMA_VERSION}.json"
+    return schema

@@ -1,0 +1,1 @@
+"""Security probes, installed as ``iotrate.probes`` (one module per probe family)."""

@@ -1,0 +1,1 @@
+"""Renderers from a scan result to text or bytes, installed as ``iotrate.reports``."""
