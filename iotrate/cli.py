@@ -1,3 +1,280 @@
-"""placeholder"""
+"""The ``iotrate`` command line.
+
+Exit codes (documented in README.md): 0 ok; 1 a device rated at or below ``--fail-under``;
+2 usage error or refused target; 3 runtime failure. Library code raises :mod:`iotrate.errors`;
+only this module turns errors into exit codes and one-line messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from iotrate import __version__
+from iotrate.errors import IotrateError, RuntimeFailure, UsageError
+from iotrate.models import GRADES, ScanResult
+
+EXIT_OK, EXIT_FAIL_UNDER, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+
+app = typer.Typer(
+    help="Rate connected devices' cyber-security from A to G, like an energy label.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+lab_app = typer.Typer(
+    help="The reference lab: an emulated IoT network of real daemons (Linux, root).",
+    no_args_is_help=True,
+)
+app.add_typer(lab_app, name="lab")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger("iotrate")
+
+
+def _fail(exc: IotrateError) -> NoReturn:
+    err.print(f"iotrate: error: {exc}", markup=False, highlight=False)
+    raise typer.Exit(EXIT_USAGE if isinstance(exc, UsageError) else EXIT_RUNTIME)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"iotrate {__version__}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main_callback(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv: debug).")
+    ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """iotrate: find the devices on a network, probe them and grade them A-G."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+def worst_at_or_below(result: ScanResult, threshold: str) -> list[str]:
+    """Devices whose grade is ``threshold`` or worse (A is best, G worst)."""
+    limit = GRADES.index(threshold)  # type: ignore[arg-type]
+    hits = []
+    for d in result.devices:
+        grade = d.rating.grade if d.rating else None
+        if grade is not None and GRADES.index(grade) >= limit:
+            hits.append(f"{d.address} ({grade})")
+    return hits
+
+
+def _grade(value: str | None) -> str | None:
+    if value is None:
+        return None
+    v = value.strip().upper()
+    if v not in GRADES:
+        raise typer.BadParameter(f"grade must be one of {', '.join(GRADES)}")
+    return v
+
+
+@app.command()
+def scan(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Addresses, CIDRs (10.0.0.0/24), ranges (10.0.0.1-20) or hostnames. "
+            "None: the default interface's subnet.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the JSON result to FILE.")
+    ] = None,
+    ports: Annotated[
+        str,
+        typer.Option(help="'iot' (curated list), 'all' (1-65535), or e.g. '22,80,8000-8100,U:161'."),
+    ] = "iot",
+    allow_public: Annotated[
+        bool, typer.Option("--allow-public", help="Allow globally routable targets (yours only).")
+    ] = False,
+    max_hosts: Annotated[
+        int | None,
+        typer.Option("--max-hosts", min=1, help="Allow more than 1024 addresses (a /22)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, max=60, help="Connect timeout per port, seconds.")
+    ] = 1.0,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=4096, help="Most connections open at once.")
+    ] = 512,
+    fail_under: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-under",
+            callback=_grade,
+            help="Exit 1 if any device is rated at or below this grade (A-G).",
+        ),
+    ] = None,
+) -> None:
+    """Discover devices on TARGETS, list their services and rate them."""
+    from iotrate.discovery.portscan import ScanLimits, port_specs
+    from iotrate.netinfo import local_subnet
+    from iotrate.reports import json as json_report
+    from iotrate.reports import terminal
+    from iotrate.scan import ScanOptions, run_scan
+    from iotrate.targets import resolve_targets
+
+    try:
+        specs = list(targets or [])
+        if not specs:
+            dev, net = local_subnet()
+            err.print(f"no targets given: scanning {net} on {dev}", markup=False, highlight=False)
+            specs = [str(net)]
+        target_set = resolve_targets(specs, allow_public=allow_public, max_hosts=max_hosts)
+        try:
+            port_specs(ports)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        limits = ScanLimits(connect_timeout=timeout, concurrency=concurrency)
+        import asyncio
+
+        result = asyncio.run(run_scan(target_set, ScanOptions(ports=ports, limits=limits)))
+    except IotrateError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(RuntimeFailure(str(exc)))
+    text = json_report.render(result)
+    if output is not None:
+        try:
+            output.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            _fail(RuntimeFailure(f"cannot write {output}: {exc}"))
+    if json_out:
+        sys.stdout.write(text + "\n")
+    else:
+        terminal.render(result, out)
+    if fail_under is not None:
+        hits = worst_at_or_below(result, fail_under)
+        if hits:
+            err.print(
+                f"iotrate: {len(hits)} device(s) at or below {fail_under}: {', '.join(hits)}",
+                markup=False,
+                highlight=False,
+            )
+            raise typer.Exit(EXIT_FAIL_UNDER)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the scan result (--json output)."""
+    from iotrate.reports import json as json_report
+
+    sys.stdout.write(json_report.schema_text())
+
+
+@lab_app.command("up")
+def lab_up(
+    subnet: Annotated[
+        str | None, typer.Option(help="Lab subnet (/24); default 10.231.47.0/24 or $IOTRATE_LAB_SUBNET.")
+    ] = None,
+    profile: Annotated[str, typer.Option(help="Lab profile.")] = "reference",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the lab status as JSON.")] = False,
+) -> None:
+    """Build the lab (idempotent): namespaces, bridge, real daemons."""
+    from iotrate import lab
+
+    try:
+        status = lab.lab_up(subnet=subnet, profile=profile)
+    except IotrateError as exc:
+        _fail(exc)
+    _print_status(status, json_out)
+
+
+@lab_app.command("down")
+def lab_down() -> None:
+    """Tear the lab down; leaves no namespace, interface, file or process behind."""
+    from iotrate import lab
+
+    try:
+        lab.lab_down()
+    except IotrateError as exc:
+        _fail(exc)
+    err.print("lab is down", markup=False)
+
+
+@lab_app.command("status")
+def lab_status(
+    json_out: Annotated[bool, typer.Option("--json", help="Print subnet and device table as JSON.")] = False,
+) -> None:
+    """Say what runs where in the lab."""
+    from iotrate import lab
+
+    try:
+        status = lab.lab_status()
+    except IotrateError as exc:
+        _fail(exc)
+    _print_status(status, json_out)
+
+
+@lab_app.command(
+    "exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def lab_exec(
+    command: Annotated[list[str], typer.Argument(help="Command to run in the scanner namespace.")],
+) -> None:
+    """Run a command in the lab's scanner namespace: iotrate lab exec -- CMD ARGS."""
+    from iotrate import lab
+
+    try:
+        code = lab.lab_exec(list(command))
+    except IotrateError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+def _print_status(status: dict[str, object], json_out: bool) -> None:
+    import json
+
+    if json_out:
+        sys.stdout.write(json.dumps(status, indent=2) + "\n")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    running = bool(status.get("running"))
+    out.print(
+        Text(f"lab {'running' if running else 'not running'} — subnet {status.get('subnet')}")
+    )
+    t = Table()
+    for col in ("Device", "Address", "MAC", "Ports", "Weaknesses", "Expected"):
+        t.add_column(col)
+    devices = status.get("devices")
+    for d in devices if isinstance(devices, list) else []:
+        ports = ", ".join(f"{p['port']}/{p['transport']}" for p in d.get("ports", []))
+        weak = ", ".join(
+            w["id"] if isinstance(w, dict) else str(w) for w in d.get("weaknesses", [])
+        )
+        t.add_row(
+            *(Text(str(x)) for x in (d.get("name"), d.get("address"), d.get("mac"), ports, weak, d.get("expected_grade")))
+        )
+    out.print(t)
+
+
 def main() -> None:
-    pass
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("iotrate: interrupted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from iotrate.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Discovery: find the hosts on the targets and the services they expose."""

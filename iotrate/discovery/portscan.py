@@ -1,0 +1,338 @@
+"""Unprivileged host discovery and port scan: TCP connect plus a few UDP hellos.
+
+Why connect() and not raw SYN packets: it needs no privileges, works in any namespace, and the
+kernel's own TCP stack gives the right answer for every odd device. A host counts as alive when
+any discovery port completes a handshake *or* answers with a reset. Only alive hosts get the full
+port list, so a mostly empty /24 costs one connect timeout, not one per port.
+
+The UDP hellos are fixed byte strings (SNMPv3 engine discovery, SSDP M-SEARCH, a DNS-SD
+services query, a CoAP ``/.well-known/core`` GET). They are written out here rather than built
+with a protocol library because each is a single constant datagram that asks the service to
+name itself and carries no credential; pulling in pysnmp or a DNS library for four constants
+would add weight and start-up time without adding correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from iotrate.models import Service, Transport
+from iotrate.net import (
+    PortState,
+    printable,
+    read_some,
+    send,
+    tcp_connect,
+    tls_connect,
+    udp_exchange,
+)
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    port: int
+    transport: Transport
+    protocol: str
+    hello: str
+    discovery: bool = False
+
+
+@cache
+def iot_ports() -> tuple[PortSpec, ...]:
+    """The curated IoT port list shipped in ``iotrate/data/ports.yaml``."""
+    raw = yaml.safe_load(resources.files("iotrate").joinpath("data/ports.yaml").read_text())
+    specs = []
+    for item in raw:
+        specs.append(
+            PortSpec(
+                port=int(item["port"]),
+                transport=Transport(item["transport"]),
+                protocol=str(item["protocol"]),
+                hello=str(item.get("hello", "none")),
+                discovery=bool(item.get("discovery", False)),
+            )
+        )
+    return tuple(specs)
+
+
+def port_specs(selection: str) -> tuple[PortSpec, ...]:
+    """Ports for ``--ports``: ``iot`` (curated), ``all`` (1-65535 TCP + IoT UDP) or a list."""
+    curated = iot_ports()
+    by_key = {(p.port, p.transport): p for p in curated}
+    if selection == "iot":
+        return curated
+    if selection == "all":
+        tcp = [by_key.get((n, Transport.TCP)) or _unknown(n) for n in range(1, 65536)]
+        return (*tcp, *(p for p in curated if p.transport is Transport.UDP))
+    chosen: list[PortSpec] = []
+    for part in selection.split(","):
+        part = part.strip()
+        transport = Transport.TCP
+        if part.startswith(("U:", "u:")):
+            transport, part = Transport.UDP, part[2:]
+        lo, _, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"invalid port selection {part!r}") from None
+        if not (1 <= first <= last <= 65535):
+            raise ValueError(f"port out of range in {part!r}")
+        for n in range(first, last + 1):
+            spec = by_key.get((n, transport))
+            if spec is None and transport is Transport.UDP:
+                raise ValueError(f"no UDP hello known for port {n}")
+            chosen.append(spec or _unknown(n))
+    return tuple(chosen)
+
+
+def _unknown(port: int) -> PortSpec:
+    return PortSpec(port=port, transport=Transport.TCP, protocol="unknown", hello="probe")
+
+
+UDP_HELLOS: dict[str, bytes] = {
+    # SNMPv3 GetRequest with no user: every v3 agent answers with a Report naming its engine.
+    "snmpv3-discovery": bytes.fromhex(
+        "303a020103300f02024a69020300ffe30401040201030410300e0400020100020100040004000400"
+        "301204000400a00c020237f00201000201003000"
+    ),
+    "ssdp-msearch": (
+        b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\n"
+        b'MAN: "ssdp:discover"\r\nMX: 1\r\nST: ssdp:all\r\n\r\n'
+    ),
+    # DNS-SD meta-query _services._dns-sd._udp.local PTR, sent from an ephemeral port so the
+    # responder answers by unicast (RFC 6762 legacy unicast).
+    "mdns-services": bytes.fromhex("000000000001000000000000")
+    + b"\x09_services\x07_dns-sd\x04_udp\x05local\x00"
+    + b"\x00\x0c\x00\x01",
+    # CoAP confirmable GET /.well-known/core.
+    "coap-wellknown": bytes.fromhex("400101cebb2e77656c6c2d6b6e6f776e04636f7265"),
+}
+
+_HTTP_HELLO = "HEAD / HTTP/1.0\r\nHost: {host}\r\nUser-Agent: iotrate\r\nConnection: close\r\n\r\n"
+_RTSP_HELLO = "OPTIONS rtsp://{host}/ RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: iotrate\r\n\r\n"
+
+
+def classify(data: bytes) -> str | None:
+    """Name the protocol from the first bytes a service sent, or None if they say nothing."""
+    if not data:
+        return None
+    if data.startswith(b"SSH-"):
+        return "ssh"
+    if data.startswith(b"HTTP/"):
+        return "http"
+    if data.startswith(b"RTSP/"):
+        return "rtsp"
+    if data[:1] == b"\xff" and len(data) > 1 and data[1] in (0xFB, 0xFC, 0xFD, 0xFE):
+        return "telnet"
+    if data[:4] in (b"220 ", b"220-"):
+        return "ftp"
+    if data.startswith(b"CNXN"):
+        return "adb"
+    low = data.lower()
+    if b"login:" in low or b"password:" in low:
+        return "telnet"
+    return None
+
+
+def banner_text(data: bytes, protocol: str | None) -> str | None:
+    """The part of a reply worth keeping as the banner (status line and Server header for HTTP)."""
+    if not data:
+        return None
+    if protocol in ("http", "rtsp") and data.startswith((b"HTTP/", b"RTSP/")):
+        lines = data.split(b"\r\n")
+        keep = [lines[0]] + [ln for ln in lines[1:] if ln.lower().startswith(b"server:")]
+        return printable(b" | ".join(keep))
+    if data[:1] == b"\xff":
+        # Strip telnet option negotiation (IAC sequences) and keep any text.
+        text = bytearray()
+        i = 0
+        while i < len(data):
+            if data[i] == 0xFF and i + 2 < len(data):
+                i += 3
+                continue
+            text.append(data[i])
+            i += 1
+        return printable(bytes(text)) or None
+    return printable(data) or None
+
+
+@dataclass
+class HostScan:
+    address: str
+    alive: bool = False
+    services: list[Service] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    connect_timeout: float = 1.0
+    banner_timeout: float = 1.5
+    udp_timeout: float = 1.0
+    concurrency: int = 512
+    per_host: int = 32
+
+
+async def _grab(host: str, spec: PortSpec, limits: ScanLimits) -> Service | None:
+    state, conn = await tcp_connect(host, spec.port, limits.connect_timeout)
+    if state is not PortState.OPEN or conn is None:
+        return None
+    protocol: str | None = None
+    data = b""
+    tls: bool | None = None
+    try:
+        if spec.hello in ("none", "probe"):
+            data = await read_some(conn, limits.banner_timeout)
+        if not data and spec.hello in ("http", "probe"):
+            if await send(conn, _HTTP_HELLO.format(host=host).encode()):
+                data = await read_some(conn, limits.banner_timeout)
+        elif not data and spec.hello == "rtsp":
+            if await send(conn, _RTSP_HELLO.format(host=host).encode()):
+                data = await read_some(conn, limits.banner_timeout)
+    finally:
+        await conn.close()
+    protocol = classify(data)
+    if spec.hello == "tls" or (spec.hello == "probe" and not data):
+        tconn, version = await tls_connect(host, spec.port, limits.banner_timeout)
+        tls = tconn is not None
+        if tconn is not None:
+            try:
+                if spec.protocol in ("https", "unknown") and await send(
+                    tconn, _HTTP_HELLO.format(host=host).encode()
+                ):
+                    data = await read_some(tconn, limits.banner_timeout)
+                    protocol = "https" if classify(data) == "http" else protocol
+            finally:
+                await tconn.close()
+            if protocol is None and spec.protocol == "unknown":
+                protocol = "tls"
+    elif protocol is not None or data:
+        tls = False
+    name = protocol or (spec.protocol if spec.protocol != "unknown" else None)
+    if name == "http" and spec.protocol not in ("http", "unknown"):
+        name = spec.protocol if spec.protocol in ("upnp", "airplay", "ipp", "daap", "wsd") else name
+    return Service(
+        port=spec.port,
+        transport=Transport.TCP,
+        protocol=name,
+        banner=banner_text(data, "http" if protocol in ("http", "https") else protocol),
+        tls=tls,
+        source="tcp-connect",
+    )
+
+
+async def _udp(host: str, spec: PortSpec, limits: ScanLimits) -> Service | None:
+    payload = UDP_HELLOS.get(spec.hello)
+    if payload is None:
+        return None
+    answer = await udp_exchange(host, spec.port, payload, limits.udp_timeout)
+    if answer is None:
+        return None
+    banner: str | None
+    if spec.protocol == "ssdp":
+        banner = banner_text(answer, "http")
+    elif spec.protocol == "snmp":
+        banner = f"SNMPv3 report ({len(answer)} bytes)"
+    elif spec.protocol == "mdns":
+        banner = f"DNS-SD answer ({len(answer)} bytes)"
+    else:
+        banner = printable(answer[:64]) or None
+    return Service(
+        port=spec.port,
+        transport=Transport.UDP,
+        protocol=spec.protocol,
+        banner=banner,
+        tls=False,
+        source="udp-hello",
+    )
+
+
+async def _is_alive(host: str, ports: Iterable[PortSpec], limits: ScanLimits, sem: asyncio.Semaphore) -> bool:
+    """True as soon as any discovery port answers (handshake or reset)."""
+
+    async def one(spec: PortSpec) -> bool:
+        async with sem:
+            state, conn = await tcp_connect(host, spec.port, limits.connect_timeout)
+        if conn is not None:
+            await conn.close()
+        return state in (PortState.OPEN, PortState.CLOSED)
+
+    tasks = [asyncio.create_task(one(p)) for p in ports]
+    try:
+        for fut in asyncio.as_completed(tasks):
+            if await fut:
+                return True
+        return False
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def scan_hosts(
+    hosts: list[str],
+    specs: tuple[PortSpec, ...],
+    limits: ScanLimits = ScanLimits(),
+    on_host: Any = None,
+) -> list[HostScan]:
+    """Find alive hosts among ``hosts`` and list their open services.
+
+    ``on_host`` (optional callable) is told about each host as soon as it is done, so later
+    stages can start on it without waiting for the slowest one.
+    """
+    sem = asyncio.Semaphore(limits.concurrency)
+    discovery = [p for p in specs if p.discovery and p.transport is Transport.TCP] or [
+        p for p in specs if p.transport is Transport.TCP
+    ][:8]
+
+    async def one_host(host: str) -> HostScan:
+        result = HostScan(address=host)
+        if not await _is_alive(host, discovery, limits, sem):
+            return result
+        result.alive = True
+        host_sem = asyncio.Semaphore(limits.per_host)
+
+        async def guarded(spec: PortSpec) -> Service | None:
+            async with sem, host_sem:
+                if spec.transport is Transport.UDP:
+                    return await _udp(host, spec, limits)
+                return await _grab(host, spec, limits)
+
+        outcomes = await asyncio.gather(*(guarded(s) for s in specs), return_exceptions=True)
+        for spec, out in zip(specs, outcomes, strict=True):
+            if isinstance(out, BaseException):
+                result.errors.append(f"{spec.transport}/{spec.port}: {type(out).__name__}: {out}")
+            elif out is not None:
+                result.services.append(out)
+        result.services.sort(key=lambda s: (s.transport, s.port))
+        if on_host is not None:
+            on_host(result)
+        return result
+
+    return list(await asyncio.gather(*(one_host(h) for h in hosts)))
+
+
+def neighbour_macs() -> dict[str, str]:
+    """MACs the kernel learned while we connected (reads the local table; sends nothing)."""
+    try:
+        out = subprocess.run(
+            ["ip", "-j", "neigh", "show"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+        entries = json.loads(out or "[]")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {}
+    macs: dict[str, str] = {}
+    for e in entries:
+        mac = e.get("lladdr")
+        if mac and e.get("dst") and "FAILED" not in e.get("state", []):
+            macs[str(e["dst"])] = str(mac).lower()
+    return macs

@@ -1,0 +1,214 @@
+"""Turn what the user typed into addresses, and refuse what iotrate must not scan.
+
+The refusals happen here, before any socket exists, so a refused target provably sends no
+packet. Globally routable addresses are somebody else's network and ranges larger than a /22
+are almost always a typo (``10.0.0.0/8`` for ``10.0.0.0/24``); both need an explicit opt-in.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from iotrate.errors import TargetRefused, UsageError
+from iotrate.models import Target, TargetKind
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Addresses a /22 holds; more than this needs ``--max-hosts``.
+DEFAULT_MAX_HOSTS = 1024
+
+Resolver = Callable[[str], list[str]]
+
+
+def system_resolver(name: str) -> list[str]:
+    """Resolve a hostname to its addresses (IPv4 first), as the OS does."""
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot resolve {name!r}: {exc.strerror}") from exc
+    seen: list[str] = []
+    for family, _type, _proto, _canon, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
+        addr = str(sockaddr[0])
+        if family in (socket.AF_INET, socket.AF_INET6) and addr not in seen:
+            seen.append(addr)
+    return seen
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    target: Target
+    addresses: tuple[IPAddress, ...] | None  # None for networks/ranges: expanded lazily
+    network: IPNetwork | None = None
+    first: IPAddress | None = None
+    last: IPAddress | None = None
+
+    def hosts(self) -> Iterator[IPAddress]:
+        if self.addresses is not None:
+            yield from self.addresses
+        elif self.network is not None:
+            if self.network.num_addresses == 1:
+                yield self.network.network_address
+            else:
+                yield from self.network.hosts()
+        elif self.first is not None and self.last is not None:
+            for n in range(int(self.first), int(self.last) + 1):
+                yield ipaddress.ip_address(n)
+
+
+@dataclass(frozen=True)
+class TargetSet:
+    """The validated targets of one scan and the host addresses they cover, in order."""
+
+    targets: tuple[Target, ...]
+    _parsed: tuple[_Parsed, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(t.size for t in self.targets)
+
+    def hosts(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for p in self._parsed:
+            for a in p.hosts():
+                seen.setdefault(str(a), None)
+        return list(seen)
+
+
+def _refusal_reason(addr: IPAddress) -> str | None:
+    if addr.is_multicast:
+        return "is a multicast address"
+    if addr.is_unspecified:
+        return "is the unspecified address"
+    if isinstance(addr, ipaddress.IPv4Address) and addr == ipaddress.IPv4Address("255.255.255.255"):
+        return "is the broadcast address"
+    return None
+
+
+def _parse_one(spec: str, resolver: Resolver) -> _Parsed:
+    text = spec.strip()
+    if not text:
+        raise UsageError("empty target")
+    if "/" in text:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError as exc:
+            raise UsageError(f"invalid network {spec!r}: {exc}") from exc
+        hosts = net.num_addresses if net.num_addresses <= 2 else net.num_addresses - 2
+        if isinstance(net, ipaddress.IPv6Network):
+            hosts = net.num_addresses
+        target = Target(
+            spec=spec,
+            kind=TargetKind.NETWORK,
+            first=str(net.network_address),
+            last=str(net.broadcast_address),
+            size=max(1, hosts),
+        )
+        return _Parsed(target, None, network=net)
+    if "-" in text and not _looks_like_hostname(text):
+        left, right = text.split("-", 1)
+        try:
+            first = ipaddress.ip_address(left)
+            if "." in right or ":" in right:
+                last = ipaddress.ip_address(right)
+            else:
+                # 10.0.0.1-20: the right side replaces the last octet
+                if not isinstance(first, ipaddress.IPv4Address):
+                    raise ValueError("short ranges are IPv4 only")
+                octets = str(first).split(".")
+                last = ipaddress.ip_address(".".join([*octets[:3], str(int(right))]))
+        except ValueError as exc:
+            raise UsageError(f"invalid range {spec!r}: {exc}") from exc
+        if first.version != last.version or int(last) < int(first):
+            raise UsageError(f"invalid range {spec!r}: the end comes before the start")
+        size = int(last) - int(first) + 1
+        target = Target(spec=spec, kind=TargetKind.RANGE, first=str(first), last=str(last), size=size)
+        return _Parsed(target, None, first=first, last=last)
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        if not _looks_like_hostname(text):
+            raise UsageError(f"not an address, network, range or hostname: {spec!r}") from None
+        resolved = [ipaddress.ip_address(a) for a in resolver(text)]
+        if not resolved:
+            raise UsageError(f"cannot resolve {spec!r}")
+        target = Target(
+            spec=spec,
+            kind=TargetKind.HOSTNAME,
+            first=str(resolved[0]),
+            last=str(resolved[-1]),
+            size=len(resolved),
+        )
+        return _Parsed(target, tuple(resolved))
+    target = Target(spec=spec, kind=TargetKind.ADDRESS, first=str(addr), last=str(addr), size=1)
+    return _Parsed(target, (addr,))
+
+
+def _looks_like_hostname(text: str) -> bool:
+    if len(text) > 253 or text.replace(".", "").replace("-", "").isdigit():
+        return False
+    labels = text.rstrip(".").split(".")
+    return all(
+        0 < len(lab) <= 63 and lab[0] != "-" and lab[-1] != "-" and all(c.isalnum() or c == "-" for c in lab)
+        for lab in labels
+    ) and not all(lab.isdigit() for lab in labels)
+
+
+def _check_public(p: _Parsed) -> str | None:
+    """Return why this target touches a globally routable address, or None."""
+    if p.network is not None:
+        net = p.network
+        if net.is_global or net.network_address.is_global or net.broadcast_address.is_global:
+            return f"{p.target.spec} is a public (globally routable) network"
+        # A network can straddle private and public space; check every address when small.
+        if net.num_addresses <= 65536:
+            for a in net:
+                if a.is_global:
+                    return f"{p.target.spec} contains public address {a}"
+        return None
+    for a in p.hosts():
+        if a.is_global:
+            return f"{p.target.spec} is a public (globally routable) address ({a})"
+    return None
+
+
+def resolve_targets(
+    specs: Sequence[str],
+    *,
+    allow_public: bool = False,
+    max_hosts: int | None = None,
+    resolver: Resolver = system_resolver,
+) -> TargetSet:
+    """Parse and vet the targets; raise :class:`TargetRefused` before any packet is sent."""
+    if not specs:
+        raise UsageError("no targets given")
+    limit = DEFAULT_MAX_HOSTS if max_hosts is None else max_hosts
+    parsed = [_parse_one(s, resolver) for s in specs]
+    for p in parsed:
+        if p.target.size > limit:
+            raise TargetRefused(
+                f"refusing {p.target.spec}: {p.target.size} addresses is more than {limit} "
+                f"(a /22); narrow the range or pass --max-hosts {p.target.size}"
+            )
+    total = sum(p.target.size for p in parsed)
+    if total > limit:
+        raise TargetRefused(
+            f"refusing {total} addresses in all, more than {limit}; pass --max-hosts {total}"
+        )
+    for p in parsed:
+        if p.addresses is not None or p.target.size <= 4:
+            for a in p.hosts():
+                reason = _refusal_reason(a)
+                if reason:
+                    raise TargetRefused(f"refusing {p.target.spec}: {a} {reason}")
+        if not allow_public:
+            why = _check_public(p)
+            if why:
+                raise TargetRefused(
+                    f"refusing {why}; iotrate scans only networks you own — "
+                    "pass --allow-public if this one is yours"
+                )
+    return TargetSet(tuple(p.target for p in parsed), tuple(parsed))

@@ -1,0 +1,157 @@
+"""Discovery's connect scan against real servers on 127.0.0.1, and its parsers on bytes.
+
+Loopback servers stand in for the lab here (the lab tests run the real daemons); they let these
+tests run without root and cover hostile behaviour: tarpits, floods, escape sequences."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iotrate.discovery.portscan import (
+    ScanLimits,
+    banner_text,
+    classify,
+    iot_ports,
+    port_specs,
+    scan_hosts,
+)
+from iotrate.models import Transport
+from iotrate.net import printable
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+FAST = ScanLimits(connect_timeout=0.5, banner_timeout=0.5, udp_timeout=0.3)
+
+
+async def serve(handler: Handler, tls: ssl.SSLContext | None = None) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def scan_ports(*ports: int) -> list:  # type: ignore[type-arg]
+    specs = port_specs(",".join(str(p) for p in ports))
+    (host,) = await scan_hosts(["127.0.0.1"], specs, FAST)
+    return host.services
+
+
+def test_curated_list_is_sane() -> None:
+    ports = iot_ports()
+    keys = [(p.port, p.transport) for p in ports]
+    assert len(keys) == len(set(keys))
+    for must in [(23, Transport.TCP), (1883, Transport.TCP), (5555, Transport.TCP), (161, Transport.UDP)]:
+        assert must in keys
+    assert any(p.discovery for p in ports)
+
+
+def test_port_selection_parsing() -> None:
+    assert [p.port for p in port_specs("22,80-82")] == [22, 80, 81, 82]
+    assert port_specs("U:161")[0].transport is Transport.UDP
+    assert len(port_specs("all")) > 65535
+    for bad in ("0", "70000", "a-b", "U:9"):
+        with pytest.raises(ValueError):
+            port_specs(bad)
+
+
+def test_classify_and_banners() -> None:
+    assert classify(b"SSH-2.0-dropbear_2022.83\r\n") == "ssh"
+    assert classify(b"\xff\xfd\x01\xff\xfd\x1f") == "telnet"
+    assert classify(b"220 (vsFTPd 3.0.3)\r\n") == "ftp"
+    assert classify(b"RTSP/1.0 200 OK\r\n") == "rtsp"
+    assert classify(b"") is None
+    assert banner_text(b"HTTP/1.1 401 Unauthorized\r\nServer: lighttpd/1.4.35\r\nX: y\r\n\r\n", "http") == (
+        "HTTP/1.1 401 Unauthorized | Server: lighttpd/1.4.35"
+    )
+    assert banner_text(b"\xff\xfb\x01\xff\xfb\x03fridge login: ", "telnet") == "fridge login:"
+
+
+def test_printable_neutralises_escapes() -> None:
+    assert printable(b"\x1b[31mred\x1b[0m") == "\\x1b[31mred\\x1b[0m"
+    assert printable("a\u202eb") == "a\\x202eb"
+    assert len(printable(b"x" * 10_000)) <= 257
+
+
+@given(st.binary(max_size=2048))
+def test_parsers_never_raise(data: bytes) -> None:
+    classify(data)
+    out = banner_text(data, classify(data))
+    if out is not None:
+        assert "\x1b" not in out and "\x00" not in out
+
+
+async def _http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.0 200 OK\r\nServer: GoAhead-Webs\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+async def _ssh(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"SSH-2.0-dropbear_2019.78\r\n")
+    await writer.drain()
+    await asyncio.sleep(2)
+    writer.close()
+
+
+async def _tarpit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(30)
+
+
+async def _flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        for _ in range(2000):
+            writer.write(b"\x1b]0;pwned\x07<script>" * 100)
+            await writer.drain()
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def cert(tmp_path: Path) -> ssl.SSLContext:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=t",
+         "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")],
+        check=True, capture_output=True,
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    return ctx
+
+
+def test_scan_real_loopback_servers(cert: ssl.SSLContext) -> None:
+    async def main() -> None:
+        servers = [await serve(_http), await serve(_ssh), await serve(_tarpit), await serve(_flood),
+                   await serve(_http, tls=cert)]
+        ports = [p for _, p in servers]
+        t0 = time.monotonic()
+        services = {s.port: s for s in await scan_ports(*ports)}
+        elapsed = time.monotonic() - t0
+        for s, _ in servers:
+            s.close()
+        http, ssh, tarpit, flood, https = (services.get(p) for p in ports)
+        assert http and http.protocol == "http" and http.banner and "GoAhead-Webs" in http.banner
+        assert http.tls is False
+        assert ssh and ssh.protocol == "ssh" and ssh.banner == "SSH-2.0-dropbear_2019.78"
+        assert tarpit is not None and tarpit.banner is None  # open, silent, cost only timeouts
+        assert flood and flood.banner and "\x1b" not in flood.banner and len(flood.banner) < 300
+        assert https and https.tls is True and https.protocol == "https"
+        # Every wait is bounded: the tarpit costs a few timeouts, not its 30 s.
+        assert elapsed < 5
+    asyncio.run(main())
+
+
+def test_closed_ports_are_not_listed_but_host_is_alive() -> None:
+    async def main() -> None:
+        server, port = await serve(_http)
+        server.close()
+        await server.wait_closed()
+        (host,) = await scan_hosts(["127.0.0.1"], port_specs(str(port)), FAST)
+        assert host.alive and host.services == []
+    asyncio.run(main())
