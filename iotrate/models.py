@@ -11,7 +11,7 @@ produced, so a result already handed to storage or a report never changes under 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -90,7 +90,9 @@ class Service(_Model):
     banner: str | None = Field(
         default=None, description="Printable, length-capped first bytes the service sent."
     )
-    tls: bool | None = Field(default=None, description="True if the port speaks TLS; null if untested.")
+    tls: bool | None = Field(
+        default=None, description="True if the port speaks TLS; null if untested."
+    )
     product: str | None = None
     version: str | None = None
     source: str | None = Field(default=None, description="Which discovery source saw the port.")
@@ -126,6 +128,11 @@ class ProbeOutcome(_Model):
     transport: Transport | None = None
     reason: str | None = Field(default=None, description="Why it failed, was skipped or n/a.")
     duration_s: float | None = Field(default=None, ge=0)
+    checks: list[str] = Field(
+        default_factory=list,
+        description="Check ids this run evaluated (status ran) or could not evaluate (otherwise); "
+        "the rating's coverage is computed from these.",
+    )
 
 
 class CapApplied(_Model):
@@ -142,6 +149,21 @@ class Coverage(_Model):
     checks_total: int = Field(ge=0)
 
 
+class CategoryStatus(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    UNKNOWN = "unknown"
+
+
+class CategoryResult(_Model):
+    """One pictogram row of the label (default passwords, encryption, updates, services, privacy)."""
+
+    id: str
+    title: str
+    status: CategoryStatus
+    checks_failed: list[str] = Field(default_factory=list)
+
+
 class Rating(_Model):
     grade: Grade | None = None
     score: float | None = None
@@ -150,6 +172,15 @@ class Rating(_Model):
     scheme_id: str | None = None
     scheme_version: str | None = None
     coverage: Coverage | None = None
+    categories: list[CategoryResult] = Field(
+        default_factory=list, description="The label's pictogram rows, in scheme order."
+    )
+    support_until: date | None = Field(
+        default=None, description="End of the security-update period, from the declaration."
+    )
+    declaration: str | None = Field(
+        default=None, description="Where the manufacturer declaration came from, if one was used."
+    )
 
 
 class Device(_Model):
