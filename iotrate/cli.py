@@ -61,12 +61,14 @@ def main_callback(
 ) -> None:
     """iotrate: find the devices on a network, probe them and grade them A-G."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def worst_at_or_below(result: ScanResult, threshold: str) -> list[str]:
     """Devices whose grade is ``threshold`` or worse (A is best, G worst)."""
-    limit = GRADES.index(threshold)  # type: ignore[arg-type]
+    limit = GRADES.index(threshold)
     hits = []
     for d in result.devices:
         grade = d.rating.grade if d.rating else None
@@ -100,7 +102,9 @@ def scan(
     ] = None,
     ports: Annotated[
         str,
-        typer.Option(help="'iot' (curated list), 'all' (1-65535), or e.g. '22,80,8000-8100,U:161'."),
+        typer.Option(
+            help="'iot' (curated list), 'all' (1-65535), or e.g. '22,80,8000-8100,U:161'."
+        ),
     ] = "iot",
     allow_public: Annotated[
         bool, typer.Option("--allow-public", help="Allow globally routable targets (yours only).")
@@ -183,7 +187,8 @@ def schema() -> None:
 @lab_app.command("up")
 def lab_up(
     subnet: Annotated[
-        str | None, typer.Option(help="Lab subnet (/24); default 10.231.47.0/24 or $IOTRATE_LAB_SUBNET.")
+        str | None,
+        typer.Option(help="Lab subnet (/24); default 10.231.47.0/24 or $IOTRATE_LAB_SUBNET."),
     ] = None,
     profile: Annotated[str, typer.Option(help="Lab profile.")] = "reference",
     json_out: Annotated[bool, typer.Option("--json", help="Print the lab status as JSON.")] = False,
@@ -212,7 +217,9 @@ def lab_down() -> None:
 
 @lab_app.command("status")
 def lab_status(
-    json_out: Annotated[bool, typer.Option("--json", help="Print subnet and device table as JSON.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print subnet and device table as JSON.")
+    ] = False,
 ) -> None:
     """Say what runs where in the lab."""
     from iotrate import lab
@@ -263,9 +270,24 @@ def _print_status(status: dict[str, object], json_out: bool) -> None:
             w["id"] if isinstance(w, dict) else str(w) for w in d.get("weaknesses", [])
         )
         t.add_row(
-            *(Text(str(x)) for x in (d.get("name"), d.get("address"), d.get("mac"), ports, weak, d.get("expected_grade")))
+            *(
+                Text(str(x))
+                for x in (
+                    d.get("name"),
+                    d.get("address"),
+                    d.get("mac"),
+                    ports,
+                    weak,
+                    d.get("expected_grade"),
+                )
+            )
         )
     out.print(t)
+
+
+# --- Command registrations -------------------------------------------------------------------
+# Each area keeps its commands in its own module and registers them here with one line, e.g.
+# ``app.command("identify")(identify_cmd)`` or ``app.add_typer(keys_app, name="keys")``.
 
 
 def main() -> None:
