@@ -131,9 +131,7 @@ def _legacy_tls_context() -> ssl.SSLContext:
     return ctx
 
 
-async def tls_connect(
-    host: str, port: int, timeout: float
-) -> tuple[Connection | None, str | None]:
+async def tls_connect(host: str, port: int, timeout: float) -> tuple[Connection | None, str | None]:
     """Try a TLS handshake; return the connection and negotiated version, or (None, None)."""
     try:
         reader, writer = await asyncio.wait_for(

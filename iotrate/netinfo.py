@@ -35,9 +35,7 @@ def subnet_from_tables(
     """
     default = [r for r in routes if r.get("dst") == "default" and r.get("dev")]
     if not default:
-        raise UsageError(
-            "no default route, so no local network to pick: name the targets to scan"
-        )
+        raise UsageError("no default route, so no local network to pick: name the targets to scan")
     dev = str(sorted(default, key=lambda r: int(r.get("metric", 0)))[0]["dev"])
     for link in addrs:
         if link.get("ifname") != dev:
@@ -51,4 +49,6 @@ def subnet_from_tables(
 
 def local_subnet() -> tuple[str, ipaddress.IPv4Network]:
     """The live machine's default-interface subnet (reads the table, sends nothing)."""
-    return subnet_from_tables(_ip_json("-4", "route", "show", "default"), _ip_json("-4", "addr", "show"))
+    return subnet_from_tables(
+        _ip_json("-4", "route", "show", "default"), _ip_json("-4", "addr", "show")
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from iotrate.discovery.portscan import ScanLimits, neighbour_macs, port_specs, scan_hosts
 from iotrate.models import Device, ScanResult, utcnow
@@ -19,7 +19,7 @@ from iotrate.targets import TargetSet
 @dataclass(frozen=True)
 class ScanOptions:
     ports: str = "iot"
-    limits: ScanLimits = ScanLimits()
+    limits: ScanLimits = field(default_factory=ScanLimits)
     policy: str = "default"
 
 

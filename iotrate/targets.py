@@ -31,7 +31,9 @@ def system_resolver(name: str) -> list[str]:
     except socket.gaierror as exc:
         raise UsageError(f"cannot resolve {name!r}: {exc.strerror}") from exc
     seen: list[str] = []
-    for family, _type, _proto, _canon, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
+    for family, _type, _proto, _canon, sockaddr in sorted(
+        infos, key=lambda i: i[0] != socket.AF_INET
+    ):
         addr = str(sockaddr[0])
         if family in (socket.AF_INET, socket.AF_INET6) and addr not in seen:
             seen.append(addr)
@@ -125,7 +127,9 @@ def _parse_one(spec: str, resolver: Resolver) -> _Parsed:
         if first.version != last.version or int(last) < int(first):
             raise UsageError(f"invalid range {spec!r}: the end comes before the start")
         size = int(last) - int(first) + 1
-        target = Target(spec=spec, kind=TargetKind.RANGE, first=str(first), last=str(last), size=size)
+        target = Target(
+            spec=spec, kind=TargetKind.RANGE, first=str(first), last=str(last), size=size
+        )
         return _Parsed(target, None, first=first, last=last)
     try:
         addr = ipaddress.ip_address(text)
@@ -134,7 +138,7 @@ def _parse_one(spec: str, resolver: Resolver) -> _Parsed:
             raise UsageError(f"not an address, network, range or hostname: {spec!r}") from None
         resolved = [ipaddress.ip_address(a) for a in resolver(text)]
         if not resolved:
-            raise UsageError(f"cannot resolve {spec!r}")
+            raise UsageError(f"cannot resolve {spec!r}") from None
         target = Target(
             spec=spec,
             kind=TargetKind.HOSTNAME,
@@ -152,7 +156,10 @@ def _looks_like_hostname(text: str) -> bool:
         return False
     labels = text.rstrip(".").split(".")
     return all(
-        0 < len(lab) <= 63 and lab[0] != "-" and lab[-1] != "-" and all(c.isalnum() or c == "-" for c in lab)
+        0 < len(lab) <= 63
+        and lab[0] != "-"
+        and lab[-1] != "-"
+        and all(c.isalnum() or c == "-" for c in lab)
         for lab in labels
     ) and not all(lab.isdigit() for lab in labels)
 

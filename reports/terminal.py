@@ -40,4 +40,6 @@ def table(result: ScanResult) -> Table:
 def render(result: ScanResult, console: Console) -> None:
     console.print(table(result))
     if result.errors:
-        console.print(Text(f"{len(result.errors)} error(s) during the scan; see --json for details"))
+        console.print(
+            Text(f"{len(result.errors)} error(s) during the scan; see --json for details")
+        )

@@ -59,7 +59,9 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     ("target", "message"),
     [("8.8.8.0/24", "public"), ("10.0.0.0/8", "more than 1024"), ("1.2.3.4", "public")],
 )
-def test_refused_targets_exit_2_without_a_socket(no_network: None, target: str, message: str) -> None:
+def test_refused_targets_exit_2_without_a_socket(
+    no_network: None, target: str, message: str
+) -> None:
     res = runner.invoke(app, ["scan", target])
     assert res.exit_code == EXIT_USAGE
     assert message in res.output
@@ -96,7 +98,9 @@ def test_fail_under_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
         return rated("B", "E")
 
     monkeypatch.setattr("iotrate.scan.run_scan", fake_scan)
-    assert runner.invoke(app, ["scan", "10.0.0.1", "--fail-under", "E"]).exit_code == EXIT_FAIL_UNDER
+    assert (
+        runner.invoke(app, ["scan", "10.0.0.1", "--fail-under", "E"]).exit_code == EXIT_FAIL_UNDER
+    )
     assert runner.invoke(app, ["scan", "10.0.0.1", "--fail-under", "f"]).exit_code == 0
     res = runner.invoke(app, ["scan", "10.0.0.1", "--json"])
     assert res.exit_code == 0

@@ -36,7 +36,15 @@ def full_result() -> ScanResult:
         started_at=datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC),
         finished_at=datetime(2026, 11, 25, 10, 0, 9, tzinfo=UTC),
         discovery_mode="tcp-connect",
-        targets=[Target(spec="10.0.0.0/30", kind=TargetKind.NETWORK, first="10.0.0.0", last="10.0.0.3", size=2)],
+        targets=[
+            Target(
+                spec="10.0.0.0/30",
+                kind=TargetKind.NETWORK,
+                first="10.0.0.0",
+                last="10.0.0.3",
+                size=2,
+            )
+        ],
         devices=[
             Device(
                 id="a4:5e:60:00:00:01",
@@ -57,15 +65,31 @@ def full_result() -> ScanResult:
                         check="cred.telnet.default",
                         severity=Severity.CRITICAL,
                         title="Telnet accepts a universal default password",
-                        evidence=[Evidence(summary="root/xc3511 logged in", port=23, data={"user": "root", "n": 1.5})],
+                        evidence=[
+                            Evidence(
+                                summary="root/xc3511 logged in",
+                                port=23,
+                                data={"user": "root", "n": 1.5},
+                            )
+                        ],
                         remediation="Change the password",
                         standards=["ETSI EN 303 645 5.1-1"],
                         confidence=Confidence.CONFIRMED,
                     )
                 ],
                 outcomes=[
-                    ProbeOutcome(probe="telnet.default_creds", status=OutcomeStatus.RAN, port=23, duration_s=0.4),
-                    ProbeOutcome(probe="tls", status=OutcomeStatus.FAILED, port=443, reason="timeout after 5s"),
+                    ProbeOutcome(
+                        probe="telnet.default_creds",
+                        status=OutcomeStatus.RAN,
+                        port=23,
+                        duration_s=0.4,
+                    ),
+                    ProbeOutcome(
+                        probe="tls",
+                        status=OutcomeStatus.FAILED,
+                        port=443,
+                        reason="timeout after 5s",
+                    ),
                 ],
                 rating=Rating(
                     grade="G",
@@ -89,7 +113,9 @@ def test_json_round_trip_is_lossless() -> None:
 
 
 def test_output_validates_against_published_schema() -> None:
-    schema = json.loads(resources.files("iotrate").joinpath("schemas/scan-result.schema.json").read_text())
+    schema = json.loads(
+        resources.files("iotrate").joinpath("schemas/scan-result.schema.json").read_text()
+    )
     doc = json.loads(full_result().model_dump_json())
     jsonschema.Draft202012Validator(schema).validate(doc)
     doc["devices"][0]["rating"]["grade"] = "Z"
@@ -99,14 +125,27 @@ def test_output_validates_against_published_schema() -> None:
 
 def test_published_schema_matches_the_models() -> None:
     """The committed schema file is what `iotrate schema` generates: regenerate on change."""
-    committed = json.loads(resources.files("iotrate").joinpath("schemas/scan-result.schema.json").read_text())
+    committed = json.loads(
+        resources.files("iotrate").joinpath("schemas/scan-result.schema.json").read_text()
+    )
     assert committed == json_schema()
 
 
 def test_stable_field_names() -> None:
     doc = json.loads(full_result().model_dump_json())
     dev = doc["devices"][0]
-    for key in ("address", "mac", "category", "vendor", "model", "firmware", "services", "findings", "outcomes", "rating"):
+    for key in (
+        "address",
+        "mac",
+        "category",
+        "vendor",
+        "model",
+        "firmware",
+        "services",
+        "findings",
+        "outcomes",
+        "rating",
+    ):
         assert key in dev
     assert set(dev["services"][0]) >= {"port", "transport", "protocol", "banner", "tls"}
     assert set(dev["findings"][0]) >= {"check", "severity", "title", "evidence"}

@@ -10,9 +10,20 @@ from iotrate.errors import UsageError
 from iotrate.netinfo import subnet_from_tables
 
 ADDRS = [
-    {"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8, "scope": "host"}]},
-    {"ifname": "wlan0", "addr_info": [{"family": "inet", "local": "192.168.1.37", "prefixlen": 24, "scope": "global"}]},
-    {"ifname": "eth1", "addr_info": [{"family": "inet", "local": "10.9.8.7", "prefixlen": 16, "scope": "global"}]},
+    {
+        "ifname": "lo",
+        "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8, "scope": "host"}],
+    },
+    {
+        "ifname": "wlan0",
+        "addr_info": [
+            {"family": "inet", "local": "192.168.1.37", "prefixlen": 24, "scope": "global"}
+        ],
+    },
+    {
+        "ifname": "eth1",
+        "addr_info": [{"family": "inet", "local": "10.9.8.7", "prefixlen": 16, "scope": "global"}],
+    },
 ]
 
 

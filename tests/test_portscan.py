@@ -9,7 +9,7 @@ import asyncio
 import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -46,7 +46,12 @@ def test_curated_list_is_sane() -> None:
     ports = iot_ports()
     keys = [(p.port, p.transport) for p in ports]
     assert len(keys) == len(set(keys))
-    for must in [(23, Transport.TCP), (1883, Transport.TCP), (5555, Transport.TCP), (161, Transport.UDP)]:
+    for must in [
+        (23, Transport.TCP),
+        (1883, Transport.TCP),
+        (5555, Transport.TCP),
+        (161, Transport.UDP),
+    ]:
         assert must in keys
     assert any(p.discovery for p in ports)
 
@@ -66,9 +71,9 @@ def test_classify_and_banners() -> None:
     assert classify(b"220 (vsFTPd 3.0.3)\r\n") == "ftp"
     assert classify(b"RTSP/1.0 200 OK\r\n") == "rtsp"
     assert classify(b"") is None
-    assert banner_text(b"HTTP/1.1 401 Unauthorized\r\nServer: lighttpd/1.4.35\r\nX: y\r\n\r\n", "http") == (
-        "HTTP/1.1 401 Unauthorized | Server: lighttpd/1.4.35"
-    )
+    assert banner_text(
+        b"HTTP/1.1 401 Unauthorized\r\nServer: lighttpd/1.4.35\r\nX: y\r\n\r\n", "http"
+    ) == ("HTTP/1.1 401 Unauthorized | Server: lighttpd/1.4.35")
     assert banner_text(b"\xff\xfb\x01\xff\xfb\x03fridge login: ", "telnet") == "fridge login:"
 
 
@@ -116,9 +121,24 @@ async def _flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 @pytest.fixture
 def cert(tmp_path: Path) -> ssl.SSLContext:
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=t",
-         "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=t",
+            "-keyout",
+            str(tmp_path / "k.pem"),
+            "-out",
+            str(tmp_path / "c.pem"),
+        ],
+        check=True,
+        capture_output=True,
     )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
@@ -127,8 +147,13 @@ def cert(tmp_path: Path) -> ssl.SSLContext:
 
 def test_scan_real_loopback_servers(cert: ssl.SSLContext) -> None:
     async def main() -> None:
-        servers = [await serve(_http), await serve(_ssh), await serve(_tarpit), await serve(_flood),
-                   await serve(_http, tls=cert)]
+        servers = [
+            await serve(_http),
+            await serve(_ssh),
+            await serve(_tarpit),
+            await serve(_flood),
+            await serve(_http, tls=cert),
+        ]
         ports = [p for _, p in servers]
         t0 = time.monotonic()
         services = {s.port: s for s in await scan_ports(*ports)}
@@ -144,6 +169,7 @@ def test_scan_real_loopback_servers(cert: ssl.SSLContext) -> None:
         assert https and https.tls is True and https.protocol == "https"
         # Every wait is bounded: the tarpit costs a few timeouts, not its 30 s.
         assert elapsed < 5
+
     asyncio.run(main())
 
 
@@ -154,4 +180,5 @@ def test_closed_ports_are_not_listed_but_host_is_alive() -> None:
         await server.wait_closed()
         (host,) = await scan_hosts(["127.0.0.1"], port_specs(str(port)), FAST)
         assert host.alive and host.services == []
+
     asyncio.run(main())

@@ -202,7 +202,7 @@ async def _grab(host: str, spec: PortSpec, limits: ScanLimits) -> Service | None
         await conn.close()
     protocol = classify(data)
     if spec.hello == "tls" or (spec.hello == "probe" and not data):
-        tconn, version = await tls_connect(host, spec.port, limits.banner_timeout)
+        tconn, _version = await tls_connect(host, spec.port, limits.banner_timeout)
         tls = tconn is not None
         if tconn is not None:
             try:
@@ -256,7 +256,9 @@ async def _udp(host: str, spec: PortSpec, limits: ScanLimits) -> Service | None:
     )
 
 
-async def _is_alive(host: str, ports: Iterable[PortSpec], limits: ScanLimits, sem: asyncio.Semaphore) -> bool:
+async def _is_alive(
+    host: str, ports: Iterable[PortSpec], limits: ScanLimits, sem: asyncio.Semaphore
+) -> bool:
     """True as soon as any discovery port answers (handshake or reset)."""
 
     async def one(spec: PortSpec) -> bool:

@@ -1,0 +1,136 @@
+"""End to end on the reference lab: the scan from the scanner namespace finds every device
+with exactly the ports its real daemons listen on; refusals hold inside an empty namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iotrate.models import ScanResult
+
+IOTRATE = str(Path(sys.executable).with_name("iotrate"))
+pytestmark = pytest.mark.lab
+
+
+def lab_scan(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [IOTRATE, "lab", "exec", "--", IOTRATE, "scan", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def scanned(lab: dict[str, Any]) -> ScanResult:
+    res = lab_scan(lab["subnet"], "--json")
+    assert res.returncode == 0, res.stderr
+    return ScanResult.model_validate_json(res.stdout)
+
+
+def test_every_lab_device_found_with_its_ports(lab: dict[str, Any], scanned: ScanResult) -> None:
+    found = {d.address: d for d in scanned.devices}
+    scanner = lab["scanner"]["address"]
+    assert set(found) - {scanner} == {d["address"] for d in lab["devices"]}
+    for dev in lab["devices"]:
+        got = found[dev["address"]]
+        expect = {(p["port"], p["transport"]) for p in dev["ports"]}
+        seen = {(s.port, s.transport.value) for s in got.services}
+        # Every TCP port a daemon opens is found; UDP is found where iotrate has a hello for it.
+        tcp_expect = {e for e in expect if e[1] == "tcp"}
+        assert tcp_expect <= seen, (dev["name"], tcp_expect - seen)
+        assert seen <= expect, (dev["name"], "phantom ports", seen - expect)
+        assert got.mac == dev["mac"].lower()
+
+
+def test_banners_and_tls_come_from_the_real_daemons(
+    lab: dict[str, Any], scanned: ScanResult
+) -> None:
+    by_name = {d["name"]: d["address"] for d in lab["devices"]}
+    found = {d.address: d for d in scanned.devices}
+
+    def svc(name: str, port: int, transport: str = "tcp") -> Any:
+        return next(
+            s
+            for s in found[by_name[name]].services
+            if s.port == port and s.transport.value == transport
+        )
+
+    assert svc("camera", 22).banner.startswith("SSH-2.0-dropbear")
+    assert svc("camera", 22).protocol == "ssh"
+    assert svc("fridge", 23).protocol == "telnet"
+    assert svc("fridge", 80).protocol == "http" and "401" in svc("fridge", 80).banner
+    assert svc("hub", 443).tls is True
+    assert svc("plug", 443).tls is True and svc("plug", 443).protocol == "https"
+    assert svc("camera", 554).protocol == "rtsp"
+    assert svc("hub", 161, "udp").protocol == "snmp"
+
+
+def test_table_output(lab: dict[str, Any]) -> None:
+    res = lab_scan(lab["subnet"])
+    assert res.returncode == 0, res.stderr
+    for dev in lab["devices"]:
+        assert dev["address"] in res.stdout
+
+
+def test_outside_address_is_unreachable_from_the_scanner(lab: dict[str, Any]) -> None:
+    """A mistaken private target outside the lab fails inside the namespace, sends nothing out."""
+    res = lab_scan("192.0.2.1", "--json")
+    assert res.returncode == 0
+    assert ScanResult.model_validate_json(res.stdout).devices == []
+
+
+@pytest.fixture
+def empty_netns() -> Any:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run as root with iproute2: the safety tests cannot be skipped")
+        pytest.skip("needs root and iproute2 to make a network namespace")
+    name = f"iotr-empty-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def lo_tx_packets(ns: str) -> int:
+    out = subprocess.run(
+        ["ip", "-n", ns, "-j", "-s", "link", "show", "lo"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["8.8.8.0/24"], "public"),
+        (["10.0.0.0/8"], "more than 1024"),
+        ([], "no default route"),
+    ],
+)
+def test_refusals_inside_an_empty_namespace(
+    empty_netns: str, args: list[str], message: str
+) -> None:
+    before = lo_tx_packets(empty_netns)
+    res = subprocess.run(
+        ["ip", "netns", "exec", empty_netns, IOTRATE, "scan", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    assert lo_tx_packets(empty_netns) == before
