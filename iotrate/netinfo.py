@@ -52,3 +52,20 @@ def local_subnet() -> tuple[str, ipaddress.IPv4Network]:
     return subnet_from_tables(
         _ip_json("-4", "route", "show", "default"), _ip_json("-4", "addr", "show")
     )
+
+
+def local_addresses() -> set[str]:
+    """This machine's own addresses in the current namespace: a scan reports devices, not itself.
+
+    Loopback is left out so that scanning 127.0.0.1 (tests, local services) still works.
+    """
+    try:
+        links = _ip_json("addr", "show")
+    except RuntimeFailure:
+        return set()
+    return {
+        str(info["local"])
+        for link in links
+        for info in link.get("addr_info", [])
+        if info.get("local") and info.get("scope") != "host"
+    }

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from iotrate.discovery.portscan import ScanLimits, neighbour_macs, port_specs, scan_hosts
 from iotrate.models import Device, ScanResult, utcnow
+from iotrate.netinfo import local_addresses
 from iotrate.targets import TargetSet
 
 
@@ -26,7 +27,8 @@ class ScanOptions:
 async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> ScanResult:
     started = utcnow()
     specs = port_specs(options.ports)
-    hosts = await scan_hosts(targets.hosts(), specs, options.limits)
+    own = local_addresses()
+    hosts = await scan_hosts([h for h in targets.hosts() if h not in own], specs, options.limits)
     macs = neighbour_macs()
     devices: list[Device] = []
     errors: list[str] = []

@@ -26,6 +26,7 @@ from iotrate.errors import LabError
 from iotrate.lab import certs, host, netns, procs, services
 from iotrate.lab.table import (
     BRIDGE_NS,
+    INSTANCE,
     SCANNER_NS,
     device_rows,
     host_address,
@@ -33,12 +34,12 @@ from iotrate.lab.table import (
     resolve_subnet,
 )
 
-STATE_DIR = Path("/run/iotrate-lab")
+STATE_DIR = Path(f"/run/iotrate-lab{'-' + INSTANCE if INSTANCE else ''}")
 STATE_FILE = STATE_DIR / "state.json"
 _LOCK_FILE = STATE_DIR / "lock"
 PROFILES = ("reference",)
 READY_TIMEOUT = 20.0
-TEMP_PREFIX = "iotrate-lab-"
+TEMP_PREFIX = f"iotrate-lab{INSTANCE}-"
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -22,7 +23,13 @@ from iotrate.models import Grade, Transport
 
 DEFAULT_SUBNET = "10.231.47.0/24"
 SUBNET_ENV = "IOTRATE_LAB_SUBNET"
-NS_PREFIX = "iotr-"
+INSTANCE_ENV = "IOTRATE_LAB_INSTANCE"
+#: Several labs can run side by side (e.g. two test runs) when each sets its own short
+#: instance name; each instance has its own namespaces, state and temp dirs (pick a subnet too).
+INSTANCE = os.environ.get(INSTANCE_ENV, "")
+if not re.fullmatch(r"[a-z0-9]{0,4}", INSTANCE):
+    raise LabError(f"{INSTANCE_ENV} must be 0-4 lower-case letters or digits, got {INSTANCE!r}")
+NS_PREFIX = f"iotr{INSTANCE}-"
 BRIDGE_NS = f"{NS_PREFIX}br"
 SCANNER_NS = f"{NS_PREFIX}scan"
 
