@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 . .venv/bin/activate
-echo "== ruff"; ruff check . && ruff format --check .
-echo "== mypy"; mypy iotrate probes reports rating_schema
-echo "== pytest"; pytest "$@"
+echo "== ruff"
+ruff check .
+ruff format --check .
+echo "== mypy"
+mypy iotrate probes reports rating_schema
+echo "== pytest"
+pytest "$@"
