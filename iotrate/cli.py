@@ -288,6 +288,19 @@ def _print_status(status: dict[str, object], json_out: bool) -> None:
 # --- Command registrations -------------------------------------------------------------------
 # Each area keeps its commands in its own module and registers them here with one line, e.g.
 # ``app.command("identify")(identify_cmd)`` or ``app.add_typer(keys_app, name="keys")``.
+from iotrate.cli_rate import rate_cmd  # noqa: E402
+
+app.command("rate")(rate_cmd)
+from iotrate.cli_report import keys_app, label_cmd, report_cmd, sign_cmd, verify_cmd  # noqa: E402
+
+app.command("label")(label_cmd)
+app.command("report")(report_cmd)
+app.add_typer(keys_app, name="keys")
+app.command("sign")(sign_cmd)
+app.command("verify")(verify_cmd)
+from iotrate.cli_identify import identify_cmd  # noqa: E402
+
+app.command("identify")(identify_cmd)
 
 
 def main() -> None:

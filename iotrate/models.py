@@ -133,6 +133,12 @@ class ProbeOutcome(_Model):
         description="Check ids this run evaluated (status ran) or could not evaluate (otherwise); "
         "the rating's coverage is computed from these.",
     )
+    attempts: int | None = Field(
+        default=None,
+        ge=0,
+        description="Login attempts the probe made (login probes only), so a report can say "
+        "how much of the credential list was tried within the attempt budget.",
+    )
 
 
 class CapApplied(_Model):
@@ -147,16 +153,21 @@ class Coverage(_Model):
     fraction: float = Field(ge=0, le=1)
     checks_run: int = Field(ge=0)
     checks_total: int = Field(ge=0)
+    checks_unknown: list[str] = Field(
+        default_factory=list,
+        description="Check ids that could not be evaluated (probe failed or skipped, or never "
+        "attempted); unknown is never counted as a pass.",
+    )
 
 
 class CategoryStatus(StrEnum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a label status, not a password
     FAIL = "fail"
     UNKNOWN = "unknown"
 
 
 class CategoryResult(_Model):
-    """One pictogram row of the label (default passwords, encryption, updates, services, privacy)."""
+    """One pictogram row of the label: passwords, encryption, updates, services, privacy."""
 
     id: str
     title: str
@@ -183,6 +194,36 @@ class Rating(_Model):
     )
 
 
+class IdentityEvidence(_Model):
+    """One observed datum an identification weighed, and what it claimed."""
+
+    source: str = Field(description="Observation kind: ssdp, mdns, http, banner, mac, dhcp.")
+    field: str = Field(description="Named fact, e.g. 'ssdp.manufacturer' or 'mdns.txt.md'.")
+    value: str = Field(description="What the device said (printable, length-capped).")
+    rule: str = Field(description="Fingerprint that read it, e.g. 'upnp.device.igd'.")
+    claims: dict[str, str] = Field(
+        default_factory=dict, description="Attribute -> value this evidence voted for."
+    )
+    weight: float = Field(ge=0, le=1, description="How much the vote counted (0..1).")
+    supports: list[str] = Field(
+        default_factory=list, description="Attributes of the final answer this evidence backs."
+    )
+
+
+class Identity(_Model):
+    """What a device is, how sure we are, and the evidence, from every observation of it."""
+
+    category: str = Field(description="One of the category words; 'other' when unsure.")
+    vendor: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    confidence: float = Field(ge=0, le=1, description="Confidence in the answer as a whole.")
+    confidences: dict[str, float] = Field(
+        default_factory=dict, description="Per attribute: category, vendor, model, firmware."
+    )
+    evidence: list[IdentityEvidence] = Field(default_factory=list)
+
+
 class Device(_Model):
     id: str = Field(description="Stable key: the MAC when known, else the address.")
     address: str
@@ -198,6 +239,9 @@ class Device(_Model):
     findings: list[Finding] = Field(default_factory=list)
     outcomes: list[ProbeOutcome] = Field(default_factory=list)
     rating: Rating | None = None
+    identity: Identity | None = Field(
+        default=None, description="Identification with confidence and evidence, when run."
+    )
 
 
 class ToolInfo(_Model):

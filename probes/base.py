@@ -11,7 +11,9 @@ attempts in ../shared/STYLE.md).
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import ClassVar
@@ -52,16 +54,65 @@ class NotApplicable(Exception):
 @dataclass(frozen=True)
 class AttemptBudget:
     """Login attempts allowed per service and the pause between them, so that a device with
-    a lockout policy is never locked out (documented in docs/lab.md)."""
+    a lockout policy is never locked out (the numbers and why: docs/lab.md, "Probes").
+
+    ``per_username`` bounds failures on one account, because device lockouts usually count
+    per account; ``None`` means only ``max_attempts`` applies.
+    """
 
     max_attempts: int = 8
     delay_s: float = 0.2
+    per_username: int | None = None
+
+
+class BudgetExhausted(Exception):
+    """The service's login budget is spent: the probe stops and reports what it tried."""
+
+
+class LoginGate:
+    """One service's (or one account family's) login budget, shared by every probe that logs
+    in there, so two probes on the same web account cannot add up to a lockout.
+
+    The runner creates one per service and hands it to LOGIN probes in the context; a probe
+    calls :meth:`take` before each attempt. ``take`` spaces attempts ``delay_s`` apart and
+    raises :class:`BudgetExhausted` when the budget is spent.
+    """
+
+    def __init__(self, budget: AttemptBudget) -> None:
+        self.budget = budget
+        self.attempts = 0
+        self._per_user: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        self._last: float | None = None
+
+    def allows(self, username: str) -> bool:
+        """Whether an attempt as ``username`` is still within budget (without taking it)."""
+        if self.attempts >= self.budget.max_attempts:
+            return False
+        cap = self.budget.per_username
+        return cap is None or self._per_user.get(username, 0) < cap
+
+    async def take(self, username: str) -> None:
+        async with self._lock:
+            if self.attempts >= self.budget.max_attempts:
+                raise BudgetExhausted(f"{self.attempts} login attempts made (the budget)")
+            if not self.allows(username):
+                raise BudgetExhausted(f"per-account budget for {username!r} spent")
+            loop = asyncio.get_running_loop()
+            if self._last is not None:
+                wait = self._last + self.budget.delay_s - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            self.attempts += 1
+            self._per_user[username] = self._per_user.get(username, 0) + 1
+            self._last = loop.time()
 
 
 @dataclass(frozen=True)
 class ProbeContext:
-    """Everything a probe may know. ``allowed_hosts`` are the scan's targets: a probe never
-    follows a redirect or a LOCATION to any other address."""
+    """Everything a probe may know. ``allowed_hosts`` are the device's own addresses: a probe
+    never follows a redirect or a LOCATION to any other address. ``gate`` is the service's
+    login budget (LOGIN and WRITE probes only)."""
 
     address: str
     device: Device
@@ -70,6 +121,11 @@ class ProbeContext:
     timeout: float
     budget: AttemptBudget = field(default_factory=AttemptBudget)
     allowed_hosts: frozenset[str] = frozenset()
+    gate: LoginGate | None = None
+
+    def login_gate(self) -> LoginGate:
+        """The gate, or a private one from ``budget`` when a probe runs outside the runner."""
+        return self.gate if self.gate is not None else LoginGate(self.budget)
 
 
 class Probe(ABC):
@@ -88,6 +144,10 @@ class Probe(ABC):
     intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.PASSIVE
     timeout: ClassVar[float] = 10.0
     checks: ClassVar[tuple[str, ...]] = ()
+    # Login probes: the budget for their protocol, and an optional group name; probes of one
+    # group on one device share a single gate (e.g. "web": HTTP and RTSP share the account).
+    budget: ClassVar[AttemptBudget] = AttemptBudget()
+    budget_group: ClassVar[str | None] = None
 
     def applies(self, device: Device, service: Service | None) -> bool:
         if self.device_level:
@@ -99,3 +159,12 @@ class Probe(ABC):
     @abstractmethod
     async def run(self, ctx: ProbeContext) -> list[Finding]:
         """Test one service (or the device); return findings, empty when nothing was found."""
+
+    @classmethod
+    def correlate(cls, devices: Sequence[Device]) -> Mapping[str, list[Finding]]:
+        """Network-level findings once every device is probed (a certificate or host key shared
+        by several devices), keyed by device id. Override in probes that need the whole scan;
+        the runner calls it for every probe class, with the devices as probed so far. The
+        checks it can emit must be in ``checks``; a crash here fails those checks on every
+        device rather than passing them."""
+        return {}

@@ -7,7 +7,21 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from iotrate.models import ScanResult, Service
+from iotrate.models import Device, ScanResult, Service
+
+from .label import main_reason
+from .textfit import clean
+
+# The label's class colours, so the table and the printed label agree at a glance.
+GRADE_STYLES = {
+    "A": "bold white on #00A54F",
+    "B": "bold white on #4CB848",
+    "C": "bold black on #BFD730",
+    "D": "bold black on #FFF200",
+    "E": "bold black on #FDB913",
+    "F": "bold white on #F37021",
+    "G": "bold white on #ED1C24",
+}
 
 
 def _service_label(s: Service) -> str:
@@ -17,22 +31,36 @@ def _service_label(s: Service) -> str:
     return f"{s.port}/{s.transport.value} {name}"
 
 
+def grade_text(grade: str | None) -> Text:
+    if grade is None:
+        return Text("–", style="dim")
+    return Text(f" {grade} ", style=GRADE_STYLES.get(grade, "bold"))
+
+
+def top_reason(device: Device) -> str:
+    if device.rating is None or device.rating.grade is None:
+        return "not rated"
+    return main_reason(device)
+
+
 def table(result: ScanResult) -> Table:
     t = Table(title=f"iotrate scan {result.scan_id[:8]} — {len(result.devices)} device(s)")
     t.add_column("Address", no_wrap=True)
     t.add_column("MAC", no_wrap=True)
     t.add_column("Device")
     t.add_column("Open services")
-    t.add_column("Grade", justify="center")
+    t.add_column("Grade", justify="center", no_wrap=True)
+    t.add_column("Top reason")
     for d in result.devices:
         what = " ".join(x for x in (d.vendor, d.model) if x) or (d.category or "unidentified")
-        grade = d.rating.grade if d.rating and d.rating.grade else "–"
+        grade = d.rating.grade if d.rating else None
         t.add_row(
             Text(d.address),
             Text(d.mac or "–"),
-            Text(what),
+            Text(clean(what)),
             Text(", ".join(_service_label(s) for s in d.services) or "none found"),
-            Text(grade),
+            grade_text(grade),
+            Text(top_reason(d)),
         )
     return t
 

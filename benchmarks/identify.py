@@ -1,0 +1,201 @@
+"""Identification accuracy on recorded observations of real devices.
+
+Usage::
+
+    python -m benchmarks.identify [OBSERVATIONS TRUTH] [--split SEED] [--half first|second]
+        [--threshold 0.7] [--details] [--json]
+
+Defaults to ``../shared/fixtures/observations.jsonl`` and ``truth.jsonl``. Prints category and
+vendor accuracy and the number of confident (confidence >= threshold) wrong answers. Scoring:
+tv~streamer, plug~switch and nas~media-server count as the same answer; vendors are compared
+after the product's own normalisation, case- and punctuation-insensitively; a device whose
+truth has no vendor is not counted for vendor accuracy. An answer is "confidently wrong" when
+its confidence is at or above the threshold and its category, or its named vendor, is wrong.
+
+``--split SEED --half first|second`` scores one half of a seeded random split of the devices,
+for checking rules written while looking at one half against the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iotrate.identify import identify, read_observations
+from iotrate.identify.claims import family
+from iotrate.identify.vendors import vendor_key, vendor_table
+from iotrate.models import Identity
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OBS = ROOT.parent / "shared" / "fixtures" / "observations.jsonl"
+DEFAULT_TRUTH = ROOT.parent / "shared" / "fixtures" / "truth.jsonl"
+CONFIDENT = 0.7
+TARGET_CATEGORY = 0.95
+TARGET_VENDOR = 0.90
+
+
+@dataclass
+class Score:
+    devices: int = 0
+    category_right: int = 0
+    vendor_total: int = 0
+    vendor_right: int = 0
+    confident_wrong: int = 0
+    threshold: float = CONFIDENT
+    seconds: float = 0.0
+    rows: list[dict[str, object]] = field(default_factory=list)
+    read_errors: list[str] = field(default_factory=list)
+
+    @property
+    def category_accuracy(self) -> float:
+        return self.category_right / self.devices if self.devices else 0.0
+
+    @property
+    def vendor_accuracy(self) -> float:
+        return self.vendor_right / self.vendor_total if self.vendor_total else 0.0
+
+    def meets_targets(self) -> bool:
+        return (
+            not self.read_errors
+            and self.category_accuracy >= TARGET_CATEGORY
+            and self.vendor_accuracy >= TARGET_VENDOR
+            and self.confident_wrong == 0
+        )
+
+
+def same_category(predicted: str, truth: str) -> bool:
+    return family(predicted) == family(truth)
+
+
+def same_vendor(predicted: str | None, truth: str) -> bool:
+    if predicted is None:
+        return False
+    table = vendor_table()
+    return vendor_key(table.normalise(predicted) or predicted) == vendor_key(
+        table.normalise(truth) or truth
+    )
+
+
+def load_truth(path: Path) -> dict[str, dict[str, str]]:
+    out = {}
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                out[str(row["device"])] = row
+    return out
+
+
+def select(devices: list[str], seed: int | None, half: str | None) -> set[str]:
+    if seed is None or half is None:
+        return set(devices)
+    order = sorted(devices)
+    random.Random(seed).shuffle(order)
+    cut = len(order) // 2
+    return set(order[:cut] if half == "first" else order[cut:])
+
+
+def score(
+    obs_path: Path,
+    truth_path: Path,
+    threshold: float = CONFIDENT,
+    seed: int | None = None,
+    half: str | None = None,
+) -> Score:
+    truth = load_truth(truth_path)
+    with obs_path.open(encoding="utf-8") as fh:
+        read = read_observations(fh)
+    keep = select(list(truth), seed, half)
+    started = time.perf_counter()
+    results: dict[str, Identity] = dict(identify(o for o in read.observations if o.device in keep))
+    s = Score(threshold=threshold, seconds=time.perf_counter() - started)
+    s.read_errors = [str(e) for e in read.errors]
+    for device in sorted(keep):
+        t = truth[device]
+        ident = results.get(device)
+        category = ident.category if ident else "other"
+        vendor = ident.vendor if ident else None
+        confidence = ident.confidence if ident else 0.0
+        cat_ok = same_category(category, t["category"])
+        s.devices += 1
+        s.category_right += cat_ok
+        vendor_ok = None
+        if t.get("vendor"):
+            s.vendor_total += 1
+            vendor_ok = same_vendor(vendor, t["vendor"])
+            s.vendor_right += vendor_ok
+        wrong = not cat_ok or (vendor is not None and vendor_ok is False)
+        if wrong and confidence >= threshold:
+            s.confident_wrong += 1
+        s.rows.append(
+            {
+                "device": device,
+                "category": category,
+                "truth_category": t["category"],
+                "vendor": vendor,
+                "truth_vendor": t.get("vendor"),
+                "confidence": confidence,
+                "category_ok": cat_ok,
+                "vendor_ok": vendor_ok,
+            }
+        )
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.identify", description=__doc__)
+    ap.add_argument("observations", nargs="?", type=Path, default=DEFAULT_OBS)
+    ap.add_argument("truth", nargs="?", type=Path, default=DEFAULT_TRUTH)
+    ap.add_argument("--threshold", type=float, default=CONFIDENT)
+    ap.add_argument("--split", type=int, default=None, metavar="SEED")
+    ap.add_argument("--half", choices=("first", "second"), default=None)
+    ap.add_argument("--details", action="store_true", help="List every device's answer.")
+    ap.add_argument("--json", action="store_true", help="Print the figures as JSON.")
+    args = ap.parse_args(argv)
+    s = score(args.observations, args.truth, args.threshold, args.split, args.half)
+    figures = {
+        "devices": s.devices,
+        "category_accuracy": round(s.category_accuracy, 4),
+        "vendor_accuracy": round(s.vendor_accuracy, 4),
+        "vendor_scored": s.vendor_total,
+        "confident_wrong": s.confident_wrong,
+        "confidence_threshold": s.threshold,
+        "seconds": round(s.seconds, 3),
+        "input_errors": len(s.read_errors),
+        "meets_targets": s.meets_targets(),
+    }
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        if args.details:
+            for r in s.rows:
+                mark = "ok " if r["category_ok"] and r["vendor_ok"] is not False else "BAD"
+                print(
+                    f"{mark} {r['device'][:48]:48} {r['category']:>12} ({r['truth_category']:>12})"
+                    f"  {str(r['vendor'])[:18]:>18} ({str(r['truth_vendor'])[:18]:>18})"
+                    f"  {r['confidence']:.2f}"
+                )
+        for e in s.read_errors:
+            print(f"input error: {e}")
+        print(f"devices:           {s.devices}")
+        print(f"category accuracy: {100 * s.category_accuracy:.1f}%  (target >= 95%)")
+        print(
+            f"vendor accuracy:   {100 * s.vendor_accuracy:.1f}%  (target >= 90%, "
+            f"{s.vendor_total} devices with a known vendor)"
+        )
+        print(
+            f"confident wrong:   {s.confident_wrong}  (confidence >= {s.threshold:g} and category "
+            "or vendor wrong; target 0)"
+        )
+        print(f"identify time:     {s.seconds:.2f} s")
+        print("targets:           " + ("met" if s.meets_targets() else "NOT met"))
+    return 0 if s.meets_targets() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

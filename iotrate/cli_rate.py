@@ -1,0 +1,177 @@
+"""``iotrate rate``: rate a saved scan result, optionally with a manufacturer declaration.
+
+Rating is separate from scanning so that a lab can re-rate the same evidence under a new
+scheme version or with the maker's declaration, without touching the device again. Registered
+in :mod:`iotrate.cli`; exit codes as documented there.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+from rich.text import Text
+
+from iotrate.errors import IotrateError, RuntimeFailure, UsageError
+from iotrate.models import ScanResult
+
+
+def _grade(value: str | None) -> str | None:
+    """``iotrate.cli``'s grade check, imported when called: ``iotrate.cli`` imports this module
+    to register the command, so a module-level import here would be circular."""
+    from iotrate.cli import _grade as check
+
+    return check(value)
+
+
+def rate_cmd(
+    result_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RESULT_JSON",
+            exists=True,
+            dir_okay=False,
+            help="A scan result as written by 'iotrate scan --json' or '-o'.",
+        ),
+    ],
+    declarations: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--declaration",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            help="Manufacturer declaration (YAML) for the device it names; repeatable.",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(metavar="ID", help="Apply the --declaration to this device (id or address)."),
+    ] = None,
+    scheme_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--scheme",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            help="Rating scheme YAML (default: current).",
+        ),
+    ] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d"],
+            metavar="YYYY-MM-DD",
+            help="Judge support periods as of this date (default: the day of the scan).",
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the rated result as JSON.")] = (
+        False
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the rated result to FILE.")
+    ] = None,
+    fail_under: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-under",
+            metavar="GRADE",
+            callback=_grade,
+            help="Exit 1 if any device is rated at or below this grade (A-G).",
+        ),
+    ] = None,
+) -> None:
+    """Rate the devices in a saved scan result, A-G, and explain each grade."""
+    from iotrate.cli import EXIT_FAIL_UNDER, _fail, err, out, worst_at_or_below
+    from iotrate.declarations import assign_declarations, load_declaration
+    from iotrate.rating import load_scheme, rate_result
+
+    try:
+        try:
+            text = result_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot read {result_file}: {exc.strerror or exc}") from exc
+        try:
+            result = ScanResult.model_validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = "/".join(str(p) for p in first["loc"]) or "(top level)"
+            raise UsageError(
+                f"{result_file} is not an iotrate scan result: {where}: {first['msg']}"
+            ) from exc
+        scheme = load_scheme(scheme_file)
+        decls = [load_declaration(p) for p in declarations or []]
+        if device is not None and not decls:
+            raise UsageError("--device needs a --declaration")
+        assigned = assign_declarations(result, decls, device)
+        day = as_of.date() if as_of else None
+        rated = rate_result(result, scheme, assigned, today=day)
+    except IotrateError as exc:
+        _fail(exc)
+    doc = rated.model_dump_json(indent=2)
+    if output is not None:
+        try:
+            output.write_text(doc + "\n", encoding="utf-8")
+        except OSError as exc:
+            _fail(RuntimeFailure(f"cannot write {output}: {exc.strerror or exc}"))
+    if json_out:
+        sys.stdout.write(doc + "\n")
+    else:
+        out.print(rating_table(rated))
+    if fail_under is not None:
+        hits = worst_at_or_below(rated, fail_under)
+        if hits:
+            err.print(
+                f"iotrate: {len(hits)} device(s) at or below {fail_under}: {', '.join(hits)}",
+                markup=False,
+                highlight=False,
+            )
+            raise typer.Exit(EXIT_FAIL_UNDER)
+
+
+def rating_table(result: ScanResult) -> Table:
+    """One row per device. Device strings go in as ``Text``, never markup: they are hostile."""
+    scheme = next(
+        (
+            f"{d.rating.scheme_id} {d.rating.scheme_version}"
+            for d in result.devices
+            if d.rating and d.rating.scheme_id
+        ),
+        "?",
+    )
+    t = Table(title=f"iotrate rating ({scheme}) — automated assessment, not a certification")
+    for col, just in (
+        ("Address", "left"),
+        ("Device", "left"),
+        ("Grade", "center"),
+        ("Score", "right"),
+        ("Coverage", "right"),
+        ("Support until", "left"),
+        ("Main reason", "left"),
+    ):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for d in result.devices:
+        r = d.rating
+        what = " ".join(x for x in (d.vendor, d.model) if x) or (d.category or "unidentified")
+        if r is None:
+            t.add_row(Text(d.address), Text(what), Text("–"), *(Text("") for _ in range(4)))
+            continue
+        cov = r.coverage
+        main = r.caps[0].reason if r.caps else (r.reasons[0] if r.reasons else "")
+        t.add_row(
+            Text(d.address),
+            Text(what),
+            Text(r.grade or "–"),
+            Text(f"{r.score:g}" if r.score is not None else "–"),
+            Text(f"{cov.checks_run}/{cov.checks_total}" if cov else "–"),
+            Text(r.support_until.isoformat() if r.support_until else "unknown"),
+            Text(main),
+        )
+    return t

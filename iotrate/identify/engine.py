@@ -1,0 +1,238 @@
+"""Identification: every observation of a device -> one answer with confidence and evidence.
+
+The pipeline for one device: observations -> records (named facts) -> claims from every
+matcher (our rule files, Recog, Home Assistant's matchers, the OUI registry, the keyword and
+brand lexicons, brand category priors) -> vendor names normalised -> weighted vote
+(:mod:`iotrate.identify.combine`). All data is loaded once per process (``Database.load``),
+so identifying a whole network costs one load and then microseconds of matching per record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from iotrate.identify.claims import Attribute, Claim
+from iotrate.identify.combine import Conclusion, conclude, overall_confidence
+from iotrate.identify.datafiles import data_names, load_yaml
+from iotrate.identify.errors import FingerprintDataError, IdentifyError
+from iotrate.identify.facts import Record, embedded_macs, records_for
+from iotrate.identify.hass import hass_rules
+from iotrate.identify.lexicon import Lexicon, lexicon
+from iotrate.identify.observations import Observation
+from iotrate.identify.oui import lookup as oui_lookup
+from iotrate.identify.recog import RecogMatcher, recog_matcher
+from iotrate.identify.rules import Rule, load_rules
+from iotrate.identify.vendors import VendorTable, vendor_table
+from iotrate.models import Identity, IdentityEvidence
+
+RULE_FILES_SKIP = {"vendors.yaml", "recog.yaml", "hass.yaml", "keywords.yaml"}
+OUI_WEIGHT = 0.45  # the MAC's registered owner: usually the maker, sometimes a module maker
+OUI_EMBEDDED_WEIGHT = 0.3  # a MAC the device reports inside an answer (may be anonymised)
+OUI_MODULE_WEIGHT = 0.1
+BRAND_PRIOR_WEIGHT = 0.3  # "Sonos makes speakers": never enough on its own
+MAX_EVIDENCE = 40
+
+
+@dataclass
+class Database:
+    """Everything identification needs, loaded and validated once."""
+
+    rules: list[Rule]
+    recog: RecogMatcher
+    lexicon: Lexicon
+    vendors: VendorTable
+
+    @staticmethod
+    @lru_cache(maxsize=1)
+    def load() -> Database:
+        rules: list[Rule] = []
+        for name in data_names("identify"):
+            if name.endswith(".yaml") and name not in RULE_FILES_SKIP:
+                rules.extend(load_rules(load_yaml(name), name))
+        rules.extend(hass_rules())
+        counts = Counter(r.id for r in rules)
+        dupes = sorted(i for i, n in counts.items() if n > 1)
+        if dupes:
+            raise FingerprintDataError(f"duplicate rule ids across files: {dupes[:10]}")
+        return Database(rules, recog_matcher(), lexicon(), vendor_table())
+
+
+def _mac_records(records: list[Record]) -> tuple[list[Record], str | None]:
+    """OUI facts for the device's own MAC and for MACs it reports about itself."""
+    own = [v for r in records if r.kind == "mac" for v in r.fields.get("mac.address", ())]
+    extra: list[Record] = []
+    for mac in own:
+        entry = oui_lookup(mac)
+        rec = Record("mac", "mac registry")
+        rec.add("mac.address", mac)
+        if entry is not None:
+            rec.add("mac.oui_organisation", entry.organisation)
+            rec.add("mac.oui_prefix", entry.prefix)
+        extra.append(rec)
+    if not own:
+        for mac, where in embedded_macs(records)[:4]:
+            entry = oui_lookup(mac)
+            if entry is not None:
+                rec = Record("mac", f"mac reported in {where}")
+                rec.add("mac.embedded_organisation", entry.organisation)
+                extra.append(rec)
+    primary = own[0] if own else None
+    return extra, primary
+
+
+class Identifier:
+    """Identifies devices from observations using one loaded :class:`Database`."""
+
+    def __init__(self, db: Database | None = None) -> None:
+        self.db = db or Database.load()
+
+    def _claims(self, records: list[Record]) -> list[Claim]:
+        db = self.db
+        claims: list[Claim] = []
+        for rule in db.rules:
+            for rec in records:
+                claims.extend(rule.apply(rec))
+        claims.extend(db.recog.claims(records))
+        claims.extend(db.lexicon.claims(records))
+        for rec in records:
+            for field, weight in (
+                ("mac.oui_organisation", OUI_WEIGHT),
+                ("mac.embedded_organisation", OUI_EMBEDDED_WEIGHT),
+            ):
+                for org in rec.fields.get(field, ()):
+                    w = OUI_MODULE_WEIGHT if db.vendors.is_module_maker(org) else weight
+                    claims.append(Claim("vendor", org, w, "oui", "mac", field, org, rec.uid))
+        return claims
+
+    def _normalise(self, claims: list[Claim]) -> list[Claim]:
+        out: list[Claim] = []
+        vendors = self.db.vendors
+        for c in claims:
+            if c.attribute != "vendor":
+                out.append(c)
+                continue
+            name = vendors.normalise(c.value)
+            if not name:
+                continue
+            weight = c.weight
+            if c.field.endswith("manufacturer") and vendors.is_weak(c.value):
+                weight = min(weight, 0.25) * 0.5
+            out.append(
+                Claim(c.attribute, name, weight, c.rule, c.source, c.field, c.observed, c.record)
+            )
+        return out
+
+    def _priors(self, claims: list[Claim]) -> list[Claim]:
+        best: dict[str, Claim] = {}
+        for c in claims:
+            if c.attribute == "vendor" and c.weight >= 0.3:
+                if c.value not in best or c.weight > best[c.value].weight:
+                    best[c.value] = c
+        out = []
+        for vendor, c in best.items():
+            category = self.db.vendors.category_prior(vendor)
+            if category:
+                out.append(
+                    Claim(
+                        "category",
+                        category,
+                        round(BRAND_PRIOR_WEIGHT * min(1.0, c.weight + 0.2), 3),
+                        f"prior:{vendor}",
+                        c.source,
+                        c.field,
+                        c.observed,
+                        f"prior:{vendor}",
+                    )
+                )
+        return out
+
+    def identify_device(self, device: str, observations: Sequence[Observation]) -> Identity:
+        try:
+            records = records_for(observations)
+            extra, mac = _mac_records(records)
+            for i, rec in enumerate(extra):
+                rec.uid = f"mac{i}:{rec.label}"
+            records.extend(extra)
+            if mac:
+                # One record carries the device's MAC, so a MAC-prefix matcher is one witness;
+                # DHCP requests carry it too, for matchers that pair it with the hostname.
+                hexes = mac.replace(":", "").upper()
+                device = Record("mac", "device", uid="device")
+                device.add("device.mac_hex", hexes)
+                records.append(device)
+                for r in records:
+                    if r.kind == "dhcp":
+                        r.add("dhcp.mac_hex", hexes)
+            claims = self._normalise(self._claims(records))
+            claims.extend(self._priors(claims))
+            result = conclude(claims, self.db.vendors)
+        except IdentifyError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            # Device-supplied data must never crash a scan; report it as ours to handle.
+            raise IdentifyError(f"device {device!r}: could not identify: {exc}") from exc
+        return _identity(result, claims)
+
+
+def _evidence(claims: list[Claim], result: dict[Attribute, Conclusion]) -> list[IdentityEvidence]:
+    """Each observed datum once per rule, with what it claimed and what of the answer it backs."""
+    grouped: dict[tuple[str, str, str, str], tuple[dict[str, str], float]] = {}
+    for c in claims:
+        key = (c.source, c.field, c.observed[:200], c.rule)
+        claimed, weight = grouped.get(key, ({}, 0.0))
+        claimed.setdefault(c.attribute, c.value)
+        grouped[key] = (claimed, max(weight, c.weight))
+    supported = {
+        (attribute, s.rule, s.value)
+        for attribute, conclusion in result.items()
+        if conclusion.value is not None
+        for s in conclusion.support
+    }
+    items = [
+        IdentityEvidence(
+            source=source,
+            field=field,
+            value=observed,
+            rule=rule,
+            claims=dict(sorted(claimed.items())),
+            weight=round(weight, 3),
+            supports=sorted(a for a, v in claimed.items() if (a, rule, v) in supported),
+        )
+        for (source, field, observed, rule), (claimed, weight) in grouped.items()
+    ]
+    items.sort(key=lambda e: (not e.supports, -e.weight, e.rule, e.field, e.value))
+    return items[:MAX_EVIDENCE]
+
+
+def _identity(result: dict[Attribute, Conclusion], claims: list[Claim]) -> Identity:
+    return Identity(
+        category=result["category"].value or "other",
+        vendor=result["vendor"].value,
+        model=result["model"].value,
+        firmware=result["firmware"].value,
+        confidence=overall_confidence(result),
+        confidences={a: c.confidence for a, c in result.items()},
+        evidence=_evidence(claims, result),
+    )
+
+
+def group_by_device(observations: Iterable[Observation]) -> dict[str, list[Observation]]:
+    """Observations per device id, devices in order of first appearance."""
+    out: dict[str, list[Observation]] = {}
+    for obs in observations:
+        out.setdefault(obs.device, []).append(obs)
+    return out
+
+
+def identify(
+    observations: Iterable[Observation], identifier: Identifier | None = None
+) -> list[tuple[str, Identity]]:
+    """Identify every device in ``observations``; (device id, identity) in first-seen order."""
+    ident = identifier or Identifier()
+    return [
+        (device, ident.identify_device(device, obs))
+        for device, obs in group_by_device(observations).items()
+    ]

@@ -1,0 +1,123 @@
+"""Live discovery sources: parsers on hostile bytes, and each source against the lab's real
+responders (gmediarender's SSDP, python-zeroconf's mDNS, the kernel's ARP)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iotrate.discovery.http import title_of
+from iotrate.discovery.ssdp import SsdpError, location_allowed, parse_message
+
+
+def test_parse_ssdp_answer() -> None:
+    start, headers = parse_message(
+        b"HTTP/1.1 200 OK\r\nLOCATION: http://10.0.0.5:49152/d.xml\r\n"
+        b"server: Linux UPnP/1.0\r\n\r\n"
+    )
+    assert start == "HTTP/1.1 200 OK"
+    assert headers["LOCATION"] == "http://10.0.0.5:49152/d.xml"
+    assert headers["SERVER"] == "Linux UPnP/1.0"
+
+
+def test_absurd_headers_are_capped() -> None:
+    data = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 5000) for i in range(500))
+    _, headers = parse_message(data)
+    assert len(headers) <= 64
+    assert all(len(v) <= 1024 for v in headers.values())
+
+
+@given(st.binary(max_size=4096))
+def test_parser_raises_only_its_own_error(data: bytes) -> None:
+    try:
+        parse_message(data)
+    except SsdpError:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("location", "ok"),
+    [
+        ("http://10.0.0.5:49152/d.xml", True),
+        ("https://10.0.0.5/d.xml", True),
+        ("http://10.0.0.6/d.xml", False),  # another host
+        ("http://127.0.0.1:8080/", False),  # the scanner's own loopback
+        ("file:///etc/passwd", False),
+        ("http://router.local/d.xml", False),  # names could resolve anywhere
+        ("http://10.0.0.5:99999/", False),
+        ("gopher://10.0.0.5/", False),
+        ("http://[::1]/", False),
+    ],
+)
+def test_location_only_from_the_sender(location: str, ok: bool) -> None:
+    assert location_allowed(location, "10.0.0.5") is ok
+
+
+def test_title_is_printable_and_bounded() -> None:
+    assert title_of(b"<html><TITLE>Web\x1b[2J UI</TITLE>") == "Web\\x1b[2J UI"
+    assert title_of(b"no title") is None
+    assert len(title_of(b"<title>" + b"x" * 10000 + b"</title>") or "") <= 201
+
+
+@pytest.mark.lab
+def test_ssdp_finds_the_tv_with_its_description(
+    lab: dict[str, Any], in_scanner: Callable[[str], Any]
+) -> None:
+    addrs = [d["address"] for d in lab["devices"]]
+    tv = next(d for d in lab["devices"] if d["name"] == "tv")
+    out = in_scanner(
+        "import asyncio, json\n"
+        "from iotrate.discovery import ssdp\n"
+        f"obs = asyncio.run(ssdp.discover({addrs!r}, listen=1.5))\n"
+        "print(json.dumps([o.model_dump() for o in obs]))"
+    )
+    assert {o["device"] for o in out} == {tv["address"]}
+    xml = [o["description_xml"] for o in out if o["description_xml"]]
+    assert len(xml) == 1
+    assert tv["settings"]["friendly_name"] in xml[0]
+    assert any("UPnP/1.0" in o["headers"].get("SERVER", "") for o in out)
+
+
+@pytest.mark.lab
+def test_ssdp_ignores_answers_from_non_targets(
+    lab: dict[str, Any], in_scanner: Callable[[str], Any]
+) -> None:
+    others = [d["address"] for d in lab["devices"] if d["name"] != "tv"]
+    out = in_scanner(
+        "import asyncio, json\n"
+        "from iotrate.discovery import ssdp\n"
+        f"print(json.dumps(len(asyncio.run(ssdp.discover({others!r}, listen=1.0)))))"
+    )
+    assert out == 0
+
+
+@pytest.mark.lab
+def test_mdns_finds_the_speaker(lab: dict[str, Any], in_scanner: Callable[[str], Any]) -> None:
+    addrs = [d["address"] for d in lab["devices"]]
+    speaker = next(d for d in lab["devices"] if d["name"] == "speaker")
+    out = in_scanner(
+        "import asyncio, json\n"
+        "from iotrate.discovery import mdns\n"
+        f"obs = asyncio.run(mdns.discover({addrs!r}, listen=1.5))\n"
+        "print(json.dumps([o.model_dump() for o in obs]))"
+    )
+    types = {o["service_type"] for o in out}
+    assert types == {"_googlecast._tcp", "_airplay._tcp"}
+    assert {o["device"] for o in out} == {speaker["address"]}
+    cast = next(o for o in out if o["service_type"] == "_googlecast._tcp")
+    assert cast["properties"]["md"] and cast["port"] == 8009
+
+
+@pytest.mark.lab
+def test_arp_sweep_gives_every_mac(lab: dict[str, Any], in_scanner: Callable[[str], Any]) -> None:
+    out = in_scanner(
+        "import asyncio, json, ipaddress\n"
+        "from iotrate.discovery import arp\n"
+        f"hosts = [str(h) for h in ipaddress.ip_network({lab['subnet']!r}).hosts()]\n"
+        "print(json.dumps(asyncio.run(arp.sweep(hosts))))"
+    )
+    assert out == {d["address"]: d["mac"].lower() for d in lab["devices"]}
