@@ -127,8 +127,23 @@ def scan(
             help="Exit 1 if any device is rated at or below this grade (A-G).",
         ),
     ] = None,
+    safe: Annotated[
+        bool,
+        typer.Option("--safe", help="Passive probes only: no login attempts, nothing written."),
+    ] = False,
+    intrusive: Annotated[
+        bool,
+        typer.Option(
+            "--intrusive",
+            help="Lab only: also run probes that change device state and revert it "
+            "(UPnP port mapping, SNMP write-back).",
+        ),
+    ] = False,
 ) -> None:
-    """Discover devices on TARGETS, list their services and rate them."""
+    """Discover devices on TARGETS, list their services, probe them and rate them.
+
+    The default policy tries a short list of default passwords (within a per-service attempt
+    budget) but changes nothing; --safe never logs in; --intrusive is for test labs."""
     from iotrate.discovery.portscan import ScanLimits, port_specs
     from iotrate.netinfo import local_subnet
     from iotrate.reports import json as json_report
@@ -137,6 +152,16 @@ def scan(
     from iotrate.targets import resolve_targets
 
     try:
+        if safe and intrusive:
+            raise UsageError("--safe and --intrusive exclude each other")
+        policy = "safe" if safe else "intrusive" if intrusive else "default"
+        if intrusive:
+            err.print(
+                "iotrate: warning: --intrusive changes device state (UPnP port mappings, SNMP "
+                "writes) and puts it back; use it only in a test lab, on devices you own",
+                markup=False,
+                highlight=False,
+            )
         specs = list(targets or [])
         if not specs:
             dev, net = local_subnet()
@@ -150,7 +175,9 @@ def scan(
         limits = ScanLimits(connect_timeout=timeout, concurrency=concurrency)
         import asyncio
 
-        result = asyncio.run(run_scan(target_set, ScanOptions(ports=ports, limits=limits)))
+        result = asyncio.run(
+            run_scan(target_set, ScanOptions(ports=ports, limits=limits, policy=policy))
+        )
     except IotrateError as exc:
         _fail(exc)
     except OSError as exc:

@@ -174,13 +174,14 @@ def label_cmd(
             typer.echo("iotrate: the result has no devices: no labels written", err=True)
         return written
 
-    if report_url is None:
+    written = _run(run)
+    for path in written:
+        typer.echo(str(path))
+    if written and report_url is None:
         typer.echo(
             "iotrate: note: no --report-url: the QR code carries the result digest only",
             err=True,
         )
-    for path in _run(run):
-        typer.echo(str(path))
 
 
 def report_cmd(

@@ -15,14 +15,15 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
-from xml.etree.ElementTree import Element  # noqa: S405 - type only; parsing uses defusedxml
+from xml.etree.ElementTree import Element  # type only; parsing uses defusedxml
 
 import httpx
 from defusedxml import ElementTree as SafeET
 
 from iotrate import __version__
 from iotrate.net import Connection, PortState, tcp_connect
-from iotrate.probes.base import ProbeFailed
+
+from .base import ProbeFailed
 
 USER_AGENT = f"iotrate/{__version__}"
 HTTP_BODY_CAP = 256 * 1024  # a device's page or description beyond this is not worth reading
@@ -44,7 +45,7 @@ class HttpReply:
         return self.body.decode("utf-8", errors="replace")
 
     def header(self, name: str) -> str:
-        return self.headers.get(name, "")
+        return str(self.headers.get(name, ""))
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -193,7 +194,7 @@ async def read_exactly(conn: Connection, size: int, timeout: float) -> bytes:
 
 
 async def read_upto(conn: Connection, limit: int, timeout: float) -> bytes:
-    """Whatever arrives within ``timeout`` (at most ``limit`` bytes); b"" on silence or close."""
+    """Up to ``limit`` bytes: stops when they are in, the peer closes or ``timeout`` passes."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     buf = b""
@@ -203,6 +204,26 @@ async def read_upto(conn: Connection, limit: int, timeout: float) -> bytes:
             break
         try:
             chunk = await asyncio.wait_for(conn.reader.read(limit - len(buf)), left)
+        except (TimeoutError, OSError):
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+async def read_until_marker(conn: Connection, marker: bytes, cap: int, timeout: float) -> bytes:
+    """Read until ``marker`` has arrived (e.g. the blank line after headers), the peer closes,
+    ``cap`` bytes or ``timeout``; never waits longer than needed for a complete head."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    buf = b""
+    while marker not in buf and len(buf) < cap:
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        try:
+            chunk = await asyncio.wait_for(conn.reader.read(cap - len(buf)), left)
         except (TimeoutError, OSError):
             break
         if not chunk:

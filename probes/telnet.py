@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from iotrate.net import Connection
-from iotrate.probes._io import open_tcp, write
-from iotrate.probes.base import ProbeFailed
+
+from ._io import open_tcp, write
+from .base import ProbeFailed
 
 IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
 ECHO, SGA = 1, 3

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from iotrate.identify import Identifier, read_observations
 from iotrate.models import Identity
 
+ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 OBSERVATIONS = SHARED / "observations.jsonl"
 TRUTH = SHARED / "truth.jsonl"
@@ -33,3 +37,10 @@ def identify_lines(*objs: dict[str, Any]) -> Identity:
 
 def rules_fired(identity: Identity) -> set[str]:
     return {e.rule for e in identity.evidence}
+
+
+def benchmark_module() -> ModuleType:
+    """``benchmarks.identify``, importable from the repository root (not an installed package)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.identify")

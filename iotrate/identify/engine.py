@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from iotrate.identify.claims import Attribute, Claim
@@ -44,6 +44,30 @@ class Database:
     recog: RecogMatcher
     lexicon: Lexicon
     vendors: VendorTable
+    by_field: dict[str, list[Rule]] = field(default_factory=dict)
+    unindexed: list[Rule] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Index rules by a field they cannot match without, so a record only meets the rules
+        # that could apply to it (a few dozen of the thousand-odd).
+        for rule in self.rules:
+            need = rule.required_fields()
+            if need:
+                for f in need:
+                    self.by_field.setdefault(f, []).append(rule)
+            else:
+                self.unindexed.append(rule)
+
+    def rules_for(self, record: Record) -> list[Rule]:
+        seen: set[int] = set()
+        out: list[Rule] = []
+        for name in record.fields:
+            for rule in self.by_field.get(name, ()):
+                if id(rule) not in seen:
+                    seen.add(id(rule))
+                    out.append(rule)
+        out.extend(self.unindexed)
+        return out
 
     @staticmethod
     @lru_cache(maxsize=1)
@@ -92,19 +116,19 @@ class Identifier:
     def _claims(self, records: list[Record]) -> list[Claim]:
         db = self.db
         claims: list[Claim] = []
-        for rule in db.rules:
-            for rec in records:
+        for rec in records:
+            for rule in db.rules_for(rec):
                 claims.extend(rule.apply(rec))
         claims.extend(db.recog.claims(records))
         claims.extend(db.lexicon.claims(records))
         for rec in records:
-            for field, weight in (
+            for fname, weight in (
                 ("mac.oui_organisation", OUI_WEIGHT),
                 ("mac.embedded_organisation", OUI_EMBEDDED_WEIGHT),
             ):
-                for org in rec.fields.get(field, ()):
+                for org in rec.fields.get(fname, ()):
                     w = OUI_MODULE_WEIGHT if db.vendors.is_module_maker(org) else weight
-                    claims.append(Claim("vendor", org, w, "oui", "mac", field, org, rec.uid))
+                    claims.append(Claim("vendor", org, w, "oui", "mac", fname, org, rec.uid))
         return claims
 
     def _normalise(self, claims: list[Claim]) -> list[Claim]:
@@ -160,9 +184,9 @@ class Identifier:
                 # One record carries the device's MAC, so a MAC-prefix matcher is one witness;
                 # DHCP requests carry it too, for matchers that pair it with the hostname.
                 hexes = mac.replace(":", "").upper()
-                device = Record("mac", "device", uid="device")
-                device.add("device.mac_hex", hexes)
-                records.append(device)
+                own = Record("mac", "device", uid="device")
+                own.add("device.mac_hex", hexes)
+                records.append(own)
                 for r in records:
                     if r.kind == "dhcp":
                         r.add("dhcp.mac_hex", hexes)
@@ -194,14 +218,14 @@ def _evidence(claims: list[Claim], result: dict[Attribute, Conclusion]) -> list[
     items = [
         IdentityEvidence(
             source=source,
-            field=field,
+            field=fname,
             value=observed,
             rule=rule,
             claims=dict(sorted(claimed.items())),
             weight=round(weight, 3),
             supports=sorted(a for a, v in claimed.items() if (a, rule, v) in supported),
         )
-        for (source, field, observed, rule), (claimed, weight) in grouped.items()
+        for (source, fname, observed, rule), (claimed, weight) in grouped.items()
     ]
     items.sort(key=lambda e: (not e.supports, -e.weight, e.rule, e.field, e.value))
     return items[:MAX_EVIDENCE]

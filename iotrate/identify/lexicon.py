@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from iotrate.identify.claims import CATEGORIES, Claim
@@ -46,12 +46,14 @@ class Lexicon:
     words: list[tuple[str, re.Pattern[str]]]
     neutral: list[re.Pattern[str]]
     vendors: VendorTable
+    _memo: dict[str, FieldGroup | None] = field(default_factory=dict)
 
     def _group(self, name: str) -> FieldGroup | None:
-        for g in self.groups:
-            if g.covers(name):
-                return g
-        return None
+        if name in self._memo:
+            return self._memo[name]
+        found = next((g for g in self.groups if g.covers(name)), None)
+        self._memo[name] = found
+        return found
 
     def categories_in(self, text: str) -> list[tuple[str, str]]:
         """(category, matched words); overlapping matches keep only the longest."""

@@ -93,9 +93,6 @@ class Rule:
         return ()
 
     def apply(self, record: Record) -> list[Claim]:
-        need = self.required_fields()
-        if need and not any(f in record.fields for f in need):
-            return []
         groups: dict[str, str] = {}
         hits: list[tuple[str, str]] = []
         for m in self.matchers:
