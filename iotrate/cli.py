@@ -328,6 +328,9 @@ app.command("verify")(verify_cmd)
 from iotrate.cli_identify import identify_cmd  # noqa: E402
 
 app.command("identify")(identify_cmd)
+from iotrate.cli_db import db_app  # noqa: E402
+
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ SCOPES = ("remote", "client", "local", "config")
 
 # Pre-release words sort before the release they lead to; any other letters (OpenSSL's 1.0.1g,
 # OpenSSH's 9.3p2) sort after it.
-_PRE = {"dev": 0, "alpha": 1, "a": 1, "beta": 2, "b": 2, "pre": 3, "rc": 4}
+_PRE = {"dev": 0, "alpha": 1, "beta": 2, "pre": 3, "rc": 4}
 _NO_START = {"", "0", "*", "-", "n/a", "unspecified", "unknown"}
 
 
@@ -67,25 +67,30 @@ class VulnDataError(RuntimeFailure):
 # --------------------------------------------------------------------------- versions
 
 
-def version_key(version: str) -> tuple[tuple[int, int, str], ...]:
+def version_key(version: str) -> tuple[tuple[int, ...], tuple[tuple[int, int, str], ...]]:
     """A sort key that orders dotted, YEAR.NN, letter-suffixed and rc versions correctly.
 
-    Trailing zero components are dropped so that 1.35 and 1.35.0 compare equal, and a
-    terminator sorts a release after its release candidates but before its letter patches.
+    The leading dotted numbers are the release (trailing zeros dropped, so 1.35 equals 1.35.0);
+    what follows sorts before the release when it is a pre-release word (1.0.0rc1 < 1.0.0) and
+    after it otherwise (OpenSSL's 1.0.1g > 1.0.1, OpenSSH's 9.3p2 > 9.3).
     """
-    tokens = re.findall(r"\d+|[a-z]+", version.lower())
-    items: list[tuple[int, int, str]] = []
-    for tok in tokens:
-        if tok.isdigit():
-            items.append((3, int(tok), ""))
-        elif tok in _PRE and items and items[-1][0] == 3 and tok not in ("a", "b"):
-            items.append((0, _PRE[tok], ""))
-        else:
-            items.append((2, 0, tok))
-    while len(items) > 1 and items[-1] == (3, 0, ""):
-        items.pop()
-    items.append((1, 0, ""))
-    return tuple(items)
+    text = version.strip().lower()
+    m = re.match(r"\d+(?:\.\d+)*", text)
+    release = [int(x) for x in m.group(0).split(".")] if m else []
+    while len(release) > 1 and release[-1] == 0:
+        release.pop()
+    rest = re.findall(r"\d+|[a-z]+", text[m.end() if m else 0 :])
+    if not rest:
+        return tuple(release), ((1, 0, ""),)
+    first, tail = rest[0], rest[1:]
+    if first.isdigit():
+        head = (2, int(first), "")
+    elif first in _PRE:
+        head = (0, _PRE[first], "")
+    else:
+        head = (2, 0, first)
+    items = [head] + [(1, int(t), "") if t.isdigit() else (0, 0, t) for t in tail]
+    return tuple(release), tuple(items)
 
 
 def compare_versions(a: str, b: str) -> int:
@@ -105,8 +110,10 @@ class EolLine:
     def covers(self, version: str) -> bool:
         if self.branch == "all":
             return True
-        return version == self.branch or version.startswith(self.branch + ".") or bool(
-            re.match(re.escape(self.branch) + r"[a-z]", version)
+        return (
+            version == self.branch
+            or version.startswith(self.branch + ".")
+            or bool(re.match(re.escape(self.branch) + r"[a-z]", version))
         )
 
 
@@ -310,8 +317,12 @@ class VulnDB:
                 continue
             ann = self.annotations.get(rng.cve_id, Annotation())
             confidence, why = Confidence.PROBABLE, "upstream version inside the affected range"
-            shape_ok = comp.version_shape is None or all(
-                comp.version_shape.match(b) for b in rng.bounds()
+            # A zero-padded component ("2.07") or a bound of the wrong shape is a typo in the
+            # record more often than a real release; comparing it would be a guess.
+            shape_ok = all(
+                (comp.version_shape is None or comp.version_shape.match(b))
+                and not re.search(r"(?:^|\.)0\d", b)
+                for b in rng.bounds()
             )
             if ann.disputed:
                 confidence, why = Confidence.POSSIBLE, "the record is disputed"
@@ -364,7 +375,7 @@ def data_dir() -> Path:
     override = os.environ.get(ENV_DIR)
     if override:
         return Path(override)
-    return Path(str(resources.files("iotrate").joinpath("data/vulns")))
+    return packaged_dir()
 
 
 def load(directory: Path | None = None) -> VulnDB:
@@ -496,6 +507,23 @@ class UpdateReport:
     files: int = 0
 
 
+def packaged_dir() -> Path:
+    return Path(str(resources.files("iotrate").joinpath("data/vulns")))
+
+
+def seed_directory(directory: Path) -> bool:
+    """Copy the shipped dataset into an empty ``directory`` so a refresh there starts from it;
+    False when it already holds a dataset."""
+    if (directory / "components.yaml").exists():
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("components.yaml", "annotations.yaml", "cves.csv", "kev.csv", "meta.json"):
+        src = packaged_dir() / name
+        if src.exists():
+            _write_text(directory / name, src.read_text(encoding="utf-8"))
+    return True
+
+
 def update_dataset(paths: Iterable[Path], directory: Path | None = None) -> UpdateReport:
     """Merge CVE records, NVD answers, a KEV catalog and component tables into the dataset.
 
@@ -622,9 +650,7 @@ def _merge_record(
         report.updated.append(rec.cve_id)
         return
     if not ranges:
-        ranges = [
-            (prod, a, lt, le) for prod, a, lt, le in _ranges_from_text(db, rec.description)
-        ]
+        ranges = [(prod, a, lt, le) for prod, a, lt, le in _ranges_from_text(db, rec.description)]
     if not ranges:
         report.skipped.append(f"{rec.cve_id}: no tracked component with a version range")
         return
@@ -901,10 +927,9 @@ def _merge_component_table(
         lt = raw["fixed_in"].strip() or None
         le = None
         if lt is None:
-            le = _le_from_text(raw["affected_text"], start)
-            if le is None and start and re.fullmatch(rf"(?i).*\b{re.escape(start)}\b.*", raw[
-                "affected_text"
-            ]) and _names_one_version(raw["affected_text"]):
+            le = _le_from_text(raw["affected_text"])
+            text = raw["affected_text"].lower()
+            if le is None and start and start.lower() in text and _names_one_version(text):
                 le = start  # the record names exactly one version
         grouped.setdefault(raw["cve_id"], []).append(
             {
@@ -926,7 +951,7 @@ def _merge_component_table(
         rows[cve_id] = new
 
 
-def _le_from_text(text: str, start: str | None) -> str | None:
+def _le_from_text(text: str) -> str | None:
     low = text.lower()
     m = re.search(rf"(?:through|<=) (?P<v>{_V})", low) or re.search(
         rf"(?P<v>{_V}) and (?:earlier|prior)", low

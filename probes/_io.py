@@ -121,11 +121,13 @@ async def http_get_following(
     *,
     max_hops: int = 3,
     cap: int = HTTP_BODY_CAP,
+    into_tls: bool = True,
 ) -> HttpReply:
     """GET ``url``, following redirects only while they stay on the device's own addresses.
 
     A redirect elsewhere is returned as it is (3xx), never followed: the device does not get
-    to point the scanner at another machine.
+    to point the scanner at another machine. With ``into_tls=False`` a redirect from http to
+    https is not followed either; it is the last entry of ``redirects``.
     """
     seen: list[str] = []
     current = url
@@ -138,6 +140,8 @@ async def http_get_following(
         if not same_host(target, allowed_hosts) or target in seen or target == current:
             return HttpReply(reply.url, reply.status, reply.headers, reply.body, seen)
         seen.append(target)
+        if not into_tls and target.startswith("https:") and current.startswith("http:"):
+            return HttpReply(reply.url, reply.status, reply.headers, reply.body, seen)
         current = target
     return HttpReply(reply.url, reply.status, reply.headers, reply.body, seen)
 

@@ -73,39 +73,58 @@ class LoginGate:
     """One service's (or one account family's) login budget, shared by every probe that logs
     in there, so two probes on the same web account cannot add up to a lockout.
 
-    The runner creates one per service and hands it to LOGIN probes in the context; a probe
-    calls :meth:`take` before each attempt. ``take`` spaces attempts ``delay_s`` apart and
-    raises :class:`BudgetExhausted` when the budget is spent.
+    The runner creates one per service and hands each LOGIN probe a :meth:`child` of it in the
+    context (the child counts that probe's own attempts for its outcome; the budget is the
+    parent's). A probe calls :meth:`take` before each attempt: attempts are spaced
+    ``delay_s`` apart and :class:`BudgetExhausted` is raised once the budget is spent.
     """
 
-    def __init__(self, budget: AttemptBudget) -> None:
-        self.budget = budget
-        self.attempts = 0
+    def __init__(self, budget: AttemptBudget, parent: LoginGate | None = None) -> None:
+        self.budget: AttemptBudget = parent.budget if parent is not None else budget
+        self.attempts = 0  # this gate's own attempts (a child's: its probe's)
+        self._parent = parent
+        self._used = 0
         self._per_user: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._last: float | None = None
 
+    def child(self) -> LoginGate:
+        return LoginGate(self.budget, parent=self)
+
+    def _root(self) -> LoginGate:
+        return self._parent._root() if self._parent is not None else self
+
     def allows(self, username: str) -> bool:
         """Whether an attempt as ``username`` is still within budget (without taking it)."""
-        if self.attempts >= self.budget.max_attempts:
+        root = self._root()
+        if root._used >= root.budget.max_attempts:
             return False
-        cap = self.budget.per_username
-        return cap is None or self._per_user.get(username, 0) < cap
+        cap = root.budget.per_username
+        return cap is None or root._per_user.get(username, 0) < cap
+
+    @property
+    def spent(self) -> bool:
+        root = self._root()
+        return root._used >= root.budget.max_attempts
 
     async def take(self, username: str) -> None:
-        async with self._lock:
-            if self.attempts >= self.budget.max_attempts:
-                raise BudgetExhausted(f"{self.attempts} login attempts made (the budget)")
+        root = self._root()
+        async with root._lock:
+            if root._used >= root.budget.max_attempts:
+                raise BudgetExhausted(f"{root._used} login attempts made (the budget)")
             if not self.allows(username):
                 raise BudgetExhausted(f"per-account budget for {username!r} spent")
             loop = asyncio.get_running_loop()
-            if self._last is not None:
-                wait = self._last + self.budget.delay_s - loop.time()
+            if root._last is not None:
+                wait = root._last + root.budget.delay_s - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
+            root._used += 1
+            root._per_user[username] = root._per_user.get(username, 0) + 1
+            root._last = loop.time()
             self.attempts += 1
-            self._per_user[username] = self._per_user.get(username, 0) + 1
-            self._last = loop.time()
+            if self is not root:
+                root.attempts += 1
 
 
 @dataclass(frozen=True)

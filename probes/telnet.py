@@ -16,7 +16,7 @@ from enum import StrEnum
 from iotrate.net import Connection
 
 from ._io import open_tcp, write
-from .base import ProbeFailed
+from .base import NotApplicable, ProbeFailed
 
 IAC, DONT, DO, WONT, WILL, SB, SE = 255, 254, 253, 252, 251, 250, 240
 ECHO, SGA = 1, 3
@@ -118,7 +118,8 @@ class TelnetSession:
 
 
 def ends_with(pattern: re.Pattern[str], text: str) -> bool:
-    return bool(pattern.search(text.rstrip("\n")[-200:] if text.strip() else ""))
+    """Whether the text seen so far ends with a prompt matching ``pattern``."""
+    return bool(text.strip()) and bool(pattern.search(text[-200:]))
 
 
 class TelnetLogin:
@@ -128,7 +129,7 @@ class TelnetLogin:
     def __init__(self, host: str, port: int, step_timeout: float) -> None:
         self.host, self.port, self.step = host, port, step_timeout
         self.session: TelnetSession | None = None
-        self.at_login = False
+        self.waiting_for: str | None = None  # "login", "password" or None (unknown: reconnect)
         self.transcript = ""
 
     async def _fresh(self) -> TelnetSession:
@@ -137,40 +138,48 @@ class TelnetLogin:
         self.session = await TelnetSession.open(self.host, self.port, self.step)
         text = await self.session.read_until([LOGIN_PROMPT, PASSWORD_PROMPT], self.step)
         self.transcript = text
-        if ends_with(LOGIN_PROMPT, text):
-            self.at_login = True
-        elif ends_with(PASSWORD_PROMPT, text):
-            self.at_login = False  # password-only devices: user name is not asked
-        else:
+        self.waiting_for = self._prompt(text)
+        if self.waiting_for is None:
+            if ends_with(SHELL_PROMPT, text):
+                # A shell without a login is auth.none.admin (the services probe), not a
+                # default password: say so rather than "try" passwords nobody asks for.
+                raise NotApplicable("telnet opens a shell without asking for a password")
             raise ProbeFailed(f"telnet {self.port}: no login prompt within {self.step:g}s")
         return self.session
 
+    @staticmethod
+    def _prompt(text: str) -> str | None:
+        if ends_with(LOGIN_PROMPT, text):
+            return "login"
+        if ends_with(PASSWORD_PROMPT, text):
+            return "password"  # password-only devices never ask for a user name
+        return None
+
+    async def start(self) -> None:
+        """Connect and wait for the first prompt, before any attempt is counted."""
+        await self._fresh()
+
     async def attempt(self, username: str, password: str) -> LoginResult:
         session = self.session
-        if session is None or session.closed or not self.at_login:
+        if session is None or session.closed or self.waiting_for is None:
             session = await self._fresh()
-        if self.at_login:
+        if self.waiting_for == "login":
             await session.send_line(username)
             text = await session.read_until([PASSWORD_PROMPT, SHELL_PROMPT], self.step)
             if not ends_with(PASSWORD_PROMPT, text):
-                self.at_login = False
+                self.waiting_for = None
                 return LoginResult.SHELL if ends_with(SHELL_PROMPT, text) else LoginResult.UNCLEAR
         await session.send_line(password)
-        # BusyBox login waits 3 s before saying "Login incorrect"; give it two steps.
+        # BusyBox login waits 3 s before saying "Login incorrect": the step covers it.
         text = await session.read_until([LOGIN_PROMPT, PASSWORD_PROMPT, SHELL_PROMPT], self.step)
         self.transcript = text
-        if ends_with(LOGIN_PROMPT, text):
-            self.at_login = True
-            return LoginResult.LOCKED if LOCKOUT.search(text) else LoginResult.REJECTED
-        self.at_login = False
+        self.waiting_for = None if session.closed else self._prompt(text)
         if LOCKOUT.search(text):
             return LoginResult.LOCKED
-        if ends_with(PASSWORD_PROMPT, text):
+        if self.waiting_for is not None or session.closed:
             return LoginResult.REJECTED
         if ends_with(SHELL_PROMPT, text):
             return LoginResult.SHELL
-        if session.closed:
-            return LoginResult.REJECTED
         return LoginResult.UNCLEAR
 
     async def close(self) -> None:

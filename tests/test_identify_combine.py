@@ -9,7 +9,6 @@ from iotrate.identify.combine import (
     conclude_category,
     overall_confidence,
 )
-from iotrate.identify.vendors import vendor_table
 
 
 def claim(
@@ -76,24 +75,21 @@ def test_strongest_specific_evidence_wins_over_many_vague_words() -> None:
 
 
 def test_vendor_threshold_and_normalised_voting() -> None:
-    t = vendor_table()
     out = conclude(
         [
             claim("Samsung", 0.6, "a", "vendor"),
             claim("Samsung", 0.5, "b", "vendor"),
             claim("LG", 0.2, "c", "vendor"),
-        ],
-        t,
+        ]
     )
     assert out["vendor"].value == "Samsung"
     assert out["category"].value == "other"
-    weak = conclude([claim("Nobody", 0.2, "a", "vendor")], t)
+    weak = conclude([claim("Nobody", 0.2, "a", "vendor")])
     assert weak["vendor"].value is None
 
 
 def test_overall_confidence_is_the_weaker_named_part() -> None:
-    t = vendor_table()
-    out = conclude([claim("router", 0.9, "a"), claim("AVM", 0.5, "b", "vendor")], t)
+    out = conclude([claim("router", 0.9, "a"), claim("AVM", 0.5, "b", "vendor")])
     assert overall_confidence(out) == out["vendor"].confidence == 0.5
-    no_vendor = conclude([claim("router", 0.9, "a")], t)
+    no_vendor = conclude([claim("router", 0.9, "a")])
     assert overall_confidence(no_vendor) == 0.9

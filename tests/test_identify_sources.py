@@ -258,3 +258,21 @@ def test_dhcp_hostname_and_mac_home_assistant_matcher() -> None:
 def test_dhcp_vendor_class_via_recog() -> None:
     ident = identify_lines({"kind": "dhcp", "hostname": "DESKTOP-1", "vendor_class": "MSFT 5.0"})
     assert ident.category == "computer"
+
+
+def test_device_strings_come_out_printable_and_bounded() -> None:
+    """A manufacturer field with terminal escapes must not recolour the user's terminal."""
+    ident = identify_lines(
+        {
+            "kind": "ssdp",
+            "description_xml": (
+                '<root xmlns="urn:schemas-upnp-org:device-1-0"><device>'
+                "<deviceType>urn:schemas-upnp-org:device:InternetGatewayDevice:1</deviceType>"
+                "<manufacturer>Evil\x1b[31mCorp</manufacturer>"
+                f"<modelName>{'M' * 1500}</modelName></device></root>"
+            ),
+        }
+    )
+    assert ident.vendor is not None and "\x1b" not in ident.vendor
+    assert ident.model is not None and len(ident.model) <= 130
+    assert all("\x1b" not in e.value and len(e.value) <= 210 for e in ident.evidence)

@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from iotrate.identify.claims import Attribute, Claim, family
-from iotrate.identify.vendors import VendorTable, vendor_key
+from iotrate.identify.vendors import vendor_key
 
 CATEGORY_MIN = 0.35  # below this the category is "other"
 VENDOR_MIN = 0.3  # below this no vendor is named
@@ -126,7 +126,7 @@ def _conclude_simple(claims: list[Claim], minimum: float, mode: str) -> Conclusi
     return Conclusion(shown, _round(top * (1.0 - CONFLICT * second)), tuple(members))
 
 
-def conclude(claims: list[Claim], vendors: VendorTable) -> dict[Attribute, Conclusion]:
+def conclude(claims: list[Claim]) -> dict[Attribute, Conclusion]:
     by_attr: dict[Attribute, list[Claim]] = defaultdict(list)
     for c in claims:
         by_attr[c.attribute].append(c)

@@ -27,6 +27,7 @@ from iotrate.identify.recog import RecogMatcher, recog_matcher
 from iotrate.identify.rules import Rule, load_rules
 from iotrate.identify.vendors import VendorTable, vendor_table
 from iotrate.models import Identity, IdentityEvidence
+from iotrate.net import printable
 
 RULE_FILES_SKIP = {"vendors.yaml", "recog.yaml", "hass.yaml", "keywords.yaml"}
 OUI_WEIGHT = 0.45  # the MAC's registered owner: usually the maker, sometimes a module maker
@@ -34,6 +35,8 @@ OUI_EMBEDDED_WEIGHT = 0.3  # a MAC the device reports inside an answer (may be a
 OUI_MODULE_WEIGHT = 0.1
 BRAND_PRIOR_WEIGHT = 0.3  # "Sonos makes speakers": never enough on its own
 MAX_EVIDENCE = 40
+VALUE_CHARS = 200  # evidence values as shown; what the device sent is capped and made printable
+NAME_CHARS = 128
 
 
 @dataclass
@@ -192,7 +195,7 @@ class Identifier:
                         r.add("dhcp.mac_hex", hexes)
             claims = self._normalise(self._claims(records))
             claims.extend(self._priors(claims))
-            result = conclude(claims, self.db.vendors)
+            result = conclude(claims)
         except IdentifyError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
@@ -205,7 +208,7 @@ def _evidence(claims: list[Claim], result: dict[Attribute, Conclusion]) -> list[
     """Each observed datum once per rule, with what it claimed and what of the answer it backs."""
     grouped: dict[tuple[str, str, str, str], tuple[dict[str, str], float]] = {}
     for c in claims:
-        key = (c.source, c.field, c.observed[:200], c.rule)
+        key = (c.source, c.field, c.observed[: VALUE_CHARS * 2], c.rule)
         claimed, weight = grouped.get(key, ({}, 0.0))
         claimed.setdefault(c.attribute, c.value)
         grouped[key] = (claimed, max(weight, c.weight))
@@ -219,9 +222,9 @@ def _evidence(claims: list[Claim], result: dict[Attribute, Conclusion]) -> list[
         IdentityEvidence(
             source=source,
             field=fname,
-            value=observed,
+            value=printable(observed, VALUE_CHARS),
             rule=rule,
-            claims=dict(sorted(claimed.items())),
+            claims={a: printable(v, NAME_CHARS) for a, v in sorted(claimed.items())},
             weight=round(weight, 3),
             supports=sorted(a for a, v in claimed.items() if (a, rule, v) in supported),
         )
@@ -231,12 +234,17 @@ def _evidence(claims: list[Claim], result: dict[Attribute, Conclusion]) -> list[
     return items[:MAX_EVIDENCE]
 
 
+def _shown(value: str | None) -> str | None:
+    """Device-supplied names go out printable and bounded, like every banner iotrate stores."""
+    return printable(value, NAME_CHARS) or None if value is not None else None
+
+
 def _identity(result: dict[Attribute, Conclusion], claims: list[Claim]) -> Identity:
     return Identity(
         category=result["category"].value or "other",
-        vendor=result["vendor"].value,
-        model=result["model"].value,
-        firmware=result["firmware"].value,
+        vendor=_shown(result["vendor"].value),
+        model=_shown(result["model"].value),
+        firmware=_shown(result["firmware"].value),
         confidence=overall_confidence(result),
         confidences={a: c.confidence for a, c in result.items()},
         evidence=_evidence(claims, result),

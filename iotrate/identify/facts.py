@@ -376,7 +376,11 @@ def _mdns(obs: MdnsObservation) -> list[Record]:
     if stype:
         rec.add("mdns.service_type", stype)
     if obs.name:
-        rec.add("mdns.name", _instance_name(obs.name, stype))
+        name = _instance_name(obs.name, stype)
+        rec.add("mdns.name", name)
+        # Avahi names _workstation instances "host [aa:bb:cc:dd:ee:ff]": the host's own MAC.
+        if m := re.search(r"\[((?:[0-9a-f]{2}:){5}[0-9a-f]{2})\]\s*$", name, re.IGNORECASE):
+            rec.add("mdns.mac", m.group(1))
     if obs.port is not None:
         rec.add("mdns.port", obs.port)
     for k, v in obs.properties.items():

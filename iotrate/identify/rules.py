@@ -241,15 +241,19 @@ def load_rules(data: Any, source: str) -> list[Rule]:
         is_regex = bool(entry.get("regex", False))
         weights = _weights(entry, where)
         cases = require_mapping(entry.get("cases"), where)
-        for key, conclusion in cases.items():
+        for n, (key, conclusion) in enumerate(cases.items(), start=1):
             key_text = str(key)
             pattern = key_text if is_regex else rf"^\s*{re.escape(key_text)}\s*$"
             main = _matchers({field_spec: pattern}, f"{where} case {key_text!r}")
+            then = _then(conclusion, f"{where} case {key_text!r}")
+            # Exact cases are readable ids ("dnssd.hap.ci:5"); regex cases get their number
+            # and what they conclude ("model.tv:3:Philips/tv").
+            label = key_text if not is_regex else f"{n}:" + "/".join(v for _, v in then)
             rules.append(
                 Rule(
-                    id=f"{tid}:{key_text}",
+                    id=f"{tid}:{label}",
                     matchers=tuple(main + require),
-                    then=_then(conclusion, f"{where} case {key_text!r}"),
+                    then=then,
                     weights=weights,
                     note=str(entry.get("note", "")),
                 )

@@ -1,0 +1,261 @@
+"""MQTT probe: what an anonymous client can read from a broker.
+
+When a broker accepts a CONNECT without credentials, anyone on the network can subscribe to
+``#`` (every ordinary topic) and ``$SYS/#`` (the broker's own status, which ``#`` does not
+match). The probe does exactly that for a few seconds, bounded in time and in messages, and
+keeps topic names, counts and a redacted sample of at most a few characters per topic: enough
+evidence for a report, not a copy of the household's data. Whether anonymous access itself is
+a finding is the credentials probe's call (``svc.mqtt.anonymous``); this probe reports what the
+access exposes (``mqtt.sys-exposed``) and the broker version, which feeds the update check.
+
+paho-mqtt is synchronous; one session runs in a worker thread with its own deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from iotrate.models import Confidence, Evidence, Finding, Severity, Transport
+from iotrate.net import printable, tls_connect
+
+from .base import Probe, ProbeContext, ProbeFailed
+
+SUMMARY_CHECK = "mqtt.summary"  # info-level carrier of what was seen (not in the scheme)
+SEVERITY: dict[str, Severity] = {"mqtt.sys-exposed": Severity.LOW, SUMMARY_CHECK: Severity.INFO}
+
+LISTEN_S = 3.0  # how long to collect messages after subscribing
+MAX_MESSAGES = 2000  # stop early on a busy broker
+MAX_TOPICS_KEPT = 100  # topic names stored in the evidence
+SAMPLE_TOPICS = 10  # topics that get a redacted payload sample
+SAMPLE_CHARS = 3  # payload characters kept per sampled topic
+# Topics whose value is a software version (not household data), kept in full for the update
+# check: e.g. fridge/firmware = 04.02.13.
+_VERSION_TOPIC = re.compile(r"(?:^|/)(?:firmware|fw|fw_?version|sw_?version|version)$", re.I)
+
+
+@dataclass
+class MqttSession:
+    """What one anonymous session saw (filled in by the worker thread)."""
+
+    connected: bool = False
+    return_code: int | None = None  # CONNACK reason code (0 = accepted)
+    return_text: str | None = None
+    granted: list[int] = field(default_factory=list)  # SUBACK codes for #, $SYS/#
+    messages: int = 0
+    retained: int = 0
+    topics: dict[str, tuple[int, str]] = field(default_factory=dict)  # topic -> (bytes, sample)
+    sys_values: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    truncated: bool = False
+
+
+def redact(payload: bytes) -> str:
+    """A few leading characters and the size: shows the kind of data without keeping it."""
+    text = printable(payload[: SAMPLE_CHARS * 4], SAMPLE_CHARS * 4)
+    head = text[:SAMPLE_CHARS]
+    return f"{head}… ({len(payload)} bytes)" if len(payload) > SAMPLE_CHARS else head
+
+
+def _session(host: str, port: int, use_tls: bool, listen_s: float, timeout: float) -> MqttSession:
+    """One anonymous MQTT 3.1.1 session (blocking; run in a worker thread)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    out = MqttSession()
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"iotrate-{secrets.token_hex(4)}",
+        protocol=mqtt.MQTTv311,
+        clean_session=True,
+    )
+    client.connect_timeout = timeout
+    if use_tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # the TLS probe judges the certificate
+        client.tls_set_context(ctx)
+    subscribed_at: list[float] = []
+
+    def on_connect(cl: Any, _ud: Any, _flags: Any, rc: Any, _props: Any) -> None:
+        out.return_code = int(rc.value) if hasattr(rc, "value") else int(rc)
+        out.return_text = str(rc)
+        if out.return_code == 0:
+            out.connected = True
+            cl.subscribe([("#", 0), ("$SYS/#", 0)])
+
+    def on_subscribe(_cl: Any, _ud: Any, _mid: Any, codes: Any, _props: Any) -> None:
+        out.granted = [int(c.value) if hasattr(c, "value") else int(c) for c in codes]
+        subscribed_at.append(time.monotonic())
+
+    def on_message(_cl: Any, _ud: Any, msg: Any) -> None:
+        out.messages += 1
+        out.retained += int(bool(msg.retain))
+        topic = printable(msg.topic, 200)
+        payload = bytes(msg.payload)
+        if topic.startswith("$SYS/"):
+            out.sys_values.setdefault(topic, printable(payload[:64], 64))
+        elif _VERSION_TOPIC.search(topic) and len(payload) <= 40:
+            out.versions.setdefault(topic, printable(payload, 40))
+        if topic not in out.topics:
+            out.topics[topic] = (len(payload), redact(payload))
+        if out.messages >= MAX_MESSAGES:
+            out.truncated = True
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    start = time.monotonic()
+    try:
+        client.connect(host, port, keepalive=max(10, int(timeout * 2)))
+        while True:
+            rc = client.loop(timeout=0.1)
+            now = time.monotonic()
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                if out.return_code is None:
+                    out.error = f"connection closed before CONNACK ({mqtt.error_string(rc)})"
+                break
+            if out.return_code is None and now - start > timeout:
+                out.error = f"no CONNACK within {timeout:g} s"
+                break
+            if out.return_code not in (None, 0):
+                break
+            if subscribed_at and now - subscribed_at[0] > listen_s:
+                break
+            if out.connected and not subscribed_at and now - start > timeout + listen_s:
+                out.error = "no SUBACK"
+                break
+            if out.truncated:
+                break
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        out.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        with contextlib.suppress(Exception):
+            client.disconnect()
+        with contextlib.suppress(Exception):
+            client.loop(timeout=0.1)
+    return out
+
+
+def _finding(
+    check: str, title: str, summary: str, port: int, data: dict[str, Any], probe: str
+) -> Finding:
+    return Finding(
+        check=check,
+        severity=SEVERITY[check],
+        title=title,
+        evidence=[Evidence(summary=summary, port=port, transport=Transport.TCP, data=data)],
+        confidence=Confidence.CONFIRMED,
+        probe=probe,
+        port=port,
+    )
+
+
+def session_findings(
+    s: MqttSession, port: int, use_tls: bool, tls_8883: bool | None, probe: str
+) -> list[Finding]:
+    out: list[Finding] = []
+    sys_topics = sorted(s.sys_values)
+    version = s.sys_values.get("$SYS/broker/version")
+    if sys_topics:
+        out.append(
+            _finding(
+                "mqtt.sys-exposed",
+                "MQTT broker details exposed",
+                f"an anonymous client read {len(sys_topics)} $SYS topics on {port}/tcp"
+                + (f", including the broker version ({version})" if version else ""),
+                port,
+                {
+                    "sys_topics": len(sys_topics),
+                    "broker_version": version,
+                    "topics": sys_topics[:20],
+                },
+                probe,
+            )
+        )
+    ordinary = sorted(t for t in s.topics if not t.startswith("$SYS/"))
+    data: dict[str, Any] = {
+        "anonymous": s.connected,
+        "connack": s.return_code,
+        "tls": use_tls,
+        "tls_on_8883": tls_8883,
+        "subscriptions_granted": s.granted,
+        "messages": s.messages,
+        "retained": s.retained,
+        "topic_count": len(ordinary),
+        "topics": ordinary[:MAX_TOPICS_KEPT],
+        "samples": {t: s.topics[t][1] for t in ordinary[:SAMPLE_TOPICS]},
+        "version_topics": s.versions,
+        "broker_version": version,
+        "truncated": s.truncated,
+        "listen_s": LISTEN_S,
+    }
+    if s.connected:
+        text = (
+            f"anonymous CONNECT accepted on {port}/tcp; {len(ordinary)} topics and "
+            f"{len(sys_topics)} $SYS topics seen in {LISTEN_S:g} s ({s.messages} messages, "
+            f"{s.retained} retained)"
+        )
+    else:
+        text = f"anonymous CONNECT refused on {port}/tcp ({s.return_text})"
+    if tls_8883 is not None:
+        text += "; MQTT over TLS on 8883: " + ("yes" if tls_8883 else "no")
+    out.append(_finding(SUMMARY_CHECK, f"MQTT broker on port {port}", text, port, data, probe))
+    return out
+
+
+class MqttProbe(Probe):
+    """Anonymous subscription to ``#`` and ``$SYS/#`` for a few seconds."""
+
+    id: ClassVar[str] = "mqtt"
+    title: ClassVar[str] = "MQTT anonymous read access"
+    protocols: ClassVar[frozenset[str]] = frozenset({"mqtt", "mqtts"})
+    ports: ClassVar[frozenset[int]] = frozenset({1883, 8883})
+    timeout: ClassVar[float] = 20.0
+    checks: ClassVar[tuple[str, ...]] = ("mqtt.sys-exposed", SUMMARY_CHECK)
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        assert ctx.service is not None
+        svc = ctx.service
+        use_tls = svc.tls is True or svc.protocol == "mqtts"
+        budget = min(ctx.timeout, self.timeout)
+        connect_timeout = max(2.0, min(5.0, budget / 3))
+        try:
+            session = await asyncio.wait_for(
+                asyncio.to_thread(
+                    _session, ctx.address, svc.port, use_tls, LISTEN_S, connect_timeout
+                ),
+                timeout=budget,
+            )
+        except TimeoutError:
+            raise ProbeFailed(f"MQTT session did not finish within {budget:g} s") from None
+        if session.error and session.return_code is None:
+            raise ProbeFailed(session.error)
+        tls_8883 = await self._tls_8883(ctx)
+        return session_findings(session, svc.port, use_tls, tls_8883, self.id)
+
+    @staticmethod
+    async def _tls_8883(ctx: ProbeContext) -> bool | None:
+        """Whether the broker also offers MQTT over TLS: from discovery when it saw 8883,
+        else one TLS handshake attempt; None when the probed port is 8883 itself."""
+        assert ctx.service is not None
+        if ctx.service.port == 8883:
+            return None
+        for s in ctx.device.services:
+            if s.port == 8883 and s.transport is Transport.TCP and s.tls is not None:
+                return s.tls
+        conn, _ = await tls_connect(ctx.address, 8883, 2.0)
+        if conn is None:
+            return False
+        await conn.close()
+        return True
+
+
+PROBES = (MqttProbe,)
