@@ -6,7 +6,9 @@ one :class:`ProbeOutcome` per (probe, service the probe applies to) — ``ran``,
 reason (timeout, crash, ProbeFailed), ``not_applicable`` or ``skipped_by_policy`` — and one
 ``not_applicable`` outcome for a probe that applies to none of the device's services, so every
 probe is accounted for and the rating can tell "tested, nothing found" from "could not test"
-(unknown is never a pass). A probe that crashes or hangs costs only its own outcome.
+(unknown is never a pass). A probe that crashes or hangs costs only its own outcome. A probe
+the policy forbids may still take a PASSIVE look first (``Probe.precheck``): if the service has
+nothing it could test, the outcome is ``not_applicable`` rather than ``skipped_by_policy``.
 
 Bounds: at most ``per_device`` probes run at once on one device (devices are small and some
 fall over under parallel logins) and ``overall`` across the scan; each run has its probe's
@@ -23,7 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from iotrate.models import Device, Finding, OutcomeStatus, ProbeOutcome, Service
+from iotrate.models import Device, Finding, OutcomeStatus, ProbeOutcome, Service, Transport
 from iotrate.probes.base import (
     ALLOWED,
     Intrusiveness,
@@ -37,6 +39,7 @@ from iotrate.probes.base import (
 
 log = logging.getLogger(__name__)
 
+PRECHECK_TIMEOUT = 15.0
 _POLICY_FLAG = {
     Intrusiveness.LOGIN: "it tries logins, which --safe forbids",
     Intrusiveness.WRITE: "it changes device state; only --intrusive (labs) allows that",
@@ -129,18 +132,7 @@ class ProbeRunner:
         port = service.port if service else None
         transport = service.transport if service else None
         checks = list(probe_cls.checks)
-        allowed = ALLOWED[self.options.policy]
-        if probe_cls.intrusiveness > allowed:
-            why = f"policy {self.options.policy.value}: {_POLICY_FLAG[probe_cls.intrusiveness]}"
-            outcome = ProbeOutcome(
-                probe=probe_cls.id,
-                status=OutcomeStatus.SKIPPED_BY_POLICY,
-                port=port,
-                transport=transport,
-                reason=why,
-                checks=checks,
-            )
-            return [], outcome
+        skip = probe_cls.intrusiveness > ALLOWED[self.options.policy]
         timeout = self.timeout_for(probe_cls)
         ctx = ProbeContext(
             address=device.address,
@@ -152,6 +144,8 @@ class ProbeRunner:
             allowed_hosts=frozenset({device.address, *device.addresses}),
             gate=gate,
         )
+        if skip:
+            return [], await self._skipped(probe_cls, ctx, port, transport, per_device)
         async with self._overall, per_device:
             started = time.monotonic()
             status, findings = OutcomeStatus.RAN, []
@@ -179,8 +173,8 @@ class ProbeRunner:
             findings = []  # a run that did not finish proves nothing either way
         findings = [_stamp(f, probe_cls, service) for f in findings]
         for f in findings:
-            if f.check not in probe_cls.checks:
-                log.warning("probe %s emitted undeclared check %s", probe_cls.id, f.check)
+            if f.check not in probe_cls.checks:  # a summary or a probe bug; coverage ignores it
+                log.info("probe %s emitted undeclared check %s", probe_cls.id, f.check)
         outcome = ProbeOutcome(
             probe=probe_cls.id,
             status=status,
@@ -192,6 +186,37 @@ class ProbeRunner:
             attempts=gate.attempts if gate is not None else None,
         )
         return findings, outcome
+
+    async def _skipped(
+        self,
+        probe_cls: type[Probe],
+        ctx: ProbeContext,
+        port: int | None,
+        transport: Transport | None,
+        per_device: asyncio.Semaphore,
+    ) -> ProbeOutcome:
+        """The outcome of a probe the policy forbids: skipped, unless its PASSIVE precheck
+        shows there is nothing to test (then not applicable, which leaves coverage alone)."""
+        why = f"policy {self.options.policy.value}: {_POLICY_FLAG[probe_cls.intrusiveness]}"
+        status, reason = OutcomeStatus.SKIPPED_BY_POLICY, why
+        probe = probe_cls()
+        if type(probe).precheck is not Probe.precheck:
+            async with self._overall, per_device:
+                try:
+                    async with asyncio.timeout(min(ctx.timeout, PRECHECK_TIMEOUT)):
+                        await probe.precheck(ctx)
+                except NotApplicable as exc:
+                    status, reason = OutcomeStatus.NOT_APPLICABLE, str(exc) or "not applicable"
+                except Exception as exc:  # could not tell: the skip stands
+                    log.debug("precheck of %s failed: %r", probe_cls.id, exc)
+        return ProbeOutcome(
+            probe=probe_cls.id,
+            status=status,
+            port=port,
+            transport=transport,
+            reason=reason,
+            checks=list(probe_cls.checks),
+        )
 
     def correlate(self, devices: Sequence[Device]) -> list[Device]:
         """Run every probe's ``correlate`` hook over the whole scan and attach what it found.

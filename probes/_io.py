@@ -186,13 +186,19 @@ async def open_tcp(host: str, port: int, timeout: float) -> Connection:
     return conn
 
 
+class PeerClosed(ProbeFailed):
+    """The device hung up (or reset) mid-reply; for some probes that is itself the answer."""
+
+
 async def read_exactly(conn: Connection, size: int, timeout: float) -> bytes:
     try:
         return await asyncio.wait_for(conn.reader.readexactly(size), timeout)
     except TimeoutError as exc:
         raise ProbeFailed(f"no complete reply within {timeout:g}s") from exc
     except asyncio.IncompleteReadError as exc:
-        raise ProbeFailed(f"connection closed after {len(exc.partial)} of {size} bytes") from exc
+        raise PeerClosed(f"connection closed after {len(exc.partial)} of {size} bytes") from exc
+    except ConnectionError as exc:
+        raise PeerClosed(f"connection reset: {exc}") from exc
     except OSError as exc:
         raise ProbeFailed(f"read failed: {exc}") from exc
 

@@ -179,6 +179,14 @@ class Probe(ABC):
     async def run(self, ctx: ProbeContext) -> list[Finding]:
         """Test one service (or the device); return findings, empty when nothing was found."""
 
+    async def precheck(self, ctx: ProbeContext) -> None:
+        """Optional PASSIVE look, used only when the policy forbids :meth:`run`: raise
+        :class:`NotApplicable` if the service has nothing this probe could test (an HTTP port
+        that asks for no password), so ``--safe`` reports "not applicable" rather than
+        "skipped" and the check is not left unknown for nothing. It must send nothing a
+        PASSIVE probe would not; the default decides nothing."""
+        return None
+
     @classmethod
     def correlate(cls, devices: Sequence[Device]) -> Mapping[str, list[Finding]]:
         """Network-level findings once every device is probed (a certificate or host key shared

@@ -32,7 +32,7 @@ from iotrate.models import Confidence, Evidence, Finding, Severity, Transport
 from iotrate.net import printable
 
 from . import credlist, rtsp, snmp
-from ._io import base_url, http_client, http_get_following, http_request
+from ._io import HttpReply, base_url, http_client, http_get_following, http_request
 from .base import (
     AttemptBudget,
     BudgetExhausted,
@@ -345,19 +345,32 @@ class HttpDefaultPassword(Probe):
     budget = WEB_BUDGET
     budget_group = "web"
 
-    async def run(self, ctx: ProbeContext) -> list[Finding]:
-        port = _port(ctx)
+    @staticmethod
+    def _url(ctx: ProbeContext) -> tuple[str, bool]:
         service = ctx.service
         tls = bool(service and (service.tls or service.protocol == "https"))
-        url = base_url("https" if tls else "http", ctx.address, port) + "/"
+        return base_url("https" if tls else "http", ctx.address, _port(ctx)) + "/", tls
+
+    async def _challenge(
+        self, ctx: ProbeContext, client: httpx.AsyncClient
+    ) -> tuple[HttpReply, str]:
+        url, _tls = self._url(ctx)
+        first = await http_get_following(client, url, ctx.allowed_hosts)
+        scheme = _challenge(first.header("www-authenticate"))
+        if first.status != 401 or scheme is None:
+            raise NotApplicable(f"no HTTP basic or digest login at {url} (status {first.status})")
+        return first, scheme
+
+    async def precheck(self, ctx: ProbeContext) -> None:
+        async with http_client(min(8.0, ctx.timeout / 4)) as client:
+            await self._challenge(ctx, client)
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        port = _port(ctx)
+        _url, tls = self._url(ctx)
         step = min(8.0, ctx.timeout / 4)
         async with http_client(step) as client:
-            first = await http_get_following(client, url, ctx.allowed_hosts)
-            scheme = _challenge(first.header("www-authenticate"))
-            if first.status != 401 or scheme is None:
-                raise NotApplicable(
-                    f"no HTTP basic or digest login at {url} (status {first.status})"
-                )
+            first, scheme = await self._challenge(ctx, client)
             target = first.url
             realm = printable(first.header("www-authenticate"), 120)
             status_seen = 0
@@ -378,14 +391,13 @@ class HttpDefaultPassword(Probe):
             found, _why = await walk(ctx.login_gate(), _cands(ctx, "http"), attempt)
         if found is None:
             return []
-        proto = "https" if tls else "http"
         return [
             cred_finding(
-                f"{proto}-{scheme}",
+                f"http-{scheme}",
                 port,
                 found,
                 f"{target} answered {status_seen} instead of 401",
-                {"auth": scheme, "url": target, "challenge": realm},
+                {"auth": scheme, "url": target, "challenge": realm, "tls": tls},
             )
         ]
 
@@ -610,27 +622,31 @@ class RtspDefaultPassword(Probe):
     budget = WEB_BUDGET
     budget_group = "web"
 
-    async def run(self, ctx: ProbeContext) -> list[Finding]:
-        port = _port(ctx)
-        step = min(5.0, ctx.timeout / 6)
-        protected: tuple[str, str, dict[str, str]] | None = None
+    async def _protected(self, ctx: ProbeContext) -> tuple[str, str, dict[str, str]]:
+        """The first known stream path that asks for a password, and its challenge."""
+        port, step = _port(ctx), min(5.0, ctx.timeout / 6)
         open_path = None
         for path in rtsp.STREAM_PATHS:
             reply, _uri = await rtsp.describe(ctx.address, port, path, step)
             if reply.status == 401:
                 scheme, params = rtsp.parse_challenge(reply.header("www-authenticate"))
                 if scheme:
-                    protected = (path, scheme, params)
-                    break
+                    return path, scheme, params
             elif reply.status == 200 and open_path is None:
                 open_path = path
-        if protected is None:
-            why = (
-                f"stream {open_path} plays without a password"
-                if open_path
-                else "no known stream path asks for a password"
-            )
-            raise NotApplicable(why)
+        raise NotApplicable(
+            f"stream {open_path} plays without a password"
+            if open_path
+            else "no known stream path asks for a password"
+        )
+
+    async def precheck(self, ctx: ProbeContext) -> None:
+        await self._protected(ctx)
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        port = _port(ctx)
+        step = min(5.0, ctx.timeout / 6)
+        protected = await self._protected(ctx)
         path, scheme, params = protected
 
         async def attempt(c: Candidate) -> Attempt:

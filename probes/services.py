@@ -11,6 +11,7 @@ never a pass. UPnP lives in :mod:`upnp`; login attempts in :mod:`credentials`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -23,6 +24,7 @@ from iotrate.net import printable
 
 from . import rtsp, snmp
 from ._io import (
+    PeerClosed,
     base_url,
     http_client,
     http_get_following,
@@ -143,6 +145,26 @@ class TelnetExposed(Probe):
 # ------------------------------------------------------------------------------------ FTP
 
 
+_FTP_FINAL = re.compile(rb"(?m)^\d{3} [^\n]*\n")
+
+
+async def ftp_reply(conn: Any, timeout: float) -> bytes:
+    """One complete FTP reply: lines up to the final ``NNN <text>`` line (RFC 959 multi-line
+    replies start ``NNN-``); whatever arrived if the deadline passes first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    buf = b""
+    while not _FTP_FINAL.search(buf) and len(buf) < 8192:
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        chunk = await read_until_marker(conn, b"\n", 8192 - len(buf), left)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
 class FtpExposed(Probe):
     id = "svc.ftp"
     title = "FTP enabled"
@@ -156,19 +178,18 @@ class FtpExposed(Probe):
         step = min(4.0, ctx.timeout / 3)
         conn = await open_tcp(ctx.address, port, step)
         try:
-            greeting = await read_until_marker(conn, b"\n", 2048, step)
+            greeting = await ftp_reply(conn, step)
             if not greeting:
                 raise ProbeFailed(f"FTP {port}: no greeting within {step:g}s")
             code = greeting[:3]
             if code == b"421":
                 raise ProbeFailed(f"FTP {port}: busy ({printable(greeting, 80)})")
-            if not code.startswith(b"220") and not greeting.startswith(b"220-"):
+            if code != b"220":
                 raise NotApplicable(f"port {port} greets {printable(greeting[:20])!r}, not FTP")
             # FEAT asks what the server supports without logging in: AUTH TLS means it can
             # protect the login, though the port still takes a cleartext one.
-            feats = b""
             await write(conn, b"FEAT\r\n")
-            feats = await read_until_marker(conn, b"211 ", 4096, step)
+            feats = await ftp_reply(conn, step)
             await write(conn, b"QUIT\r\n")
         finally:
             await conn.close()
@@ -891,10 +912,8 @@ class SmbV1(Probe):
             await write(conn, smb1_negotiate())
             try:
                 head = await read_exactly(conn, 4, step)
-            except ProbeFailed as exc:
-                if "closed" in str(exc):
-                    return []  # hung up on SMB1: the usual answer of an SMB2-only server
-                raise
+            except PeerClosed:
+                return []  # hung up on SMB1: the usual answer of an SMB2-only server
             size = int.from_bytes(head[1:4], "big")
             body = await read_exactly(conn, min(size, 1024), step)
         finally:

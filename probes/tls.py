@@ -544,6 +544,12 @@ def configuration_findings(
         "suites_accepted": len({s.name for s in scan.suites}),
         "weak_suites": len(weak),
         "forward_secrecy": any(is_forward_secret(s) for s in scan.suites),
+        # Not weak enough for tls.cipher.weak when better suites are offered, but a lab wants
+        # to see them: suites without forward secrecy, and CBC suites.
+        "suites_without_forward_secrecy": sorted(
+            {s.name for s in scan.suites if not is_forward_secret(s) and not s.anonymous}
+        )[:40],
+        "cbc_suites": len({s.name for s in scan.suites if "_CBC_" in s.name}),
         "aead": any(is_aead(s) for s in scan.suites),
         "curves": list(scan.curves),
         "starttls": scan.starttls,

@@ -273,13 +273,40 @@ def test_safe_policy_skips_every_credential_probe() -> None:
         cred.TelnetDefaultPassword, cred.SshDefaultPassword, cred.HttpDefaultPassword,
         cred.FtpDefaultPassword, cred.MqttLogin, cred.RtspDefaultPassword, cred.SnmpCommunities,
     ]  # fmt: skip
-    dev = device(
-        (23, "tcp", "telnet"), (22, "tcp", "ssh"), (80, "tcp", "http"), (21, "tcp", "ftp"),
-        (1883, "tcp", "mqtt"), (554, "tcp", "rtsp"), (161, "udp", "snmp"),
-    )  # fmt: skip
-    (d,) = asyncio.run(ProbeRunner(probes, RunnerOptions(policy=Policy.SAFE)).run([dev]))
+
+    async def go() -> tuple[Device, int, int]:
+        async with (
+            tcp_fake(http_server(basic_route(("admin", "admin")))) as web,
+            tcp_fake(rtsp_server({"/": "auth"}, ("admin", "admin"))) as cam,
+        ):
+            dev = device(
+                (23, "tcp", "telnet"), (22, "tcp", "ssh"), (web.port, "tcp", "http"),
+                (21, "tcp", "ftp"), (1883, "tcp", "mqtt"), (cam.port, "tcp", "rtsp"),
+                (161, "udp", "snmp"),
+            )  # fmt: skip
+            (d,) = await ProbeRunner(probes, RunnerOptions(policy=Policy.SAFE)).run([dev])
+            return d, len(web.logins), len(cam.logins)
+
+    d, web, cam = asyncio.run(go())
     assert {o.status for o in d.outcomes} == {OutcomeStatus.SKIPPED_BY_POLICY}
-    assert len(d.outcomes) == len(probes)
+    assert len(d.outcomes) == len(probes) and web == cam == 0
+
+
+def test_safe_policy_says_not_applicable_where_nothing_asks_for_a_password() -> None:
+    """The passive precheck: an HTTP port without a challenge or an RTSP server whose streams
+    are open has no default password to test, so --safe leaves the check out, not unknown."""
+    from probefakes import http_response
+
+    async def go() -> Device:
+        page = http_server(lambda *a: http_response(200, b"<html>hi</html>"))
+        async with tcp_fake(page) as web, tcp_fake(rtsp_server({"/live": "open"})) as cam:
+            dev = device((web.port, "tcp", "http"), (cam.port, "tcp", "rtsp"))
+            probes = [cred.HttpDefaultPassword, cred.RtspDefaultPassword]
+            (d,) = await ProbeRunner(probes, RunnerOptions(policy=Policy.SAFE)).run([dev])
+            return d
+
+    d = asyncio.run(go())
+    assert {o.status for o in d.outcomes} == {OutcomeStatus.NOT_APPLICABLE}
 
 
 # -------------------------------------------------------------------------------- SSH

@@ -154,11 +154,11 @@ def test_adb_handshake(handler: Any, status: OutcomeStatus, found: list[str]) ->
 
 
 class Snmp(svc.SnmpReadable):
-    timeout = 1.2  # 0.3 s steps: the fake answers at once or never
+    timeout = 2.0  # 0.5 s steps: the fake answers at once or never
 
 
 class SnmpWrite(svc.SnmpWritable):
-    timeout = 1.8
+    timeout = 3.0
 
 
 def test_snmp_public_readable_and_silent_agent() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -285,11 +285,14 @@ async def scan_hosts(
     specs: tuple[PortSpec, ...],
     limits: ScanLimits = ScanLimits(),
     on_host: Any = None,
+    assume_alive: Collection[str] = (),
 ) -> list[HostScan]:
     """Find alive hosts among ``hosts`` and list their open services.
 
     ``on_host`` (optional callable) is told about each host as soon as it is done, so later
-    stages can start on it without waiting for the slowest one.
+    stages can start on it without waiting for the slowest one. Hosts in ``assume_alive``
+    (answered ARP, or announced themselves) skip the liveness test: they are port-scanned even
+    when every port is closed or filtered.
     """
     sem = asyncio.Semaphore(limits.concurrency)
     discovery = [p for p in specs if p.discovery and p.transport is Transport.TCP] or [
@@ -298,7 +301,7 @@ async def scan_hosts(
 
     async def one_host(host: str) -> HostScan:
         result = HostScan(address=host)
-        if not await _is_alive(host, discovery, limits, sem):
+        if host not in assume_alive and not await _is_alive(host, discovery, limits, sem):
             return result
         result.alive = True
         host_sem = asyncio.Semaphore(limits.per_host)
