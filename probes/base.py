@@ -191,7 +191,7 @@ class Probe(ABC):
     def correlate(cls, devices: Sequence[Device]) -> Mapping[str, list[Finding]]:
         """Network-level findings once every device is probed (a certificate or host key shared
         by several devices), keyed by device id. Override in probes that need the whole scan;
-        the runner calls it for every probe class, with the devices as probed so far. The
+        the runner calls every override once, after all devices are probed. The
         checks it can emit must be in ``checks``; a crash here fails those checks on every
         device rather than passing them."""
         return {}

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from iotrate.models import Confidence, Evidence, Finding, Severity, Transport
 from iotrate.net import printable, tls_connect
 
-from .base import Probe, ProbeContext, ProbeFailed
+from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed
 
 SUMMARY_CHECK = "mqtt.summary"  # info-level carrier of what was seen (not in the scheme)
 SEVERITY: dict[str, Severity] = {"mqtt.sys-exposed": Severity.LOW, SUMMARY_CHECK: Severity.INFO}
@@ -219,6 +219,8 @@ class MqttProbe(Probe):
     protocols: ClassVar[frozenset[str]] = frozenset({"mqtt", "mqtts"})
     ports: ClassVar[frozenset[int]] = frozenset({1883, 8883})
     timeout: ClassVar[float] = 20.0
+    # An anonymous CONNECT is a login, however empty: --safe skips it.
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.LOGIN
     checks: ClassVar[tuple[str, ...]] = ("mqtt.sys-exposed", SUMMARY_CHECK)
 
     async def run(self, ctx: ProbeContext) -> list[Finding]:

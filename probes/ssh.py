@@ -30,7 +30,7 @@ from iotrate import __version__
 from iotrate.models import Confidence, Device, Evidence, Finding, Severity, Transport
 from iotrate.net import printable, tcp_connect
 
-from .base import Probe, ProbeContext, ProbeFailed
+from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed
 
 SUMMARY_CHECK = "ssh.summary"  # info-level carrier of banner, algorithms, host key (not in scheme)
 SEVERITY: dict[str, Severity] = {
@@ -514,6 +514,8 @@ class SshAuthProbe(Probe):
     protocols: ClassVar[frozenset[str]] = frozenset({"ssh"})
     ports: ClassVar[frozenset[int]] = frozenset({22})
     timeout: ClassVar[float] = 20.0
+    # The "none" request names a user, and servers log it as a login attempt: --safe skips it.
+    intrusiveness: ClassVar[Intrusiveness] = Intrusiveness.LOGIN
     checks: ClassVar[tuple[str, ...]] = ("ssh.password-auth", "ssh.hostkey.shared", SUMMARY_CHECK)
     # The user name the "none" request names; servers list their methods for any name.
     username: ClassVar[str] = "iotrate"

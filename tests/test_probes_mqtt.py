@@ -167,7 +167,8 @@ def test_redaction() -> None:
 def test_severities_match_the_rating_scheme() -> None:
     scheme = {c["id"]: c for c in yaml.safe_load(SCHEME.read_text())["checks"]}
     assert scheme["mqtt.sys-exposed"]["severity"] == mqtt.SEVERITY["mqtt.sys-exposed"].value
-    assert mqtt.SUMMARY_CHECK not in scheme
+    assert scheme[mqtt.SUMMARY_CHECK]["severity"] == "info"
+    assert scheme[mqtt.SUMMARY_CHECK]["weight"] == 0
 
 
 # --------------------------------------------------------------------------- lab

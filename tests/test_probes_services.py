@@ -154,19 +154,19 @@ def test_adb_handshake(handler: Any, status: OutcomeStatus, found: list[str]) ->
 
 
 class Snmp(svc.SnmpReadable):
-    timeout = 2.0  # 0.5 s steps: the fake answers at once or never
+    timeout = 3.0  # 0.75 s steps (pysnmp's timer ticks every 0.5 s): answers come at once
 
 
 class SnmpWrite(svc.SnmpWritable):
     timeout = 3.0
 
 
-def test_snmp_public_readable_and_silent_agent() -> None:
-    async def go(read: set[str]) -> tuple[Device, Fake]:
-        async with udp_fake(snmp_agent(read)) as agent:
+def test_snmp_public_readable() -> None:
+    async def go() -> tuple[Device, Fake]:
+        async with udp_fake(snmp_agent({"public"})) as agent:
             return await arun(Snmp, (agent.port, "udp", "snmp")), agent
 
-    d, agent = asyncio.run(go({"public"}))
+    d, agent = asyncio.run(go())
     (f,) = d.findings
     assert f.evidence[0].data == {
         "community": "public",
@@ -174,9 +174,24 @@ def test_snmp_public_readable_and_silent_agent() -> None:
         "sysDescr": "Fake agent",
         "sysName": "x",
     }
-    d, agent = asyncio.run(go({"secret"}))
+    assert agent.logins == [("get", "public")]
+
+
+def test_snmp_silence_to_public_is_tested_and_not_readable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Agents drop a wrong community without a word; silence to v2c and v1 means 'not
+    readable with public' (the agent answered discovery's v3 hello, so it is there)."""
+    asked: list[tuple[str, str]] = []
+
+    async def no_answer(host: str, port: int, community: str, oids: Any, timeout: float,
+                        version: str = "2c") -> None:  # fmt: skip
+        asked.append((community, version))
+
+    monkeypatch.setattr(svc.snmp, "get", no_answer)
+    d = run(Snmp, (161, "udp", "snmp"))
     assert d.findings == [] and only(d).status is OutcomeStatus.RAN
-    assert {c for _, c in agent.logins} == {"public"}  # v2c, then v1, both 'public'
+    assert asked == [("public", "2c"), ("public", "1")]
 
 
 def test_snmp_writable_only_with_intrusive_and_written_back_unchanged() -> None:
