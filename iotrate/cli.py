@@ -139,6 +139,20 @@ def scan(
             "(UPnP port mapping, SNMP write-back).",
         ),
     ] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the HTML report to FILE.")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Write each device's label (SVG and PNG) into DIR."),
+    ] = None,
+    save_observations: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-observations",
+            help="Write what discovery saw as JSONL, for 'iotrate identify' to replay.",
+        ),
+    ] = None,
 ) -> None:
     """Discover devices on TARGETS, list their services, probe them and rate them.
 
@@ -176,7 +190,15 @@ def scan(
         import asyncio
 
         result = asyncio.run(
-            run_scan(target_set, ScanOptions(ports=ports, limits=limits, policy=policy))
+            run_scan(
+                target_set,
+                ScanOptions(
+                    ports=ports,
+                    limits=limits,
+                    policy=policy,
+                    save_observations=save_observations,
+                ),
+            )
         )
     except IotrateError as exc:
         _fail(exc)
@@ -188,6 +210,10 @@ def scan(
             output.write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
             _fail(RuntimeFailure(f"cannot write {output}: {exc}"))
+    try:
+        _write_outputs(result, report, labels)
+    except (OSError, IotrateError) as exc:
+        _fail(RuntimeFailure(f"cannot write the report or labels: {exc}"))
     if json_out:
         sys.stdout.write(text + "\n")
     else:
@@ -201,6 +227,27 @@ def scan(
                 highlight=False,
             )
             raise typer.Exit(EXIT_FAIL_UNDER)
+
+
+def _write_outputs(result: ScanResult, report: Path | None, labels: Path | None) -> None:
+    """HTML report and per-device labels, both carrying the result's digest."""
+    if report is None and labels is None:
+        return
+    from iotrate.reports import html
+    from iotrate.reports import label as lbl
+    from iotrate.signing import result_digest
+
+    digest = result_digest(result)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(html.render(result, digest=digest), encoding="utf-8")
+    if labels is not None:
+        labels.mkdir(parents=True, exist_ok=True)
+        for d in result.devices:
+            svg = lbl.render_svg(lbl.label_data(d, result, digest=digest), "full")
+            stem = lbl.file_stem(d)
+            (labels / f"{stem}.svg").write_text(svg, encoding="utf-8")
+            (labels / f"{stem}.png").write_bytes(lbl.to_png(svg, dpi=150))
 
 
 @app.command()

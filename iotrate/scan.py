@@ -12,10 +12,14 @@ of the others. Cross-device correlation (shared keys) runs once, after every dev
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from iotrate.discovery import arp
+from iotrate.discovery.observe import SharedDiscovery, host_observations, identify_device
 from iotrate.discovery.portscan import (
     HostScan,
     ScanLimits,
@@ -23,10 +27,13 @@ from iotrate.discovery.portscan import (
     port_specs,
     scan_hosts,
 )
+from iotrate.errors import IotrateError
+from iotrate.identify.observations import Observation
 from iotrate.models import Device, ScanResult, utcnow
 from iotrate.netinfo import local_addresses
 from iotrate.probes.base import Policy
 from iotrate.probing import ProbeRunner, RunnerOptions, default_runner
+from iotrate.rating import rate_result
 from iotrate.targets import TargetSet
 
 log = logging.getLogger(__name__)
@@ -39,15 +46,21 @@ class ScanOptions:
     policy: str = "default"  # a Policy value: safe, default or intrusive
     probes: bool = True
     runner: RunnerOptions | None = None  # its policy is taken from ``policy``
+    listen: float = 2.0  # seconds SSDP and mDNS listen for answers
+    arp: bool = True  # ARP sweep when privileged
+    multicast: bool = True  # SSDP and mDNS discovery
+    identify: bool = True
+    rate: bool = True
+    save_observations: Path | None = None
 
 
-def _device(h: HostScan, mac: str | None) -> Device:
+def _device(h: HostScan, mac: str | None, sources: list[str]) -> Device:
     return Device(
         id=mac or h.address,
         address=h.address,
         addresses=[h.address],
         mac=mac,
-        sources=["tcp-connect"],
+        sources=sources,
         services=h.services,
     )
 
@@ -57,6 +70,7 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
     specs = port_specs(options.ports)
     policy = Policy(options.policy)
     own = local_addresses()
+    hosts = [h for h in targets.hosts() if h not in own]
     errors: list[str] = []
     runner: ProbeRunner | None = None
     if options.probes:
@@ -71,13 +85,38 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
             )
         )
         errors.extend(load_errors)
+
+    # Multicast discovery listens for the whole network while the sweep and probes run.
+    shared: SharedDiscovery | None = None
+    if options.multicast and hosts:
+        shared = SharedDiscovery(frozenset(hosts), listen=options.listen)
+        shared.start()
+    # ARP answers tell which on-link hosts exist at all, so dead addresses cost nothing more.
+    arp_macs: dict[str, str] = {}
+    mode = "tcp-connect (unprivileged)"
+    if options.arp and arp.privileged():
+        arp_macs = await arp.sweep(hosts)
+        mode = "arp + tcp-connect"
+    on_link = arp.on_link_hosts(hosts) if arp_macs else set()
+    sweep = [h for h in hosts if h in arp_macs or h not in on_link]
+    observations: list[Observation] = []
     pipelines: dict[str, asyncio.Task[Device]] = {}
 
     async def pipeline(h: HostScan) -> Device:
         # The kernel learned the MAC while we talked to the host; read it now, not after the
         # whole sweep, so the device's id is final before any probe sees it.
-        macs = await asyncio.to_thread(neighbour_macs)
-        device = _device(h, macs.get(h.address))
+        mac = arp_macs.get(h.address)
+        if mac is None:
+            mac = (await asyncio.to_thread(neighbour_macs)).get(h.address)
+        sources = ["arp", "tcp-connect"] if h.address in arp_macs else ["tcp-connect"]
+        device = _device(h, mac, sources)
+        if options.identify:
+            try:
+                obs = await host_observations(h, mac, shared)
+                observations.extend(obs)
+                device = identify_device(device, obs)
+            except IotrateError as exc:
+                errors.append(f"{h.address} identification failed: {exc}")
         if runner is not None:
             device = await runner.probe_device(device)
         return device
@@ -87,16 +126,25 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
             pipelines[h.address] = asyncio.create_task(pipeline(h))
 
     try:
-        hosts = await scan_hosts(
-            [h for h in targets.hosts() if h not in own], specs, options.limits, on_host=on_host
+        scanned = await scan_hosts(
+            sweep, specs, options.limits, on_host=on_host, assume_alive=set(arp_macs)
         )
+        # Devices that only announced themselves (SSDP/mDNS) and were not in the sweep.
+        if shared is not None:
+            extra = sorted((await shared.addresses()) - {h.address for h in scanned if h.alive})
+            if extra:
+                scanned += await scan_hosts(
+                    extra, specs, options.limits, on_host=on_host, assume_alive=set(extra)
+                )
     except BaseException:
         for t in pipelines.values():
             t.cancel()
+        if shared is not None:
+            shared.cancel()
         await asyncio.gather(*pipelines.values(), return_exceptions=True)
         raise
     devices: list[Device] = []
-    for h in hosts:
+    for h in sorted(scanned, key=lambda x: ipaddress.ip_address(x.address)):
         errors.extend(f"{h.address} {e}" for e in h.errors)
         if not h.alive:
             continue
@@ -106,19 +154,40 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
         except Exception as exc:  # a pipeline bug must not lose the device discovery found
             log.debug("pipeline for %s failed", h.address, exc_info=True)
             errors.append(f"{h.address} probing failed: {type(exc).__name__}: {exc}")
-            devices.append(_device(h, None))
+            devices.append(_device(h, arp_macs.get(h.address), ["tcp-connect"]))
+    if shared is not None:
+        await shared.results()
+        errors.extend(shared.errors)
     if runner is not None:
         devices = runner.correlate(devices)
-    return ScanResult(
+    if options.save_observations is not None:
+        _save_observations(options.save_observations, observations, errors)
+    result = ScanResult(
         scan_id=str(uuid.uuid4()),
         started_at=started,
         finished_at=utcnow(),
-        discovery_mode="tcp-connect",
+        discovery_mode=mode,
         policy=policy.value,
         targets=list(targets.targets),
         devices=devices,
         errors=errors,
     )
+    if options.rate:
+        try:
+            result = rate_result(result)
+        except IotrateError as exc:  # keep the unrated result rather than lose the scan
+            result = result.model_copy(update={"errors": [*errors, f"rating failed: {exc}"]})
+    return result
+
+
+def _save_observations(path: Path, observations: list[Observation], errors: list[str]) -> None:
+    """The scan's observations as JSONL, the format ``iotrate identify`` replays."""
+    try:
+        with path.open("w", encoding="utf-8") as fh:
+            for o in observations:
+                fh.write(o.model_dump_json(exclude_none=True) + "\n")
+    except OSError as exc:
+        errors.append(f"cannot write observations to {path}: {exc}")
 
 
 def scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> ScanResult:

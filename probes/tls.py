@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -803,6 +804,7 @@ VULN_COMMANDS = (
 
 NETWORK_TIMEOUT_S = 5.0
 PER_SERVER_CONNECTIONS = 1
+_SSLYZE_IMPORT = threading.Lock()
 _CACHE_TTL_S = 120.0
 
 
@@ -817,14 +819,17 @@ class _NoTls(Exception):
 def _run_sslyze(address: str, port: int, starttls: str | None) -> TlsScan:
     """Run one sslyze scan (blocking; call from a worker thread)."""
     # Submodule imports: the package's re-exports are invisible to a strict type checker.
-    from sslyze.connection_helpers.opportunistic_tls_helpers import (
-        ProtocolWithOpportunisticTlsEnum,
-    )
-    from sslyze.plugins.scan_commands import ScanCommand
-    from sslyze.scanner.models import ServerScanRequest, ServerScanStatusEnum
-    from sslyze.scanner.scan_command_attempt import ScanCommandAttemptStatusEnum
-    from sslyze.scanner.scanner import Scanner
-    from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
+    # Two worker threads importing sslyze at once see a partly initialised module (a circular
+    # import inside sslyze), so the first import is serialised.
+    with _SSLYZE_IMPORT:
+        from sslyze.connection_helpers.opportunistic_tls_helpers import (
+            ProtocolWithOpportunisticTlsEnum,
+        )
+        from sslyze.plugins.scan_commands import ScanCommand
+        from sslyze.scanner.models import ServerScanRequest, ServerScanStatusEnum
+        from sslyze.scanner.scan_command_attempt import ScanCommandAttemptStatusEnum
+        from sslyze.scanner.scanner import Scanner
+        from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
     location = ServerNetworkLocation(hostname=address, port=port, ip_address=address)
     config = ServerNetworkConfiguration(

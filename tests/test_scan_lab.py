@@ -134,3 +134,83 @@ def test_refusals_inside_an_empty_namespace(
     assert message in res.stderr
     assert "Traceback" not in res.stderr
     assert lo_tx_packets(empty_netns) == before
+
+
+def test_lab_grades_hold(lab: dict[str, Any], scanned: ScanResult) -> None:
+    """The device table's expected grades, from a real scan of the real daemons."""
+    found = {d.address: d for d in scanned.devices}
+    for dev in lab["devices"]:
+        rating = found[dev["address"]].rating
+        assert rating is not None and rating.grade is not None, dev["name"]
+        if dev["name"] == "plug":
+            # Without its manufacturer declaration the plug cannot earn A, nor fall below B.
+            assert rating.grade == "B", rating.reasons
+        elif dev["name"] == "hub":
+            assert rating.grade in ("E", "F"), rating.reasons
+        else:
+            assert rating.grade == dev["expected_grade"], (dev["name"], rating.reasons)
+
+
+def test_plug_earns_a_with_its_declaration(
+    lab: dict[str, Any], scanned: ScanResult, tmp_path: Path
+) -> None:
+    plug = next(d for d in lab["devices"] if d["name"] == "plug")
+    src = tmp_path / "scan.json"
+    src.write_text(scanned.model_dump_json())
+    decl = Path(__file__).resolve().parent.parent / "iotrate/lab/declarations/plug.yaml"
+    res = subprocess.run(
+        [
+            IOTRATE,
+            "rate",
+            str(src),
+            "--declaration",
+            str(decl),
+            "--device",
+            plug["address"],
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    rated = ScanResult.model_validate_json(res.stdout)
+    grades = {d.address: d.rating.grade for d in rated.devices if d.rating}
+    assert grades[plug["address"]] == "A"
+
+
+def test_planted_weaknesses_found_with_evidence(lab: dict[str, Any], scanned: ScanResult) -> None:
+    by_name = {d["name"]: d["address"] for d in lab["devices"]}
+    found = {d.address: d for d in scanned.devices}
+
+    def checks(name: str) -> set[str]:
+        return {f.check for f in found[by_name[name]].findings}
+
+    assert {"cred.default-password", "svc.telnet", "svc.mqtt.anonymous"} <= checks("fridge")
+    assert {"cred.default-password", "svc.rtsp.unauthenticated"} <= checks("camera")
+    assert {"tls.protocol.obsolete", "tls.cert.expired", "tls.cert.weak-key"} <= checks("hub")
+    assert "svc.snmp.readable" in checks("hub")
+    assert {"svc.adb.unauthenticated", "update.cve"} <= checks("tv")
+    plug = found[by_name["plug"]]
+    assert all(f.severity.value == "info" for f in plug.findings if not f.check.startswith("decl."))
+    for d in scanned.devices:
+        for f in d.findings:
+            assert f.evidence or f.check.startswith("decl."), (d.address, f.check)
+    # Passwords never appear in the result, only a redacted hint.
+    for d in scanned.devices:
+        for f in d.findings:
+            if f.check == "cred.default-password":
+                for e in f.evidence:
+                    assert str(e.data["password"]).endswith("***"), e.data
+                    assert len(str(e.data["password"])) <= 4
+
+
+def test_identification_in_the_scan(lab: dict[str, Any], scanned: ScanResult) -> None:
+    by_name = {d["name"]: d for d in lab["devices"]}
+    found = {d.address: d for d in scanned.devices}
+    speaker = found[by_name["speaker"]["address"]]
+    assert speaker.category == "speaker" and speaker.vendor == "Google"
+    assert "mdns" in speaker.sources and speaker.identity and speaker.identity.evidence
+    assert found[by_name["tv"]["address"]].category == "tv"
+    assert found[by_name["camera"]["address"]].category == "camera"
+    assert scanned.discovery_mode == "arp + tcp-connect"

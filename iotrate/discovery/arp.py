@@ -46,6 +46,14 @@ def _on_link(hosts: Sequence[str]) -> dict[str, list[str]]:
     return by_iface
 
 
+def on_link_hosts(hosts: Sequence[str]) -> set[str]:
+    """Targets on a directly connected subnet: those ARP can prove absent."""
+    try:
+        return {h for addrs in _on_link(hosts).values() for h in addrs}
+    except (OSError, ImportError, ValueError):
+        return set()
+
+
 def _sweep(hosts: Sequence[str], timeout: float) -> dict[str, str]:
     from scapy.layers.l2 import ARP, Ether
     from scapy.sendrecv import srp
