@@ -61,12 +61,20 @@ def render_table(results: list[tuple[str, Identity]], console: Console) -> None:
 
 def identify_cmd(
     file: Annotated[
-        Path,
+        Path | None,
         typer.Argument(help="Recorded observations, one JSON object a line ('-' for stdin)."),
-    ],
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="One JSON result per device per line.")
     ] = False,
+    pcap: Annotated[
+        Path | None,
+        typer.Option(
+            "--pcap",
+            help="Identify passively from a packet capture (pcap/pcapng): SSDP, mDNS, DHCP, "
+            "HTTP. Sends nothing.",
+        ),
+    ] = None,
 ) -> None:
     """Identify devices (category, vendor, model, firmware) from recorded observations.
 
@@ -74,8 +82,25 @@ def identify_cmd(
     """
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
+    if (file is None) == (pcap is None):
+        err.print("iotrate: error: give either FILE.jsonl or --pcap FILE", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    if pcap is not None:
+        from iotrate.discovery.pcap import read_pcap
+        from iotrate.errors import UsageError
+        from iotrate.identify.observations import ReadResult
+
+        try:
+            read = ReadResult(observations=read_pcap(pcap))
+        except UsageError as exc:
+            err.print(f"iotrate: error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(EXIT_USAGE) from None
+        file = pcap
+    assert file is not None
     try:
-        if str(file) == "-":
+        if pcap is not None:
+            pass
+        elif str(file) == "-":
             read = read_observations(sys.stdin)
         else:
             with file.open(encoding="utf-8", errors="replace") as fh:

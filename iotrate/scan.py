@@ -110,15 +110,26 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
             mac = (await asyncio.to_thread(neighbour_macs)).get(h.address)
         sources = ["arp", "tcp-connect"] if h.address in arp_macs else ["tcp-connect"]
         device = _device(h, mac, sources)
+        obs: list[Observation] = []
         if options.identify:
+            # A first identification from the host's own answers orders the probes' credential
+            # lists; probing starts at once, without waiting for the multicast listeners.
             try:
-                obs = await host_observations(h, mac, shared)
-                observations.extend(obs)
+                obs = await host_observations(h, mac)
                 device = identify_device(device, obs)
             except IotrateError as exc:
                 errors.append(f"{h.address} identification failed: {exc}")
         if runner is not None:
             device = await runner.probe_device(device)
+        if options.identify:
+            # The final identification adds what the device announced over SSDP and mDNS.
+            if shared is not None:
+                obs = obs + await shared.for_host(h.address)
+            observations.extend(obs)
+            try:
+                device = identify_device(device, obs)
+            except IotrateError as exc:
+                errors.append(f"{h.address} identification failed: {exc}")
         return device
 
     def on_host(h: HostScan) -> None:

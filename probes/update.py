@@ -34,7 +34,7 @@ SEVERITY: dict[str, Severity] = {
     "update.cve": Severity.HIGH,
     "update.outdated": Severity.MEDIUM,
     "update.eol": Severity.HIGH,
-    "update.version-unknown": Severity.LOW,
+    "update.version-unknown": Severity.INFO,
     "update.version-uncertain": Severity.INFO,
 }
 PROBE_ID = "update"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +23,8 @@ TRUTH = SHARED / "truth.jsonl"
 
 def shared_or_skip() -> Path:
     if not OBSERVATIONS.is_file() or not TRUTH.is_file():
+        if os.environ.get("CI"):
+            pytest.fail("CI has ../shared beside the clone; ../shared/fixtures is missing")
         pytest.skip("../shared/fixtures is not available")
     return SHARED
 

@@ -30,6 +30,7 @@ from probefakes import (
     udp_fake,
 )
 
+from iotrate import lab as lab_api
 from iotrate.models import Device, OutcomeStatus, ProbeOutcome
 from iotrate.probing import ProbeRunner, RunnerOptions
 
@@ -387,7 +388,8 @@ def run_in_lab(in_scanner: Any, lab: dict[str, Any], names: list[str], prefixes:
 
 @pytest.mark.lab
 def test_lab_default_credentials_found_from_the_list(lab: dict[str, Any], in_scanner: Any) -> None:
-    dropbear = Path(lab["temp_dir"]) / "logs" / "camera-dropbear.log"
+    # The lab may have been rebuilt since the session began (test_lab does): ask it now.
+    dropbear = Path(lab_api.lab_status()["temp_dir"]) / "logs" / "camera-dropbear.log"
     before = dropbear.read_text()
     found = run_in_lab(in_scanner, lab, ["fridge", "camera", "hub", "plug"], ("cred.",))
     # The daemon's own log agrees: failed attempts, then the one that worked.
@@ -426,7 +428,8 @@ def test_lab_safe_mode_sends_no_login(lab: dict[str, Any], in_scanner: Any) -> N
     """Server-side proof from dropbear's own log, which records every connection and every
     password attempt, unbuffered: in safe mode not one connection reaches it (the default run in
     the test above shows the same log recording the attempts)."""
-    dropbear = Path(lab["temp_dir"]) / "logs" / "camera-dropbear.log"
+    # The lab may have been rebuilt since the session began (test_lab does): ask it now.
+    dropbear = Path(lab_api.lab_status()["temp_dir"]) / "logs" / "camera-dropbear.log"
     before = dropbear.read_text()
     found = run_in_lab(in_scanner, lab, ["fridge", "camera"], ("cred.", "svc."), "safe")
     new = dropbear.read_text()[len(before) :]

@@ -133,7 +133,7 @@ def test_version_unknown_only_when_nothing_disclosed_one() -> None:
     found = judge(device((443, "HTTP/1.0 200 OK"), (80, "HTTP/1.0 200 OK | Server: GoAhead-Webs")))
     (unknown,) = found["update.version-unknown"]
     assert unknown.evidence[0].data["components_without_version"] == ["Embedthis GoAhead"]
-    assert unknown.severity is Severity.LOW
+    assert unknown.severity is Severity.INFO  # hiding versions is not a fault in itself
     assert judge(device((443, "HTTP/1.0 200 OK"), firmware="1.3.1 Build 240621")) == {}
     topics = evidence_finding("mqtt.summary", 1883, {"version_topics": {"f/fw": "04.02"}}, "mqtt")
     assert judge(device((1883, ""), findings=[topics])) == {}

@@ -321,7 +321,9 @@ def test_scan_starts_probing_a_device_before_the_sweep_ends(
             Marks.event.set()
             return []
 
-    async def fake_scan_hosts(hosts: list[str], specs: Any, limits: Any, on_host: Any) -> Any:
+    async def fake_scan_hosts(
+        hosts: list[str], specs: Any, limits: Any, on_host: Any, **kw: Any
+    ) -> Any:
         Marks.event = started()
         first = HostScan("127.0.0.1", True, [Service(port=1, protocol="x")])
         on_host(first)

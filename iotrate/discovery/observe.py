@@ -106,16 +106,13 @@ async def http_observations(
     return [o for o in got if o is not None]
 
 
-async def host_observations(
-    h: HostScan, mac: str | None, shared: SharedDiscovery | None
-) -> list[Observation]:
+async def host_observations(h: HostScan, mac: str | None) -> list[Observation]:
+    """What this host itself told us: its MAC, its banners and its web servers' answers."""
     obs: list[Observation] = []
     if mac:
         obs.append(MacObservation(device=h.address, kind="mac", mac=mac))
     obs.extend(service_observations(h.address, h.services))
     obs.extend(await http_observations(h.address, h.services))
-    if shared is not None:
-        obs.extend(await shared.for_host(h.address))
     return obs
 
 
