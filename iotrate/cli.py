@@ -153,6 +153,13 @@ def scan(
             help="Write what discovery saw as JSONL, for 'iotrate identify' to replay.",
         ),
     ] = None,
+    use_nmap: Annotated[
+        bool,
+        typer.Option(
+            "--nmap",
+            help="Also run nmap -sV (and -O as root) on each device's open ports; needs nmap.",
+        ),
+    ] = False,
 ) -> None:
     """Discover devices on TARGETS, list their services, probe them and rate them.
 
@@ -176,6 +183,11 @@ def scan(
                 markup=False,
                 highlight=False,
             )
+        if use_nmap:
+            from iotrate.discovery import nmapscan
+
+            if not nmapscan.available():
+                raise RuntimeFailure("--nmap needs the nmap program (apt-get install nmap)")
         specs = list(targets or [])
         if not specs:
             dev, net = local_subnet()
@@ -197,6 +209,7 @@ def scan(
                     limits=limits,
                     policy=policy,
                     save_observations=save_observations,
+                    nmap=use_nmap,
                 ),
             )
         )

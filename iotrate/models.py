@@ -242,6 +242,7 @@ class Device(_Model):
     identity: Identity | None = Field(
         default=None, description="Identification with confidence and evidence, when run."
     )
+    os_guess: str | None = Field(default=None, description="nmap's OS guess (--nmap as root).")
 
 
 class ToolInfo(_Model):

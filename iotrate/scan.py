@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iotrate.discovery import arp
+from iotrate.discovery import arp, nmapscan
 from iotrate.discovery.observe import SharedDiscovery, host_observations, identify_device
 from iotrate.discovery.portscan import (
     HostScan,
@@ -52,6 +52,7 @@ class ScanOptions:
     identify: bool = True
     rate: bool = True
     save_observations: Path | None = None
+    nmap: bool = False  # nmap -sV (and -O when privileged) on each device's open ports
 
 
 def _device(h: HostScan, mac: str | None, sources: list[str]) -> Device:
@@ -110,6 +111,20 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
             mac = (await asyncio.to_thread(neighbour_macs)).get(h.address)
         sources = ["arp", "tcp-connect"] if h.address in arp_macs else ["tcp-connect"]
         device = _device(h, mac, sources)
+        if options.nmap:
+            try:
+                services, os_guess = await nmapscan.enrich(
+                    h.address, list(h.services), arp.privileged()
+                )
+                device = device.model_copy(
+                    update={
+                        "services": services,
+                        "sources": [*device.sources, "nmap"],
+                        "os_guess": os_guess,
+                    }
+                )
+            except IotrateError as exc:
+                errors.append(str(exc))
         obs: list[Observation] = []
         if options.identify:
             # A first identification from the host's own answers orders the probes' credential

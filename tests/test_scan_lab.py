@@ -214,3 +214,14 @@ def test_identification_in_the_scan(lab: dict[str, Any], scanned: ScanResult) ->
     assert found[by_name["tv"]["address"]].category == "tv"
     assert found[by_name["camera"]["address"]].category == "camera"
     assert scanned.discovery_mode == "arp + tcp-connect"
+
+
+def test_nmap_deepens_services(lab: dict[str, Any]) -> None:
+    camera = next(d for d in lab["devices"] if d["name"] == "camera")
+    res = lab_scan(camera["address"], "--nmap", "--safe", "--json")
+    assert res.returncode == 0, res.stderr
+    (dev,) = ScanResult.model_validate_json(res.stdout).devices
+    ssh = next(s for s in dev.services if s.port == 22)
+    assert ssh.product and "dropbear" in ssh.product.lower()
+    assert ssh.version and ssh.version[0].isdigit()
+    assert "nmap" in dev.sources and dev.os_guess  # -O runs: the lab scan is root
