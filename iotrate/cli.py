@@ -8,6 +8,7 @@ only this module turns errors into exit codes and one-line messages.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -34,6 +35,9 @@ lab_app = typer.Typer(
 app.add_typer(lab_app, name="lab")
 
 out = Console(soft_wrap=True)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    # Piped or logged output gets a table wide enough to read, not rich's 80-column default.
+    out = Console(soft_wrap=True, width=160)
 err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("iotrate")
 

@@ -8,6 +8,7 @@ functions, so the benchmark and tests run exactly what users run.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,6 +82,8 @@ def identify_cmd(
     Offline: reads FILE, sends nothing. Format: docs/identify.md.
     """
     out = Console(soft_wrap=True)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(soft_wrap=True, width=160)
     err = Console(stderr=True, soft_wrap=True)
     if (file is None) == (pcap is None):
         err.print("iotrate: error: give either FILE.jsonl or --pcap FILE", markup=False)

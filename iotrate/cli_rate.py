@@ -172,6 +172,7 @@ def rating_table(result: ScanResult) -> Table:
             Text(f"{r.score:g}" if r.score is not None else "–"),
             Text(f"{cov.checks_run}/{cov.checks_total}" if cov else "–"),
             Text(r.support_until.isoformat() if r.support_until else "unknown"),
-            Text(main),
+            # The full explanation is in --json and the report; the table keeps one glance.
+            Text(main if len(main) <= 140 else main[:139] + "…"),
         )
     return t

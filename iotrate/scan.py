@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,10 @@ class ScanOptions:
     rate: bool = True
     save_observations: Path | None = None
     nmap: bool = False  # nmap -sV (and -O when privileged) on each device's open ports
+    # Told about each device as soon as its pipeline is done (before cross-device correlation
+    # and rating), so history storage keeps finished devices when the scan is interrupted.
+    on_device: Callable[[Device], None] | None = None
+    scan_id: str | None = None  # chosen by the caller when it records the scan as it runs
 
 
 def _device(h: HostScan, mac: str | None, sources: list[str]) -> Device:
@@ -68,6 +73,7 @@ def _device(h: HostScan, mac: str | None, sources: list[str]) -> Device:
 
 async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> ScanResult:
     started = utcnow()
+    scan_id = options.scan_id or str(uuid.uuid4())
     specs = port_specs(options.ports)
     policy = Policy(options.policy)
     own = local_addresses()
@@ -145,7 +151,17 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
                 device = identify_device(device, obs)
             except IotrateError as exc:
                 errors.append(f"{h.address} identification failed: {exc}")
+        _tell(device)
         return device
+
+    def _tell(device: Device) -> None:
+        if options.on_device is None:
+            return
+        try:
+            options.on_device(device)
+        except Exception as exc:  # storage trouble must not cost the scan its result
+            log.debug("on_device for %s failed", device.address, exc_info=True)
+            errors.append(f"{device.address} not stored: {type(exc).__name__}: {exc}")
 
     def on_host(h: HostScan) -> None:
         if h.alive:
@@ -181,6 +197,7 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
             log.debug("pipeline for %s failed", h.address, exc_info=True)
             errors.append(f"{h.address} probing failed: {type(exc).__name__}: {exc}")
             devices.append(_device(h, arp_macs.get(h.address), ["tcp-connect"]))
+            _tell(devices[-1])
     if shared is not None:
         await shared.results()
         errors.extend(shared.errors)
@@ -189,7 +206,7 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
     if options.save_observations is not None:
         _save_observations(options.save_observations, observations, errors)
     result = ScanResult(
-        scan_id=str(uuid.uuid4()),
+        scan_id=scan_id,
         started_at=started,
         finished_at=utcnow(),
         discovery_mode=mode,

@@ -26,9 +26,9 @@ GRADE_STYLES = {
 
 def _service_label(s: Service) -> str:
     name = s.protocol or "?"
-    if s.tls:
+    if s.tls and not name.endswith("s"):
         name += "+tls"
-    return f"{s.port}/{s.transport.value} {name}"
+    return f"{s.port}{'/udp' if s.transport.value == 'udp' else ''} {name}"
 
 
 def grade_text(grade: str | None) -> Text:
@@ -50,7 +50,7 @@ def table(result: ScanResult) -> Table:
     t.add_column("Device")
     t.add_column("Open services")
     t.add_column("Grade", justify="center", no_wrap=True)
-    t.add_column("Top reason")
+    t.add_column("Top reason", overflow="ellipsis", max_width=60)
     for d in result.devices:
         what = " ".join(x for x in (d.vendor, d.model) if x) or (d.category or "unidentified")
         grade = d.rating.grade if d.rating else None
