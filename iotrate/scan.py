@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iotrate.discovery import arp, nmapscan
-from iotrate.discovery.observe import SharedDiscovery, host_observations, identify_device
+from iotrate.discovery.observe import (
+    SharedDiscovery,
+    host_observations,
+    identify_device,
+    probe_observations,
+)
 from iotrate.discovery.portscan import (
     HostScan,
     ScanLimits,
@@ -146,6 +151,7 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
             # The final identification adds what the device announced over SSDP and mDNS.
             if shared is not None:
                 obs = obs + await shared.for_host(h.address)
+            obs = obs + probe_observations(device)
             observations.extend(obs)
             try:
                 device = identify_device(device, obs)

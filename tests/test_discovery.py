@@ -121,3 +121,33 @@ def test_arp_sweep_gives_every_mac(lab: dict[str, Any], in_scanner: Callable[[st
         "print(json.dumps(asyncio.run(arp.sweep(hosts))))"
     )
     assert out == {d["address"]: d["mac"].lower() for d in lab["devices"]}
+
+
+def test_probe_evidence_feeds_identification() -> None:
+    """A device that announces nothing is still named by what its probes read."""
+    from iotrate.discovery.observe import identify_device, probe_observations
+    from iotrate.identify.observations import MacObservation
+    from iotrate.models import Device, Evidence, Finding, Severity
+
+    def finding(check: str, port: int, data: dict[str, Any]) -> Finding:
+        ev = Evidence(summary=check, port=port, data=data)
+        return Finding(check=check, severity=Severity.INFO, title=check, evidence=[ev])
+
+    hub = Device(
+        id="h",
+        address="10.0.0.13",
+        findings=[
+            finding("svc.snmp.readable", 161, {"sysDescr": "Tuya Zigbee Gateway TYGWZ-01 Linux"}),
+            finding("tls.summary", 443, {"certificate": {"subject": "O=Tuya Smart,CN=gw"}}),
+        ],
+    )
+    plug = Device(
+        id="p",
+        address="10.0.0.15",
+        findings=[finding("tls.summary", 443, {"certificate": {"subject": "CN=tapo-p110"}})],
+    )
+    assert [o.protocol for o in probe_observations(hub)] == ["snmp", "x509"]  # type: ignore[union-attr]
+    mac = MacObservation(device="10.0.0.15", kind="mac", mac="54:a7:03:9d:e6:21")
+    named = identify_device(plug, [mac, *probe_observations(plug)])
+    assert (named.category, named.vendor) == ("plug", "TP-Link")
+    assert identify_device(hub, probe_observations(hub)).category == "hub"

@@ -213,6 +213,9 @@ def test_identification_in_the_scan(lab: dict[str, Any], scanned: ScanResult) ->
     assert "mdns" in speaker.sources and speaker.identity and speaker.identity.evidence
     assert found[by_name["tv"]["address"]].category == "tv"
     assert found[by_name["camera"]["address"]].category == "camera"
+    # These two announce nothing: their probes' evidence (SNMP sysDescr, certificate) names them.
+    assert found[by_name["hub"]["address"]].category == "hub"
+    assert found[by_name["plug"]["address"]].category == "plug"
     assert scanned.discovery_mode == "arp + tcp-connect"
 
 

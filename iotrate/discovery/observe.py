@@ -116,6 +116,54 @@ async def host_observations(h: HostScan, mac: str | None) -> list[Observation]:
     return obs
 
 
+def _cert_subject(value: object) -> str | None:
+    if isinstance(value, dict):
+        subject = value.get("subject")
+        return subject if isinstance(subject, str) else None
+    return None
+
+
+def probe_observations(device: Device) -> list[Observation]:
+    """What the probes learnt that also says what the device is: an SNMP sysDescr, an ADB
+    banner, a TLS certificate's subject. Devices that announce nothing over SSDP or mDNS often
+    name themselves there, so the final identification weighs these too."""
+    obs: list[Observation] = []
+    for f in device.findings:
+        for e in f.evidence:
+            data = e.data
+            if f.check == "svc.snmp.readable" and isinstance(data.get("sysDescr"), str):
+                obs.append(
+                    BannerObservation(
+                        device=device.address,
+                        kind="banner",
+                        port=e.port or 161,
+                        protocol="snmp",
+                        banner=data["sysDescr"],
+                    )
+                )
+            elif f.check == "svc.adb.unauthenticated" and isinstance(data.get("banner"), str):
+                obs.append(
+                    BannerObservation(
+                        device=device.address,
+                        kind="banner",
+                        port=e.port or 5555,
+                        protocol="adb",
+                        banner=data["banner"],
+                    )
+                )
+            elif f.check == "tls.summary" and (subject := _cert_subject(data.get("certificate"))):
+                obs.append(
+                    BannerObservation(
+                        device=device.address,
+                        kind="banner",
+                        port=e.port,
+                        protocol="x509",
+                        banner=subject,
+                    )
+                )
+    return obs
+
+
 _IDENTIFIER: Identifier | None = None
 
 
