@@ -7,11 +7,12 @@ only this module turns errors into exit codes and one-line messages.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,6 +20,9 @@ from rich.console import Console
 from iotrate import __version__
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import GRADES, ScanResult
+
+if TYPE_CHECKING:
+    from iotrate.storage import Recorder
 
 EXIT_OK, EXIT_FAIL_UNDER, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 
@@ -164,6 +168,18 @@ def scan(
             help="Also run nmap -sV (and -O as root) on each device's open ports; needs nmap.",
         ),
     ] = False,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            metavar="PATH",
+            help="History database to record the scan in, device by device as it runs "
+            "(default: $IOTRATE_DB, else iotrate.db in the user data dir).",
+        ),
+    ] = None,
+    no_history: Annotated[
+        bool, typer.Option("--no-history", help="Do not record this scan in the history.")
+    ] = False,
 ) -> None:
     """Discover devices on TARGETS, list their services, probe them and rate them.
 
@@ -204,19 +220,35 @@ def scan(
             raise UsageError(str(exc)) from exc
         limits = ScanLimits(connect_timeout=timeout, concurrency=concurrency)
         import asyncio
+        import uuid
 
-        result = asyncio.run(
-            run_scan(
-                target_set,
-                ScanOptions(
-                    ports=ports,
-                    limits=limits,
-                    policy=policy,
-                    save_observations=save_observations,
-                    nmap=use_nmap,
-                ),
+        from iotrate.cli_history import scan_recorder
+
+        scan_id = str(uuid.uuid4())
+        recorder = scan_recorder(db, no_history, scan_id, list(target_set.targets), policy)
+        try:
+            result = asyncio.run(
+                run_scan(
+                    target_set,
+                    ScanOptions(
+                        ports=ports,
+                        limits=limits,
+                        policy=policy,
+                        save_observations=save_observations,
+                        nmap=use_nmap,
+                        on_device=recorder,
+                        scan_id=scan_id,
+                    ),
+                )
             )
-        )
+        except KeyboardInterrupt:
+            _interrupted(recorder, json_out)
+        except BaseException:  # a crash still marks the scan and keeps its finished devices
+            with contextlib.suppress(IotrateError):
+                recorder.interrupt()
+            _close(recorder)
+            raise
+        _record(recorder, result)
     except IotrateError as exc:
         _fail(exc)
     except OSError as exc:
@@ -244,6 +276,46 @@ def scan(
                 highlight=False,
             )
             raise typer.Exit(EXIT_FAIL_UNDER)
+
+
+def _interrupted(recorder: Recorder, json_out: bool) -> NoReturn:
+    """Ctrl-C: keep and print the devices already finished, then exit 130 like any command."""
+    from iotrate.reports import json as json_report
+    from iotrate.reports import terminal
+
+    try:
+        partial = recorder.interrupt()
+    except IotrateError as exc:
+        err.print(f"iotrate: warning: {exc}", markup=False, highlight=False)
+        partial = recorder.partial()
+    finally:
+        _close(recorder)
+    kept = "" if recorder.store is None else f"; kept in the history as {partial.scan_id[:8]}"
+    err.print(
+        f"iotrate: interrupted after {len(partial.devices)} finished device(s){kept}",
+        markup=False,
+        highlight=False,
+    )
+    if json_out:
+        sys.stdout.write(json_report.render(partial) + "\n")
+    else:
+        terminal.render(partial, out)
+    raise typer.Exit(130)
+
+
+def _close(recorder: Recorder) -> None:
+    if recorder.store is not None:
+        recorder.store.close()
+
+
+def _record(recorder: Recorder, result: ScanResult) -> None:
+    """Store the final result; a history failure is a warning, never the loss of the scan."""
+    try:
+        recorder.finish(result)
+    except IotrateError as exc:
+        err.print(f"iotrate: warning: scan not saved in the history: {exc}", markup=False)
+    finally:
+        _close(recorder)
 
 
 def _write_outputs(result: ScanResult, report: Path | None, labels: Path | None) -> None:
@@ -395,6 +467,11 @@ app.command("identify")(identify_cmd)
 from iotrate.cli_db import db_app  # noqa: E402
 
 app.add_typer(db_app, name="db")
+from iotrate.cli_history import diff_cmd, history_cmd, show_cmd  # noqa: E402
+
+app.command("history")(history_cmd)
+app.command("show")(show_cmd)
+app.command("diff")(diff_cmd)
 
 
 def main() -> None:

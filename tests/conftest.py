@@ -12,6 +12,14 @@ from typing import Any
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _history_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``iotrate scan`` records history by default; tests must never write the user's own
+    database, so each test gets a throwaway one (subprocesses inherit the variable)."""
+    path = tmp_path_factory.mktemp("history") / "iotrate.db"
+    monkeypatch.setenv("IOTRATE_DB", str(path))
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[dict[str, Any]]:
     """The running lab's status; torn down at the end, even when tests fail.

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iotrate.discovery.portscan import (
+    PortSpec,
     ScanLimits,
     banner_text,
     classify,
@@ -182,3 +183,34 @@ def test_closed_ports_are_not_listed_but_host_is_alive() -> None:
         assert host.alive and host.services == []
 
     asyncio.run(main())
+
+
+async def _reset_mid_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read(5)
+    writer.write(b"\x16\x03\x03\x00\x4a\x02\x00")  # half a ServerHello, then RST
+    writer.transport.abort()
+
+
+def test_a_tls_port_that_fails_its_handshake_stays_unknown_and_gets_the_tls_probes() -> None:
+    """Found by the hostile lab: a reset or stalled handshake on 443 was reported as tls=False,
+    so the TLS probes skipped the port as "not applicable" and its checks went untested."""
+    from iotrate.probes.tls import TlsProbe
+
+    from iotrate.models import Device
+
+    async def main() -> list:  # type: ignore[type-arg]
+        found = []
+        for handler in (_reset_mid_handshake, _tarpit):
+            server, port = await serve(handler)
+            spec = PortSpec(port, Transport.TCP, "https", "tls")
+            (host,) = await scan_hosts(["127.0.0.1"], [spec], FAST)
+            server.close()
+            found += host.services
+        return found
+
+    services = asyncio.run(main())
+    assert len(services) == 2
+    dev = Device(id="d", address="127.0.0.1")
+    for svc in services:
+        assert svc.protocol == "https" and svc.tls is None, svc
+        assert TlsProbe().applies(dev, svc)

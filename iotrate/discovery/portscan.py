@@ -203,7 +203,9 @@ async def _grab(host: str, spec: PortSpec, limits: ScanLimits) -> Service | None
     protocol = classify(data)
     if spec.hello == "tls" or (spec.hello == "probe" and not data):
         tconn, _version = await tls_connect(host, spec.port, limits.banner_timeout)
-        tls = tconn is not None
+        # A TLS port whose handshake stalled or was reset is not thereby plain text: "unknown"
+        # keeps the TLS probes on it, so the port ends as a failed outcome, not as untested.
+        tls = True if tconn is not None else None if spec.hello == "tls" else False
         if tconn is not None:
             try:
                 if spec.protocol in ("https", "unknown") and await send(

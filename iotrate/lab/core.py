@@ -28,6 +28,7 @@ from iotrate.lab.table import (
     BRIDGE_NS,
     INSTANCE,
     SCANNER_NS,
+    DeviceTable,
     device_rows,
     host_address,
     load_table,
@@ -37,7 +38,7 @@ from iotrate.lab.table import (
 STATE_DIR = Path(f"/run/iotrate-lab{'-' + INSTANCE if INSTANCE else ''}")
 STATE_FILE = STATE_DIR / "state.json"
 _LOCK_FILE = STATE_DIR / "lock"
-PROFILES = ("reference",)
+PROFILES = ("reference", "hostile")
 READY_TIMEOUT = 20.0
 TEMP_PREFIX = f"iotrate-lab{INSTANCE}-"
 
@@ -70,6 +71,12 @@ def _tracked(state: dict[str, Any]) -> list[procs.Tracked]:
     return [procs.Tracked.from_json(p) for p in state.get("processes", [])]
 
 
+def _profile(state: dict[str, Any] | None) -> str:
+    """The running lab's profile; an unreadable one falls back to the reference table."""
+    profile = state.get("profile") if state else None
+    return profile if profile in PROFILES else "reference"
+
+
 def _problems(state: dict[str, Any]) -> list[str]:
     """Why a recorded lab is not whole; an empty list means it runs as built."""
     problems = []
@@ -92,7 +99,7 @@ def _problems(state: dict[str, Any]) -> list[str]:
 
 
 def _status(state: dict[str, Any] | None, net: ipaddress.IPv4Network) -> dict[str, Any]:
-    table = load_table()
+    table = load_table(_profile(state))
     problems = _problems(state) if state is not None else []
     running = state is not None and not problems
     daemons: dict[str, list[dict[str, Any]]] = {}
@@ -101,7 +108,7 @@ def _status(state: dict[str, Any] | None, net: ipaddress.IPv4Network) -> dict[st
             {"name": t.daemon, "pid": t.pid, "alive": procs.is_alive(t.pid, t.start_time)}
         )
     devices = []
-    for row in device_rows(net):
+    for row in device_rows(net, table.profile):
         declared = [{"name": d["name"], "pid": None, "alive": False} for d in row["daemons"]]
         row["daemon_packages"] = row.pop("daemons")
         row["daemons"] = daemons.get(row["name"], declared)
@@ -135,7 +142,7 @@ def lab_status() -> dict[str, Any]:
 def device_table() -> list[dict[str, Any]]:
     """The device table with addresses placed in the running lab's subnet, else the default."""
     state = _read_state()
-    return device_rows(resolve_subnet(state["subnet"] if state else None))
+    return device_rows(resolve_subnet(state["subnet"] if state else None), _profile(state))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,10 +221,10 @@ def listening_ports(namespace: str) -> set[tuple[str, int]]:
 
 
 def _wait_ready(
+    table: DeviceTable,
     plans: dict[str, services.Plan],
     started: dict[tuple[str, str], tuple[procs.Tracked, subprocess.Popen[bytes]]],
 ) -> None:
-    table = load_table()
     want = {d.namespace: {(p.transport.value, p.port) for p in d.ports} for d in table.devices}
     ready_files = [ln.ready_file for p in plans.values() for ln in p.launches if ln.ready_file]
     deadline = time.monotonic() + READY_TIMEOUT
@@ -242,7 +249,7 @@ def _wait_ready(
 
 
 def _build(net: ipaddress.IPv4Network, profile: str) -> dict[str, Any]:
-    table = load_table()
+    table = load_table(profile)
     tools = host.find_tools()
     busybox = host.busybox_with_telnetd()
     temp_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
@@ -264,6 +271,12 @@ def _build(net: ipaddress.IPv4Network, profile: str) -> dict[str, Any]:
     # Recorded before anything exists, so a crash from here on is cleaned up by lab_down.
     _write_state(state)
     netns.build(net, hosts)
+    if profile == "hostile":
+        # The outside address is on-link for the scanner, so a scanner that wrongly follows a
+        # redirect or LOCATION there shows on the bridge (an ARP request) instead of failing
+        # unseen on "no route"; nothing answers it and the bridge leads nowhere.
+        route = ["route", "add", f"{services.OUTSIDE_ADDRESS}/32", "dev", "eth0"]
+        netns.run(["ip", "-n", SCANNER_NS, *route])
     ca = certs.make_ca(temp_dir / "ca")
     state["ca_cert"] = str(ca.cert)
     fake_shell = temp_dir / "bin" / "sh"
@@ -298,7 +311,7 @@ def _build(net: ipaddress.IPv4Network, profile: str) -> dict[str, Any]:
             # Recorded one by one, so even a SIGKILL mid-way leaves every PID on file.
             state["processes"].append(tracked.to_json())
             _write_state(state)
-    _wait_ready(plans, started)
+    _wait_ready(table, plans, started)
     for plan in plans.values():
         for argv in plan.after_ready:
             netns.run(argv)

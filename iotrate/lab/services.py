@@ -428,7 +428,24 @@ BUILDERS: dict[str, Callable[[Context, LabDevice], Plan]] = {
 }
 
 
+#: Where the hostile devices point redirects and SSDP LOCATIONs that leave the targets: a
+#: documentation address (RFC 5737) that no lab namespace has a route to, so a scanner that
+#: followed one would fail with "unreachable", and the traffic test would see it try.
+OUTSIDE_ADDRESS = "198.51.100.7"
+
+
+def _hostile(ctx: Context, dev: LabDevice) -> Plan:
+    behaviours = _setting(dev, "behaviours")
+    argv = [
+        sys.executable, "-m", "iotrate.lab.hostile_devices", "--address", ctx.address(dev),
+        "--outside", OUTSIDE_ADDRESS, *(f"{k}={v}" for k, v in behaviours.items()),
+    ]  # fmt: skip
+    return Plan([ctx.launch(dev, "hostile", argv)])
+
+
 def plan(ctx: Context, device: LabDevice) -> Plan:
+    if [d.name for d in device.daemons] == ["hostile"]:
+        return _hostile(ctx, device)
     try:
         builder = BUILDERS[device.name]
     except KeyError:

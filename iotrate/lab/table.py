@@ -126,14 +126,22 @@ class DeviceTable(_Row):
         raise LabError(f"no lab device named {name!r}")
 
 
+#: Each profile's device table; the hostile one holds devices that attack the scanner.
+PROFILE_FILES = {"reference": "devices.yaml", "hostile": "hostile.yaml"}
+
+
 @cache
-def load_table() -> DeviceTable:
+def load_table(profile: str = "reference") -> DeviceTable:
     """Read once per process: the file ships inside the package and does not change."""
-    text = resources.files("iotrate.lab").joinpath("devices.yaml").read_text(encoding="utf-8")
+    try:
+        name = PROFILE_FILES[profile]
+    except KeyError:
+        raise LabError(f"unknown profile {profile!r}; known: {', '.join(PROFILE_FILES)}") from None
+    text = resources.files("iotrate.lab").joinpath(name).read_text(encoding="utf-8")
     try:
         return DeviceTable.model_validate(yaml.safe_load(text))
     except (yaml.YAMLError, ValidationError) as exc:
-        raise LabError(f"iotrate/lab/devices.yaml is invalid: {exc}") from exc
+        raise LabError(f"iotrate/lab/{name} is invalid: {exc}") from exc
 
 
 def load_declaration(device: LabDevice) -> dict[str, Any] | None:
@@ -169,9 +177,9 @@ def host_address(net: ipaddress.IPv4Network, offset: int) -> str:
     return str(net.network_address + offset)
 
 
-def device_rows(net: ipaddress.IPv4Network) -> list[dict[str, Any]]:
+def device_rows(net: ipaddress.IPv4Network, profile: str = "reference") -> list[dict[str, Any]]:
     """The table as plain JSON-able dicts, with addresses placed in ``net``."""
-    table = load_table()
+    table = load_table(profile)
     rows = []
     for dev in table.devices:
         row = dev.model_dump(mode="json")

@@ -1,0 +1,282 @@
+"""``iotrate history`` and ``iotrate diff``: what was scanned, and what changed since last time.
+
+Both read the history database that ``iotrate scan`` writes (see :mod:`iotrate.storage`);
+registered in :mod:`iotrate.cli`, with its exit codes (2: unknown scan id, 3: database
+unreadable). Device strings come from the devices and are cleaned before they reach the
+terminal, since a device name may carry escape sequences.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from iotrate.errors import IotrateError, UsageError
+from iotrate.models import Device, ScanResult, Target, utcnow
+from iotrate.storage import Recorder, Store, default_path
+
+_out = Console(soft_wrap=True, highlight=False)
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        metavar="PATH",
+        help="History database (default: $IOTRATE_DB, else iotrate.db in the user data dir).",
+    ),
+]
+
+
+def _fail(exc: IotrateError) -> NoReturn:
+    """``iotrate.cli``'s error exit, imported when called: ``iotrate.cli`` imports this module
+    to register the commands, so a module-level import here would be circular."""
+    from iotrate.cli import _fail as fail
+
+    fail(exc)
+
+
+def _clean(value: object, limit: int = 160) -> str:
+    from iotrate.reports.textfit import clean
+
+    return str(clean(value, limit=limit))
+
+
+def _when(dt: datetime | None) -> str:
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M") if dt else "-"
+
+
+def _open(db: Path | None) -> Store | None:
+    """The store, or None when the file does not exist: reading history never creates it."""
+    path = db or default_path()
+    if not path.exists():
+        return None
+    return Store(path)
+
+
+def scan_recorder(
+    db: Path | None, no_history: bool, scan_id: str, targets: list[Target], policy: str
+) -> Recorder:
+    """The recorder ``iotrate scan`` hands to ``run_scan``. Each device is rated on its own as
+    it is stored, so an interrupted scan still has grades; the scan's final rating (after
+    cross-device correlation) replaces them when it finishes."""
+    from iotrate.rating import load_scheme, rate_result
+
+    started = utcnow()
+    store = None if no_history else Store(db or default_path())
+    try:
+        scheme = load_scheme()
+    except IotrateError:
+        scheme = None
+
+    def prepare(device: Device) -> Device:
+        if scheme is None:
+            return device
+        try:
+            one = ScanResult(scan_id=scan_id, started_at=started, devices=[device])
+            return rate_result(one, scheme).devices[0]
+        except IotrateError:
+            return device
+
+    try:
+        return Recorder(store, scan_id, started, targets, policy, prepare)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+
+
+def history_cmd(
+    db: DbOption = None,
+    device: Annotated[
+        str | None,
+        typer.Option("--device", metavar="ID", help="One device's grade over time (MAC or IP)."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List stored scans (date, targets, devices, grades), or one device's grade over time."""
+    try:
+        store = _open(db)
+        if store is None:
+            scans, records = [], []
+        else:
+            with store:
+                scans = store.scans() if device is None else []
+                records = store.device_history(device) if device is not None else []
+    except IotrateError as exc:
+        _fail(exc)
+    if device is not None:
+        if json_out:
+            data: Any = [{**asdict(r), "started_at": r.started_at.isoformat()} for r in records]
+            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+            return
+        if not records:
+            _out.print(f"no stored scan saw device {_clean(device)}", markup=False)
+            return
+        t = Table(title=f"device {_clean(device)}")
+        for col in ("Scan", "Date", "Address", "Grade", "Findings", "Status"):
+            t.add_column(col)
+        for r in records:
+            t.add_row(
+                *(
+                    Text(x)
+                    for x in (
+                        r.scan_id[:8],
+                        _when(r.started_at),
+                        _clean(r.address),
+                        r.grade or "-",
+                        str(r.findings),
+                        r.status,
+                    )
+                )
+            )
+        _out.print(t)
+        return
+    if json_out:
+        data = [
+            {
+                **asdict(s),
+                "started_at": s.started_at.isoformat(),
+                "finished_at": s.finished_at.isoformat() if s.finished_at else None,
+            }
+            for s in scans
+        ]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    if not scans:
+        _out.print(f"no scans stored in {db or default_path()}", markup=False)
+        return
+    t = Table()
+    for col in ("Scan", "Date", "Targets", "Devices", "Grades", "Status"):
+        t.add_column(col)
+    for s in scans:
+        grades = " ".join(f"{g}:{n}" for g, n in s.grades.items()) or "-"
+        t.add_row(
+            *(
+                Text(x)
+                for x in (
+                    s.scan_id[:8],
+                    _when(s.started_at),
+                    _clean(" ".join(s.targets)),
+                    str(s.devices),
+                    grades,
+                    s.status,
+                )
+            )
+        )
+    _out.print(t)
+
+
+def diff_cmd(
+    scan_a: Annotated[
+        str | None, typer.Argument(metavar="[SCAN_A]", help="Older scan id (or prefix).")
+    ] = None,
+    scan_b: Annotated[
+        str | None, typer.Argument(metavar="[SCAN_B]", help="Newer scan id (or prefix).")
+    ] = None,
+    db: DbOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the changes as JSON.")] = False,
+) -> None:
+    """What changed between two scans (default: the last two complete scans of the same
+    targets): devices new and gone, grades up and down, findings fixed and new, ports."""
+    from iotrate.history import diff_results
+
+    try:
+        if (scan_a is None) != (scan_b is None):
+            raise UsageError("name two scans (SCAN_A SCAN_B), or none for the last two")
+        store = _open(db)
+        if store is None:
+            raise UsageError(f"no scans stored in {db or default_path()}")
+        with store:
+            if scan_a is None or scan_b is None:
+                a_id, b_id = store.previous_pair()
+            else:
+                a_id, b_id = store.resolve(scan_a), store.resolve(scan_b)
+            before, after = store.load_scan(a_id), store.load_scan(b_id)
+            statuses = (store.status(a_id), store.status(b_id))
+    except IotrateError as exc:
+        _fail(exc)
+    d = diff_results(before, after)
+    if json_out:
+        data = asdict(d)
+        data["before_status"], data["after_status"] = statuses
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    _out.print(
+        f"changes from scan {d.before[:8]} ({_when(before.started_at)}) to scan "
+        f"{d.after[:8]} ({_when(after.started_at)})",
+        markup=False,
+    )
+    for label, status in zip(("first", "second"), statuses, strict=True):
+        if status != "complete":
+            _out.print(
+                f"note: the {label} scan is {status}; devices it did not finish show as "
+                "new or gone",
+                markup=False,
+            )
+    lines: list[tuple[str, str]] = []
+    for r in d.new_devices:
+        lines.append((f"{r.name} ({r.address})", f"new device, grade {r.grade or '-'}"))
+    for r in d.gone_devices:
+        lines.append((f"{r.name} ({r.address})", "no longer seen"))
+    for c in d.changed:
+        what: list[str] = []
+        if c.direction in ("better", "worse"):
+            what.append(f"grade {c.grade_before} -> {c.grade_after} ({c.direction})")
+        elif c.direction == "unknown":
+            what.append(f"grade {c.grade_before or '-'} -> {c.grade_after or '-'}")
+        what += [f"fixed: {f.title} ({f.check})" for f in c.findings_fixed]
+        what += [f"new problem: {f.title} ({f.check})" for f in c.findings_new]
+        if c.services_opened:
+            what.append("ports opened: " + ", ".join(c.services_opened))
+        if c.services_closed:
+            what.append("ports closed: " + ", ".join(c.services_closed))
+        if c.address_before:
+            what.append(f"moved from {c.address_before}")
+        lines.append((f"{c.device.name} ({c.device.address})", "; ".join(what)))
+    if not lines:
+        _out.print(f"nothing changed ({d.unchanged} devices the same)", markup=False)
+        return
+    t = Table()
+    t.add_column("Device")
+    t.add_column("What changed")
+    for who, what_text in lines:
+        t.add_row(Text(_clean(who)), Text(_clean(what_text, limit=4000)))
+    _out.print(t)
+    _out.print(f"{d.unchanged} device(s) unchanged", markup=False)
+
+
+def show_cmd(
+    scan: Annotated[str, typer.Argument(metavar="SCAN", help="Scan id (or a unique prefix).")],
+    db: DbOption = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the stored result as JSON.")
+    ] = False,
+) -> None:
+    """Print a stored scan as 'iotrate scan' did (table, or the result JSON with --json)."""
+    from iotrate.reports import json as json_report
+    from iotrate.reports import terminal
+
+    try:
+        store = _open(db)
+        if store is None:
+            raise UsageError(f"no scans stored in {db or default_path()}")
+        with store:
+            result = store.load_scan(scan)
+            status = store.status(result.scan_id)
+    except IotrateError as exc:
+        _fail(exc)
+    if json_out:
+        sys.stdout.write(json_report.render(result) + "\n")
+        return
+    if status != "complete":
+        _out.print(f"note: scan {result.scan_id[:8]} is {status}", markup=False)
+    terminal.render(result, _out)
