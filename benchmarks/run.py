@@ -27,6 +27,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,10 +128,12 @@ def main() -> int:
         )
         compare("1. discovery of the /24", ours, theirs, "nmap -sn")
 
+        result = Path(tempfile.mkdtemp(prefix="iotrate-bench-")) / "scan.json"
         scans = [
-            run_in_scanner(ns, [IOTRATE, "scan", SUBNET, "--json"]) for _ in range(args.repeat)
+            run_in_scanner(ns, [IOTRATE, "scan", SUBNET, "--no-history", "-o", str(result)])
+            for _ in range(args.repeat)
         ]
-        findings = sum(len(d["findings"]) for d in json.loads(scans[0].out)["devices"])
+        findings = sum(len(d["findings"]) for d in json.loads(result.read_text())["devices"])
         if not args.skip_nmap_full:
             ports = "T:" + ",".join(map(str, tcp)) + ",U:" + ",".join(map(str, udp))
             nmap_cmd = [
@@ -158,7 +161,9 @@ def main() -> int:
         for name in ("hub", "plug"):
             addr = devices[name]["address"]
             ours = [
-                run_in_scanner(ns, [IOTRATE, "scan", addr, "--ports", "443", "--safe", "--json"])
+                run_in_scanner(
+                    ns, [IOTRATE, "scan", addr, "--ports", "443", "--safe", "--no-history"]
+                )
                 for _ in range(args.repeat)
             ]
             theirs = [
