@@ -68,6 +68,8 @@ def test_port_selection_parsing() -> None:
 
 def test_classify_and_banners() -> None:
     assert classify(b"SSH-2.0-dropbear_2022.83\r\n") == "ssh"
+    kexinit = b"SSH-2.0-dropbear_2022.83\r\n\x00\x00\x01\xfc\x07\x14_curve25519-sha256"
+    assert banner_text(kexinit, "ssh") == "SSH-2.0-dropbear_2022.83"
     assert classify(b"\xff\xfd\x01\xff\xfd\x1f") == "telnet"
     assert classify(b"220 (vsFTPd 3.0.3)\r\n") == "ftp"
     assert classify(b"RTSP/1.0 200 OK\r\n") == "rtsp"
@@ -203,7 +205,7 @@ def test_a_tls_port_that_fails_its_handshake_stays_unknown_and_gets_the_tls_prob
         for handler in (_reset_mid_handshake, _tarpit):
             server, port = await serve(handler)
             spec = PortSpec(port, Transport.TCP, "https", "tls")
-            (host,) = await scan_hosts(["127.0.0.1"], [spec], FAST)
+            (host,) = await scan_hosts(["127.0.0.1"], (spec,), FAST)
             server.close()
             found += host.services
         return found

@@ -63,7 +63,8 @@ def test_banners_and_tls_come_from_the_real_daemons(
             if s.port == port and s.transport.value == transport
         )
 
-    assert svc("camera", 22).banner.startswith("SSH-2.0-dropbear")
+    assert svc("camera", 22).banner == "SSH-2.0-dropbear_2022.83"
+    assert svc("camera", 21).protocol == "ftp" and svc("camera", 21).banner.startswith("220 ")
     assert svc("camera", 22).protocol == "ssh"
     assert svc("fridge", 23).protocol == "telnet"
     assert svc("fridge", 80).protocol == "http" and "401" in svc("fridge", 80).banner
@@ -188,6 +189,7 @@ def test_planted_weaknesses_found_with_evidence(lab: dict[str, Any], scanned: Sc
 
     assert {"cred.default-password", "svc.telnet", "svc.mqtt.anonymous"} <= checks("fridge")
     assert {"cred.default-password", "svc.rtsp.unauthenticated"} <= checks("camera")
+    assert {"svc.ftp", "svc.ftp.anonymous"} <= checks("camera")
     assert {"tls.protocol.obsolete", "tls.cert.expired", "tls.cert.weak-key"} <= checks("hub")
     assert "svc.snmp.readable" in checks("hub")
     assert {"svc.adb.unauthenticated", "update.cve"} <= checks("tv")

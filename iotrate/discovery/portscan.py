@@ -147,6 +147,9 @@ def banner_text(data: bytes, protocol: str | None) -> str | None:
     """The part of a reply worth keeping as the banner (status line and Server header for HTTP)."""
     if not data:
         return None
+    if protocol == "ssh":
+        # The identification line only: what follows is the binary KEXINIT packet.
+        return printable(data.split(b"\n", 1)[0]) or None
     if protocol in ("http", "rtsp") and data.startswith((b"HTTP/", b"RTSP/")):
         lines = data.split(b"\r\n")
         keep = [lines[0]] + [ln for ln in lines[1:] if ln.lower().startswith(b"server:")]

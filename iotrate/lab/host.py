@@ -31,6 +31,7 @@ _COMMANDS: dict[str, str] = {
     "mosquitto_pub": "mosquitto-clients",
     "snmpd": "snmpd",
     "gmediarender": "gmediarender",
+    "vsftpd": "vsftpd",
 }
 
 # Files (globs, for the multiarch folder) that no command stands for.

@@ -268,6 +268,46 @@ class Ssdp(asyncio.DatagramProtocol):
             self.transport.sendto(answer, addr)
 
 
+MDNS_GROUP = "224.0.0.251"
+
+
+def _dns_name(*labels: bytes) -> bytes:
+    return b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
+
+
+def malformed_mdns() -> list[bytes]:
+    """Answers a careless DNS parser trips on: a compression pointer to itself, a TXT record
+    far past the 255-byte string and 1500-byte packet conventions, a record longer than its
+    packet, and a header promising 65535 answers."""
+    header = struct.pack(">6H", 0, 0x8400, 0, 1, 0, 0)
+    loop = header + b"\xc0\x0c" + struct.pack(">HHIH", 12, 1, 120, 2) + b"\xc0\x0c"
+    txt = b"".join(bytes([255]) + b"k=" + b"\x1b" * 253 for _ in range(30))
+    name = _dns_name(b"evil", b"_http", b"_tcp", b"local")
+    oversized = header + name + struct.pack(">HHIH", 16, 0x8001, 120, len(txt)) + txt
+    ptr = _dns_name(b"_http", b"_tcp", b"local")
+    lying = header + ptr + struct.pack(">HHIH", 12, 1, 120, 4000) + name
+    many = struct.pack(">6H", 0, 0x8400, 0, 65535, 0, 0) + ptr
+    return [loop, oversized, lying, many]
+
+
+class Mdns(asyncio.DatagramProtocol):
+    """Answers every query, to the group and to the asker, with malformed packets only."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        # Only queries (QR bit clear), so two responders never answer each other forever.
+        if self.transport is None or len(data) < 12 or data[2] & 0x80:
+            return
+        for packet in malformed_mdns():
+            self.transport.sendto(packet, addr)
+            self.transport.sendto(packet, (MDNS_GROUP, 5353))
+
+
 async def serve(address: str, outside: str, behaviours: dict[str, str]) -> None:
     http = Http(address, outside)
     if "http-gzip-bomb" in behaviours.values():
@@ -308,14 +348,18 @@ async def serve(address: str, outside: str, behaviours: dict[str, str]) -> None:
 
             servers.append(await asyncio.start_server(guarded, address, int(port), backlog=256))
         else:
+            mdns = what == "mdns-malformed"
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("0.0.0.0", int(port)))  # noqa: S104 - multicast needs the wildcard
-            mreq = socket.inet_aton(SSDP_GROUP) + socket.inet_aton(address)
+            group = MDNS_GROUP if mdns else SSDP_GROUP
+            mreq = socket.inet_aton(group) + socket.inet_aton(address)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-            await loop.create_datagram_endpoint(
-                functools.partial(Ssdp, address, outside, what), sock=sock
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(address))
+            factory: Callable[[], asyncio.DatagramProtocol] = (
+                Mdns if mdns else functools.partial(Ssdp, address, outside, what)
             )
+            await loop.create_datagram_endpoint(factory, sock=sock)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -262,11 +262,41 @@ def _camera(ctx: Context, dev: LabDevice) -> Plan:
         DEBIAN_PYTHON, str(_HERE / "rtsp_server.py"), "--address", addr,
         "--port", str(_tcp_port(dev, "rtsp-server")), "--path", str(_setting(dev, "rtsp_path")),
     ]  # fmt: skip
+    # Anonymous FTP, read-only, as cameras offer for their recordings; vsftpd wants a root-owned
+    # anonymous root and an empty root-owned secure_chroot_dir.
+    ftp_root, empty = work / "ftp", work / "ftp-empty"
+    (ftp_root / "recordings").mkdir(parents=True, exist_ok=True)
+    empty.mkdir(exist_ok=True)
+    for d in (ftp_root, ftp_root / "recordings", empty):
+        d.chmod(0o755)
+    _write(ftp_root / "recordings" / "20260101-000000.txt", "motion event\n")
+    ftp_conf = _write(
+        work / "vsftpd.conf",
+        "\n".join(
+            [
+                "listen=YES",
+                "listen_ipv6=NO",
+                f"listen_address={addr}",
+                f"listen_port={_tcp_port(dev, 'vsftpd')}",
+                "background=NO",
+                "anonymous_enable=YES",
+                "local_enable=NO",
+                "write_enable=NO",
+                f"anon_root={ftp_root}",
+                f"secure_chroot_dir={empty}",
+                "seccomp_sandbox=NO",
+                "xferlog_enable=NO",
+                f"ftpd_banner={_setting(dev, 'ftp_banner')}",
+                "",
+            ]
+        ),
+    )
     return Plan(
         [
             ctx.launch(dev, "dropbear", sshd),
             ctx.launch(dev, "rtsp-server", rtsp),
             _lighttpd(ctx, dev, web),
+            ctx.launch(dev, "vsftpd", [ctx.tools["vsftpd"], str(ftp_conf)]),
         ]
     )
 
