@@ -151,3 +151,46 @@ def test_probe_evidence_feeds_identification() -> None:
     named = identify_device(plug, [mac, *probe_observations(plug)])
     assert (named.category, named.vendor) == ("plug", "TP-Link")
     assert identify_device(hub, probe_observations(hub)).category == "hub"
+
+
+def test_stalling_descriptions_cost_one_deadline_not_one_per_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by the hostile lab: descriptions were fetched device after device, so N devices
+    whose description never ends cost N fetch deadlines."""
+    import asyncio
+    import time
+
+    from iotrate.discovery import ssdp
+
+    addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n<root>")
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    async def main() -> tuple[float, list[Any]]:
+        servers = [await asyncio.start_server(stall, a, 0) for a in addresses]
+        found = {}
+        for a, server in zip(addresses, servers, strict=True):
+            port = server.sockets[0].getsockname()[1]
+            loc = f"http://{a}:{port}/d.xml"
+            found[a] = ssdp.SsdpFound(a, [{"LOCATION": loc}], [loc])
+
+        async def fake_search(*args: Any, **kwargs: Any) -> dict[str, ssdp.SsdpFound]:
+            return found
+
+        monkeypatch.setattr(ssdp, "search", fake_search)
+        t0 = time.monotonic()
+        obs = await ssdp.discover(addresses, listen=0)
+        elapsed = time.monotonic() - t0
+        for server in servers:
+            server.close()
+        return elapsed, obs
+
+    elapsed, obs = asyncio.run(main())
+    assert [o.device for o in obs] == addresses
+    assert all(o.description_xml is None for o in obs)
+    assert elapsed < 3.0 * 1.8, elapsed  # one 3 s deadline, not three

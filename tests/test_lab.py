@@ -27,7 +27,7 @@ import pytest
 from iotrate.errors import LabError
 from iotrate.lab import core, procs
 from iotrate.lab import host as lab_host
-from iotrate.lab.table import SCANNER_NS, load_table, resolve_subnet
+from iotrate.lab.table import NS_PREFIX, SCANNER_NS, load_table, resolve_subnet
 
 TABLE = load_table()
 DEVICES = {d.name: d for d in TABLE.devices}
@@ -583,7 +583,7 @@ def _pids(status: dict[str, Any]) -> dict[str, int]:
 
 def _assert_clean(tracked: list[procs.Tracked], temp_dir: str) -> None:
     assert core.netns.lab_namespaces() == []
-    assert not list(Path("/etc/netns").glob("iotr-*"))
+    assert not list(Path("/etc/netns").glob(f"{NS_PREFIX}*"))  # this instance only
     assert not [t for t in tracked if procs.is_alive(t.pid, t.start_time)]
     assert not core.STATE_FILE.exists() and not Path(temp_dir).exists()
 

@@ -210,12 +210,20 @@ async def discover(
     """SSDP observations (headers + description XML) keyed by the answering address."""
     found = await search(allowed, listen=listen, unicast_to=unicast_to)
     observations: list[SsdpObservation] = []
+    entries = sorted(found.items())
     async with new_client() as client:
-        for address, entry in sorted(found.items()):
-            descriptions = await asyncio.gather(
-                *(fetch_description(client, loc, address) for loc in entry.locations)
+        # Every device's descriptions at once: fetched one device after another, each device
+        # that stalls its description would add its whole deadline to the scan.
+        fetched = await asyncio.gather(
+            *(
+                fetch_description(client, loc, address)
+                for address, entry in entries
+                for loc in entry.locations
             )
-            by_location = dict(zip(entry.locations, descriptions, strict=True))
+        )
+        pending = iter(fetched)
+        for address, entry in entries:
+            by_location = {loc: next(pending) for loc in entry.locations}
             for headers in entry.headers:
                 # Each description once per device, on the first answer that pointed at it.
                 xml = by_location.pop(headers.get("LOCATION", ""), None)
