@@ -161,6 +161,12 @@ def scan(
             help="Write what discovery saw as JSONL, for 'iotrate identify' to replay.",
         ),
     ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude", help="Address or CIDR never to contact (repeatable).", show_default=False
+        ),
+    ] = None,
     use_nmap: Annotated[
         bool,
         typer.Option(
@@ -213,11 +219,25 @@ def scan(
             dev, net = local_subnet()
             err.print(f"no targets given: scanning {net} on {dev}", markup=False, highlight=False)
             specs = [str(net)]
-        target_set = resolve_targets(specs, allow_public=allow_public, max_hosts=max_hosts)
+        target_set = resolve_targets(
+            specs, allow_public=allow_public, max_hosts=max_hosts, exclude=exclude or []
+        )
         try:
             port_specs(ports)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
+        # Say once, before anything is sent, what the scan will do to the devices.
+        what = {
+            "safe": "connections, banner reads and TLS/SSH handshakes only; no login attempts",
+            "default": "connections and handshakes, plus a few login attempts per service with "
+            "well-known default passwords (--safe: none)",
+            "intrusive": "logins plus reverted writes (UPnP port mapping, SNMP)",
+        }[policy]
+        err.print(
+            f"iotrate: scanning {target_set.size} address(es): {what}",
+            markup=False,
+            highlight=False,
+        )
         limits = ScanLimits(connect_timeout=timeout, concurrency=concurrency)
         import asyncio
         import uuid

@@ -67,6 +67,7 @@ class TargetSet:
 
     targets: tuple[Target, ...]
     _parsed: tuple[_Parsed, ...]
+    excluded: tuple[IPNetwork, ...] = ()
 
     @property
     def size(self) -> int:
@@ -76,7 +77,8 @@ class TargetSet:
         seen: dict[str, None] = {}
         for p in self._parsed:
             for a in p.hosts():
-                seen.setdefault(str(a), None)
+                if not any(a.version == n.version and a in n for n in self.excluded):
+                    seen.setdefault(str(a), None)
         return list(seen)
 
 
@@ -188,8 +190,12 @@ def resolve_targets(
     allow_public: bool = False,
     max_hosts: int | None = None,
     resolver: Resolver = system_resolver,
+    exclude: Sequence[str] = (),
 ) -> TargetSet:
-    """Parse and vet the targets; raise :class:`TargetRefused` before any packet is sent."""
+    """Parse and vet the targets; raise :class:`TargetRefused` before any packet is sent.
+
+    ``exclude`` (addresses or CIDRs) are never contacted, e.g. a fragile medical device or the
+    router of a network one may scan only in part."""
     if not specs:
         raise UsageError("no targets given")
     limit = DEFAULT_MAX_HOSTS if max_hosts is None else max_hosts
@@ -218,4 +224,10 @@ def resolve_targets(
                     f"refusing {why}; iotrate scans only networks you own — "
                     "pass --allow-public if this one is yours"
                 )
-    return TargetSet(tuple(p.target for p in parsed), tuple(parsed))
+    excluded: list[IPNetwork] = []
+    for e in exclude:
+        try:
+            excluded.append(ipaddress.ip_network(e.strip(), strict=False))
+        except ValueError as exc:
+            raise UsageError(f"invalid --exclude {e!r}: {exc}") from exc
+    return TargetSet(tuple(p.target for p in parsed), tuple(parsed), tuple(excluded))

@@ -104,7 +104,7 @@ def test_fail_under_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runner.invoke(app, ["scan", "10.0.0.1", "--fail-under", "f"]).exit_code == 0
     res = runner.invoke(app, ["scan", "10.0.0.1", "--json"])
     assert res.exit_code == 0
-    assert ScanResult.model_validate_json(res.output).devices[1].rating.grade == "E"  # type: ignore[union-attr]
+    assert ScanResult.model_validate_json(res.stdout).devices[1].rating.grade == "E"  # type: ignore[union-attr]
 
 
 def test_runtime_failure_exit_3(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -160,7 +160,7 @@ def test_scan_records_into_the_db(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     db = tmp_path / "h.db"
     res = runner.invoke(app, ["scan", "127.0.0.2", "--db", str(db), "--json"])
     assert res.exit_code == 0, res.output
-    scan_id = json.loads(res.output)["scan_id"]
+    scan_id = json.loads(res.stdout)["scan_id"]
     with Store(db) as s:
         (summary,) = s.scans()
         assert summary.scan_id == scan_id and summary.status == "complete"

@@ -94,3 +94,10 @@ def test_special_addresses_are_refused(spec: str) -> None:
 def test_duplicates_are_scanned_once() -> None:
     ts = resolve_targets(["10.0.0.1", "10.0.0.0/30"], resolver=no_dns)
     assert ts.hosts() == ["10.0.0.1", "10.0.0.2"]
+
+
+def test_excluded_hosts_are_never_listed() -> None:
+    ts = resolve_targets(["10.0.0.0/29"], exclude=["10.0.0.2", "10.0.0.4/31"], resolver=no_dns)
+    assert ts.hosts() == ["10.0.0.1", "10.0.0.3", "10.0.0.6"]
+    with pytest.raises(UsageError, match="invalid --exclude"):
+        resolve_targets(["10.0.0.1"], exclude=["nope"], resolver=no_dns)
