@@ -19,7 +19,7 @@ from rich.console import Console
 
 from iotrate import __version__
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
-from iotrate.models import GRADES, ScanResult
+from iotrate.models import GRADES, Device, ScanResult
 
 if TYPE_CHECKING:
     from iotrate.storage import Recorder
@@ -246,21 +246,35 @@ def scan(
 
         scan_id = str(uuid.uuid4())
         recorder = scan_recorder(db, no_history, scan_id, list(target_set.targets), policy)
-        try:
-            result = asyncio.run(
-                run_scan(
-                    target_set,
-                    ScanOptions(
-                        ports=ports,
-                        limits=limits,
-                        policy=policy,
-                        save_observations=save_observations,
-                        nmap=use_nmap,
-                        on_device=recorder,
-                        scan_id=scan_id,
-                    ),
-                )
+        # A live line on a terminal (stderr) while devices are probed; nothing when piped.
+        status = err.status(f"scanning {target_set.size} address(es)…", spinner="dots")
+        done: list[str] = []
+
+        def on_device(device: Device) -> None:
+            recorder(device)
+            done.append(device.address)
+            grade = device.rating.grade if device.rating and device.rating.grade else "?"
+            status.update(
+                f"scanning {target_set.size} address(es): {len(done)} device(s) rated, "
+                f"last {device.address} ({grade})"
             )
+
+        try:
+            with status if err.is_terminal else contextlib.nullcontext():
+                result = asyncio.run(
+                    run_scan(
+                        target_set,
+                        ScanOptions(
+                            ports=ports,
+                            limits=limits,
+                            policy=policy,
+                            save_observations=save_observations,
+                            nmap=use_nmap,
+                            on_device=on_device,
+                            scan_id=scan_id,
+                        ),
+                    )
+                )
         except KeyboardInterrupt:
             _interrupted(recorder, json_out)
         except BaseException:  # a crash still marks the scan and keeps its finished devices

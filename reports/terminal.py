@@ -31,6 +31,11 @@ def _service_label(s: Service) -> str:
     return f"{s.port}{'/udp' if s.transport.value == 'udp' else ''} {name}"
 
 
+def _short(text: str, limit: int = 110) -> str:
+    """One glance in the table; the whole reason is in --json and the report."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def grade_text(grade: str | None) -> Text:
     if grade is None:
         return Text("–", style="dim")
@@ -50,7 +55,7 @@ def table(result: ScanResult) -> Table:
     t.add_column("Device")
     t.add_column("Open services")
     t.add_column("Grade", justify="center", no_wrap=True)
-    t.add_column("Top reason", overflow="ellipsis", max_width=60)
+    t.add_column("Top reason", overflow="fold", max_width=48)
     for d in result.devices:
         what = " ".join(x for x in (d.vendor, d.model) if x) or (d.category or "unidentified")
         grade = d.rating.grade if d.rating else None
@@ -60,7 +65,7 @@ def table(result: ScanResult) -> Table:
             Text(clean(what)),
             Text(", ".join(_service_label(s) for s in d.services) or "none found"),
             grade_text(grade),
-            Text(top_reason(d)),
+            Text(_short(top_reason(d))),
         )
     return t
 
