@@ -19,6 +19,7 @@ from rich.text import Text
 
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import ScanResult
+from iotrate.reports.label import display_name
 
 
 def _grade(value: str | None) -> str | None:
@@ -159,7 +160,7 @@ def rating_table(result: ScanResult) -> Table:
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for d in result.devices:
         r = d.rating
-        what = " ".join(x for x in (d.vendor, d.model) if x) or (d.category or "unidentified")
+        what = display_name(d)
         if r is None:
             t.add_row(Text(d.address), Text(what), Text("–"), *(Text("") for _ in range(4)))
             continue

@@ -29,6 +29,7 @@ from .label import (
     GRADE_COLOURS,
     device_label,
     device_names,
+    display_name,
     label_data,
     main_reason,
     scheme_text,
@@ -258,7 +259,7 @@ def _device_view(
     findings = sorted(
         device.findings, key=lambda f: (SEVERITY_ORDER.index(f.severity.value), f.check)
     )
-    name = f"{vendor} {model}" if not model.startswith("Unidentified") else model
+    name = display_name(device)
     return DeviceView(
         anchor=f"device-{i + 1}",
         name=name,

@@ -156,6 +156,21 @@ def device_names(device: Device) -> tuple[str, str]:
     return vendor, model
 
 
+def display_name(device: Device) -> str:
+    """One line naming the device for tables and reports: "LG appliance at 10.0.0.11" rather
+    than "Unidentified appliance…" when the maker is known, and "Google Home Mini" rather than
+    "Google Google Home Mini" when the model already carries the maker's name."""
+    vendor, model = device_names(device)
+    known_vendor = bool(clean(device.vendor))
+    if model.startswith("Unidentified "):
+        if not known_vendor:
+            return model
+        return f"{vendor} {model.removeprefix('Unidentified ')}"
+    if known_vendor and model.lower().startswith(vendor.lower()):
+        return model
+    return f"{vendor} {model}" if known_vendor else model
+
+
 def scheme_text(rating: Rating | None) -> str:
     """Scheme id and version as one string, without repeating a version the id already has."""
     if rating is None or not rating.scheme_id:

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from iotrate.models import Device, ScanResult, Service
 
-from .label import main_reason
+from .label import display_name, main_reason
 from .textfit import clean
 
 # The label's class colours, so the table and the printed label agree at a glance.
@@ -57,7 +57,7 @@ def table(result: ScanResult) -> Table:
     t.add_column("Grade", justify="center", no_wrap=True)
     t.add_column("Top reason", overflow="fold", max_width=48)
     for d in result.devices:
-        what = " ".join(x for x in (d.vendor, d.model) if x) or (d.category or "unidentified")
+        what = display_name(d)
         grade = d.rating.grade if d.rating else None
         t.add_row(
             Text(d.address),
