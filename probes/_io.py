@@ -205,30 +205,18 @@ async def read_exactly(conn: Connection, size: int, timeout: float) -> bytes:
 
 async def read_upto(conn: Connection, limit: int, timeout: float) -> bytes:
     """Up to ``limit`` bytes: stops when they are in, the peer closes or ``timeout`` passes."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    buf = b""
-    while len(buf) < limit:
-        left = deadline - loop.time()
-        if left <= 0:
-            break
-        try:
-            chunk = await asyncio.wait_for(conn.reader.read(limit - len(buf)), left)
-        except (TimeoutError, OSError):
-            break
-        if not chunk:
-            break
-        buf += chunk
-    return buf
+    return await read_until_marker(conn, None, limit, timeout)
 
 
-async def read_until_marker(conn: Connection, marker: bytes, cap: int, timeout: float) -> bytes:
+async def read_until_marker(
+    conn: Connection, marker: bytes | None, cap: int, timeout: float
+) -> bytes:
     """Read until ``marker`` has arrived (e.g. the blank line after headers), the peer closes,
     ``cap`` bytes or ``timeout``; never waits longer than needed for a complete head."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     buf = b""
-    while marker not in buf and len(buf) < cap:
+    while (marker is None or marker not in buf) and len(buf) < cap:
         left = deadline - loop.time()
         if left <= 0:
             break

@@ -16,9 +16,42 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from iotrate.models import Device, Finding, Service, Transport
+from iotrate.models import Confidence, Device, Evidence, Finding, Service, Severity, Transport
+
+
+def make_finding(
+    check: str,
+    severity: Severity,
+    title: str,
+    summary: str,
+    port: int | None,
+    data: dict[str, Any],
+    *,
+    probe: str | None = None,
+    transport: Transport | None = Transport.TCP,
+    confidence: Confidence = Confidence.CONFIRMED,
+    remediation: str | None = None,
+) -> Finding:
+    """A finding with its one piece of evidence: the shape every probe family reports in."""
+    return Finding(
+        check=check,
+        severity=severity,
+        title=title,
+        evidence=[
+            Evidence(
+                summary=summary,
+                port=port,
+                transport=transport if port is not None else None,
+                data=data,
+            )
+        ],
+        remediation=remediation,
+        confidence=confidence,
+        probe=probe,
+        port=port,
+    )
 
 
 class Policy(StrEnum):

@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from iotrate.models import Confidence, Evidence, Finding, Severity, Transport
+from iotrate.models import Finding, Severity, Transport
 from iotrate.net import printable, tls_connect
 
-from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed
+from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed, make_finding
 
 SUMMARY_CHECK = "mqtt.summary"  # info-level carrier of what was seen (not in the scheme)
 SEVERITY: dict[str, Severity] = {"mqtt.sys-exposed": Severity.LOW, SUMMARY_CHECK: Severity.INFO}
@@ -147,15 +147,7 @@ def _session(host: str, port: int, use_tls: bool, listen_s: float, timeout: floa
 def _finding(
     check: str, title: str, summary: str, port: int, data: dict[str, Any], probe: str
 ) -> Finding:
-    return Finding(
-        check=check,
-        severity=SEVERITY[check],
-        title=title,
-        evidence=[Evidence(summary=summary, port=port, transport=Transport.TCP, data=data)],
-        confidence=Confidence.CONFIRMED,
-        probe=probe,
-        port=port,
-    )
+    return make_finding(check, SEVERITY[check], title, summary, port, data, probe=probe)
 
 
 def session_findings(

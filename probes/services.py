@@ -19,7 +19,7 @@ import struct
 from html.parser import HTMLParser
 from typing import Any, ClassVar
 
-from iotrate.models import Confidence, Evidence, Finding, Severity, Transport
+from iotrate.models import Confidence, Finding, Severity, Transport
 from iotrate.net import printable
 
 from . import rtsp, snmp
@@ -43,6 +43,7 @@ from .base import (
     Probe,
     ProbeContext,
     ProbeFailed,
+    make_finding,
 )
 from .telnet import LOGIN_PROMPT, PASSWORD_PROMPT, SHELL_PROMPT, TelnetSession, ends_with
 
@@ -65,14 +66,16 @@ def _finding(
     remediation: str | None = None,
     confidence: Confidence = Confidence.CONFIRMED,
 ) -> Finding:
-    return Finding(
-        check=check,
-        severity=severity,
-        title=title,
-        evidence=[Evidence(summary=summary, port=port, transport=transport, data=data)],
-        remediation=remediation,
+    return make_finding(
+        check,
+        severity,
+        title,
+        summary,
+        port,
+        data,
+        transport=transport,
         confidence=confidence,
-        port=port,
+        remediation=remediation,
     )
 
 

@@ -27,10 +27,10 @@ from typing import Any, ClassVar
 import yaml
 
 from iotrate import __version__
-from iotrate.models import Confidence, Device, Evidence, Finding, Severity, Transport
+from iotrate.models import Confidence, Device, Finding, Severity
 from iotrate.net import printable, tcp_connect
 
-from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed
+from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed, make_finding
 
 SUMMARY_CHECK = "ssh.summary"  # info-level carrier of banner, algorithms, host key (not in scheme)
 SEVERITY: dict[str, Severity] = {
@@ -291,14 +291,8 @@ def _finding(
     probe: str,
     confidence: Confidence = Confidence.CONFIRMED,
 ) -> Finding:
-    return Finding(
-        check=check,
-        severity=SEVERITY[check],
-        title=title,
-        evidence=[Evidence(summary=summary, port=port, transport=Transport.TCP, data=data)],
-        confidence=confidence,
-        probe=probe,
-        port=port,
+    return make_finding(
+        check, SEVERITY[check], title, summary, port, data, probe=probe, confidence=confidence
     )
 
 

@@ -31,9 +31,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
-from iotrate.models import Confidence, Device, Evidence, Finding, Service, Severity, Transport
+from iotrate.models import Confidence, Device, Finding, Service, Severity, Transport
 
-from .base import NotApplicable, Probe, ProbeContext, ProbeFailed
+from .base import NotApplicable, Probe, ProbeContext, ProbeFailed, make_finding
 
 # sslyze's bundled trust stores hold a few old roots that newer cryptography warns about; the
 # warning says nothing about the device under test.
@@ -430,14 +430,8 @@ def _finding(
     probe: str,
     confidence: Confidence = Confidence.CONFIRMED,
 ) -> Finding:
-    return Finding(
-        check=check,
-        severity=SEVERITY[check],
-        title=title,
-        evidence=[Evidence(summary=summary, port=port, transport=Transport.TCP, data=data)],
-        confidence=confidence,
-        probe=probe,
-        port=port,
+    return make_finding(
+        check, SEVERITY[check], title, summary, port, data, probe=probe, confidence=confidence
     )
 
 

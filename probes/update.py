@@ -25,9 +25,9 @@ from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from iotrate import vulndb
-from iotrate.models import Confidence, Device, Evidence, Finding, Severity, Transport
+from iotrate.models import Confidence, Device, Finding, Severity
 
-from .base import Probe, ProbeContext, ProbeFailed
+from .base import Probe, ProbeContext, ProbeFailed, make_finding
 
 SEVERITY: dict[str, Severity] = {
     "update.known-exploited": Severity.CRITICAL,
@@ -168,21 +168,8 @@ def _finding(
     data: dict[str, Any],
     confidence: Confidence,
 ) -> Finding:
-    return Finding(
-        check=check,
-        severity=SEVERITY[check],
-        title=title,
-        evidence=[
-            Evidence(
-                summary=summary,
-                port=port,
-                transport=Transport.TCP if port is not None else None,
-                data=data,
-            )
-        ],
-        confidence=confidence,
-        probe=PROBE_ID,
-        port=port,
+    return make_finding(
+        check, SEVERITY[check], title, summary, port, data, probe=PROBE_ID, confidence=confidence
     )
 
 
