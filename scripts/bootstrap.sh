@@ -17,7 +17,7 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     # The lab runs these daemons itself, inside namespaces. Packages that start a system-wide
     # copy on the host (lighttpd on :80, mosquitto, snmpd...) are stopped and disabled again.
     if [ -d /run/systemd/system ]; then
-      for svc in lighttpd mosquitto snmpd vsftpd minidlna; do
+      for svc in lighttpd mosquitto snmpd vsftpd minidlna postgresql; do
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
       done
     fi
