@@ -20,6 +20,7 @@ from rich.console import Console
 from iotrate import __version__
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import GRADES, Device, ScanResult
+from iotrate.ratelimit import DEFAULT_RATE
 
 if TYPE_CHECKING:
     from iotrate.storage import Recorder
@@ -96,6 +97,7 @@ def _grade(value: str | None) -> str | None:
 
 @app.command()
 def scan(
+    ctx: typer.Context,
     targets: Annotated[
         list[str] | None,
         typer.Argument(
@@ -186,6 +188,33 @@ def scan(
     no_history: Annotated[
         bool, typer.Option("--no-history", help="Do not record this scan in the history.")
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Finish an interrupted scan with its own options: the scan whose id (or "
+            "prefix) is the first argument, else the latest one of TARGETS, else the latest. "
+            "Only hosts not stored yet are scanned.",
+        ),
+    ] = False,
+    allow_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--allow-list",
+            metavar="FILE",
+            help="Lab allow-list: addresses/CIDRs, one a line (# comments). Targets outside "
+            "it are refused; public addresses inside it need no --allow-public.",
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            "--rate-limit",
+            min=0,
+            metavar="N",
+            help="Most new connections (or UDP probes) per second to each host; 0: no limit.",
+        ),
+    ] = DEFAULT_RATE,
 ) -> None:
     """Discover devices on TARGETS, list their services, probe them and rate them.
 
@@ -196,9 +225,26 @@ def scan(
     from iotrate.reports import json as json_report
     from iotrate.reports import terminal
     from iotrate.scan import ScanOptions, run_scan
-    from iotrate.targets import resolve_targets
+    from iotrate.targets import allow_list_from_env, load_allow_list, resolve_targets
 
     try:
+        plan = None
+        if resume:  # the stored scan's own targets and options replace the defaults
+            from iotrate.resume import SCAN_PARAMS, open_plan
+
+            typed = {  # what this command line says explicitly (typer vendors its own click)
+                k: ctx.params[k]
+                for k in SCAN_PARAMS
+                if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
+            }
+            resume_store, plan = open_plan(db, no_history, targets or [], typed)
+            p = plan.params
+            targets, ports, timeout = plan.specs, p.get("ports", ports), p.get("timeout", timeout)
+            allow_public, max_hosts = p.get("allow_public", allow_public), p.get("max_hosts")
+            concurrency, safe = p.get("concurrency", concurrency), p.get("safe", safe)
+            intrusive, exclude = p.get("intrusive", intrusive), p.get("exclude", exclude)
+            use_nmap, rate_limit = p.get("use_nmap", use_nmap), p.get("rate_limit", rate_limit)
+            allow_list = Path(p["allow_list"]) if p.get("allow_list") else None
         if safe and intrusive:
             raise UsageError("--safe and --intrusive exclude each other")
         policy = "safe" if safe else "intrusive" if intrusive else "default"
@@ -220,7 +266,11 @@ def scan(
             err.print(f"no targets given: scanning {net} on {dev}", markup=False, highlight=False)
             specs = [str(net)]
         target_set = resolve_targets(
-            specs, allow_public=allow_public, max_hosts=max_hosts, exclude=exclude or []
+            specs,
+            allow_public=allow_public,
+            max_hosts=max_hosts,
+            exclude=exclude or [],
+            allow_list=allow_list_from_env() if allow_list is None else load_allow_list(allow_list),
         )
         try:
             port_specs(ports)
@@ -233,8 +283,11 @@ def scan(
             "well-known default passwords (--safe: none)",
             "intrusive": "logins plus reverted writes (UPnP port mapping, SNMP)",
         }[policy]
+        resuming = ""
+        if plan is not None:
+            resuming = f"resuming scan {plan.record.scan_id[:8]} ({len(plan.devices)} done); "
         err.print(
-            f"iotrate: scanning {target_set.size} address(es): {what}",
+            f"iotrate: {resuming}scanning {target_set.size} address(es): {what}",
             markup=False,
             highlight=False,
         )
@@ -243,9 +296,32 @@ def scan(
         import uuid
 
         from iotrate.cli_history import scan_recorder
+        from iotrate.resume import claim, owner_token, record_options
 
-        scan_id = str(uuid.uuid4())
-        recorder = scan_recorder(db, no_history, scan_id, list(target_set.targets), policy)
+        if plan is None:
+            scan_id = str(uuid.uuid4())
+            recorder = scan_recorder(
+                db,
+                no_history,
+                scan_id,
+                list(target_set.targets),
+                policy,
+                options=record_options(ctx.params),
+                owner=owner_token(),
+            )
+        else:  # the same scan id, its first start, and the devices it already has
+            scan_id = plan.record.scan_id
+            claim(resume_store, plan)
+            recorder = scan_recorder(
+                db,
+                no_history,
+                scan_id,
+                list(target_set.targets),
+                policy,
+                store=resume_store,
+                started=plan.record.started_at,
+                resumed=plan.devices,
+            )
         # A live line on a terminal (stderr) while devices are probed; nothing when piped.
         status = err.status(f"scanning {target_set.size} address(es)…", spinner="dots")
         done: list[str] = []
@@ -272,6 +348,9 @@ def scan(
                             nmap=use_nmap,
                             on_device=on_device,
                             scan_id=scan_id,
+                            resumed=() if plan is None else tuple(plan.devices),
+                            started_at=None if plan is None else plan.record.started_at,
+                            rate_limit=rate_limit,
                         ),
                     )
                 )
@@ -387,14 +466,22 @@ def lab_up(
         str | None,
         typer.Option(help="Lab subnet (/24); default 10.231.47.0/24 or $IOTRATE_LAB_SUBNET."),
     ] = None,
-    profile: Annotated[str, typer.Option(help="Lab profile.")] = "reference",
+    profile: Annotated[
+        str, typer.Option(help="Lab profile: reference, hostile or scale.")
+    ] = "reference",
+    hosts: Annotated[
+        int | None, typer.Option(min=1, help="Scale profile: number of emulated hosts (250).")
+    ] = None,
+    link: Annotated[
+        str, typer.Option(help="Scale profile: macvlan (on-link, MACs), routed, or auto.")
+    ] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print the lab status as JSON.")] = False,
 ) -> None:
     """Build the lab (idempotent): namespaces, bridge, real daemons."""
     from iotrate import lab
 
     try:
-        status = lab.lab_up(subnet=subnet, profile=profile)
+        status = lab.lab_up(subnet=subnet, profile=profile, hosts=hosts, link=link)
     except IotrateError as exc:
         _fail(exc)
     _print_status(status, json_out)
@@ -506,6 +593,9 @@ from iotrate.cli_history import diff_cmd, history_cmd, show_cmd  # noqa: E402
 app.command("history")(history_cmd)
 app.command("show")(show_cmd)
 app.command("diff")(diff_cmd)
+from iotrate.cli_serve import serve_cmd  # noqa: E402
+
+app.command("serve")(serve_cmd)
 
 
 def main() -> None:

@@ -63,15 +63,25 @@ def _open(db: Path | None) -> Store | None:
 
 
 def scan_recorder(
-    db: Path | None, no_history: bool, scan_id: str, targets: list[Target], policy: str
+    db: Path | None,
+    no_history: bool,
+    scan_id: str,
+    targets: list[Target],
+    policy: str,
+    *,
+    store: Store | None = None,
+    started: datetime | None = None,
+    **recorder_kw: Any,
 ) -> Recorder:
     """The recorder ``iotrate scan`` hands to ``run_scan``. Each device is rated on its own as
     it is stored, so an interrupted scan still has grades; the scan's final rating (after
-    cross-device correlation) replaces them when it finishes."""
+    cross-device correlation) replaces them when it finishes. ``store`` (already open, e.g.
+    for ``--resume``) and ``recorder_kw`` (options, owner, resumed) go to the Recorder."""
     from iotrate.rating import load_scheme, rate_result
 
-    started = utcnow()
-    store = None if no_history else Store(db or default_path())
+    started = started or utcnow()
+    if store is None and not no_history:
+        store = Store(db or default_path())
     try:
         scheme = load_scheme()
     except IotrateError:
@@ -87,7 +97,7 @@ def scan_recorder(
             return device
 
     try:
-        return Recorder(store, scan_id, started, targets, policy, prepare)
+        return Recorder(store, scan_id, started, targets, policy, prepare, **recorder_kw)
     except BaseException:
         if store is not None:
             store.close()

@@ -16,6 +16,8 @@ import ssl
 from dataclasses import dataclass
 from enum import StrEnum
 
+from iotrate.ratelimit import throttle
+
 #: Most bytes kept from a banner; device strings beyond this are noise or an attack.
 BANNER_BYTES = 512
 BANNER_CHARS = 256
@@ -70,6 +72,7 @@ class Connection:
 
 async def tcp_connect(host: str, port: int, timeout: float) -> tuple[PortState, Connection | None]:
     """Connect once; report the port's state and, when open, the connection."""
+    await throttle(host)
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except TimeoutError:
@@ -133,6 +136,7 @@ def _legacy_tls_context() -> ssl.SSLContext:
 
 async def tls_connect(host: str, port: int, timeout: float) -> tuple[Connection | None, str | None]:
     """Try a TLS handshake; return the connection and negotiated version, or (None, None)."""
+    await throttle(host)
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=_legacy_tls_context(), server_hostname=None),
@@ -147,6 +151,7 @@ async def tls_connect(host: str, port: int, timeout: float) -> tuple[Connection 
 
 async def udp_exchange(host: str, port: int, payload: bytes, timeout: float) -> bytes | None:
     """Send one datagram and return the first answer from that host, or None."""
+    await throttle(host)
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     answer: asyncio.Future[bytes] = loop.create_future()

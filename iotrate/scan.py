@@ -17,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from iotrate.discovery import arp, nmapscan
@@ -33,12 +34,14 @@ from iotrate.discovery.portscan import (
     port_specs,
     scan_hosts,
 )
+from iotrate.discovery.sweep import discover
 from iotrate.errors import IotrateError
 from iotrate.identify.observations import Observation
 from iotrate.models import Device, ScanResult, utcnow
 from iotrate.netinfo import local_addresses
 from iotrate.probes.base import Policy
 from iotrate.probing import ProbeRunner, RunnerOptions, default_runner
+from iotrate.ratelimit import DEFAULT_RATE, limiting
 from iotrate.rating import rate_result
 from iotrate.targets import TargetSet
 
@@ -63,6 +66,13 @@ class ScanOptions:
     # and rating), so history storage keeps finished devices when the scan is interrupted.
     on_device: Callable[[Device], None] | None = None
     scan_id: str | None = None  # chosen by the caller when it records the scan as it runs
+    # ``--resume``: the devices an interrupted run of this scan already finished. Their
+    # addresses are not contacted again; they join the new devices for correlation and rating,
+    # and the result keeps the first run's start time.
+    resumed: tuple[Device, ...] = ()
+    started_at: datetime | None = None
+    # New connections (or UDP probes) per second to any one host, for every stage; 0: no limit.
+    rate_limit: float = DEFAULT_RATE
 
 
 def _device(h: HostScan, mac: str | None, sources: list[str]) -> Device:
@@ -77,12 +87,18 @@ def _device(h: HostScan, mac: str | None, sources: list[str]) -> Device:
 
 
 async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> ScanResult:
-    started = utcnow()
+    with limiting(options.rate_limit):  # every connection of the scan, probes included
+        return await _run_scan(targets, options)
+
+
+async def _run_scan(targets: TargetSet, options: ScanOptions) -> ScanResult:
+    started = options.started_at or utcnow()
     scan_id = options.scan_id or str(uuid.uuid4())
     specs = port_specs(options.ports)
     policy = Policy(options.policy)
     own = local_addresses()
-    hosts = [h for h in targets.hosts() if h not in own]
+    done = {d.address for d in options.resumed}
+    hosts = [h for h in targets.hosts() if h not in own and h not in done]
     errors: list[str] = []
     runner: ProbeRunner | None = None
     if options.probes:
@@ -103,14 +119,10 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
     if options.multicast and hosts:
         shared = SharedDiscovery(frozenset(hosts), listen=options.listen)
         shared.start()
-    # ARP answers tell which on-link hosts exist at all, so dead addresses cost nothing more.
+    # ARP answers tell which on-link hosts exist at all, so dead addresses cost nothing more;
+    # the sweep fills this as replies arrive (iotrate.discovery.sweep).
     arp_macs: dict[str, str] = {}
     mode = "tcp-connect (unprivileged)"
-    if options.arp and arp.privileged():
-        arp_macs = await arp.sweep(hosts)
-        mode = "arp + tcp-connect"
-    on_link = arp.on_link_hosts(hosts) if arp_macs else set()
-    sweep = [h for h in hosts if h in arp_macs or h not in on_link]
     observations: list[Observation] = []
     pipelines: dict[str, asyncio.Task[Device]] = {}
 
@@ -174,12 +186,13 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
             pipelines[h.address] = asyncio.create_task(pipeline(h))
 
     try:
-        scanned = await scan_hosts(
-            sweep, specs, options.limits, on_host=on_host, assume_alive=set(arp_macs)
+        scanned, mode = await discover(
+            hosts, specs, options.limits, on_host, arp_macs, options.arp, scan_hosts
         )
         # Devices that only announced themselves (SSDP/mDNS) and were not in the sweep.
         if shared is not None:
-            extra = sorted((await shared.addresses()) - {h.address for h in scanned if h.alive})
+            seen = {h.address for h in scanned if h.alive} | done
+            extra = sorted((await shared.addresses()) - seen)
             if extra:
                 scanned += await scan_hosts(
                     extra, specs, options.limits, on_host=on_host, assume_alive=set(extra)
@@ -191,7 +204,7 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
             shared.cancel()
         await asyncio.gather(*pipelines.values(), return_exceptions=True)
         raise
-    devices: list[Device] = []
+    devices: list[Device] = list(options.resumed)
     for h in sorted(scanned, key=lambda x: ipaddress.ip_address(x.address)):
         errors.extend(f"{h.address} {e}" for e in h.errors)
         if not h.alive:
@@ -204,6 +217,8 @@ async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> 
             errors.append(f"{h.address} probing failed: {type(exc).__name__}: {exc}")
             devices.append(_device(h, arp_macs.get(h.address), ["tcp-connect"]))
             _tell(devices[-1])
+    if options.resumed:
+        devices.sort(key=lambda d: ipaddress.ip_address(d.address))
     if shared is not None:
         await shared.results()
         errors.extend(shared.errors)

@@ -1,4 +1,4 @@
-"""Scan history: an embedded SQLite database written while the scan runs.
+"""Scan history: one schema in SQLite (one machine) or PostgreSQL (a fleet's collector).
 
 A scan is recorded as it goes — its row first (status ``running``), then each device in its
 own transaction the moment its pipeline is done, then the final result — so a scan stopped by
@@ -7,11 +7,15 @@ kept whole as JSON, because the columns are for querying and comparing, while re
 ``iotrate diff`` need the exact result back.
 
 Everything a device said (names, banners, titles) reaches SQL only as a bound parameter: the
-scanner talks to hostile software and must not let it write the queries.
+scanner talks to hostile software and must not let it write the queries. The queries are
+SQLAlchemy Core, so the same code runs on both databases; timestamps are ISO 8601 text in UTC in
+both, which sorts in time order and reads back without a timezone surprise.
 
-The schema is versioned: ``schema_version`` holds the number of migrations applied, and
-:data:`MIGRATIONS` only ever grows, so an older database is brought forward when opened and a
-newer one is refused rather than misread.
+The schema is versioned by Alembic (``iotrate/migrations``), run in-process when a database is
+opened: an older database is brought forward, a newer one is refused rather than misread.
+Databases made before Alembic (a ``schema_version`` counter) are recognised and stamped with the
+matching revision; their counter is then parked at :data:`LEGACY_PARKED`, so an iotrate from
+before the move refuses the database instead of writing into a schema it does not know.
 """
 
 from __future__ import annotations
@@ -19,114 +23,186 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from iotrate.errors import RuntimeFailure, UsageError
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Row,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.sql import Executable
+
+from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import Device, ScanResult, Target, ToolInfo, utcnow
 
 ScanStatus = Literal["running", "complete", "interrupted"]
 
-# Each entry is one migration, a list of statements; entry N takes the schema from N to N+1.
-# Never edit an entry once released: add a new one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE scans (
-            id TEXT PRIMARY KEY,
-            started_at TEXT NOT NULL,
-            finished_at TEXT,
-            status TEXT NOT NULL CHECK (status IN ('running', 'complete', 'interrupted')),
-            policy TEXT NOT NULL,
-            targets_key TEXT NOT NULL,
-            targets_json TEXT NOT NULL,
-            tool_version TEXT NOT NULL,
-            discovery_mode TEXT,
-            errors_json TEXT NOT NULL DEFAULT '[]',
-            result_json TEXT
-        )""",
-        "CREATE INDEX scans_started ON scans(started_at)",
-        "CREATE INDEX scans_targets ON scans(targets_key, started_at)",
-        """CREATE TABLE devices (
-            id INTEGER PRIMARY KEY,
-            scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
-            device_key TEXT NOT NULL,
-            address TEXT NOT NULL,
-            mac TEXT,
-            vendor TEXT,
-            model TEXT,
-            category TEXT,
-            firmware TEXT,
-            names_json TEXT NOT NULL,
-            device_json TEXT NOT NULL,
-            stored_at TEXT NOT NULL,
-            UNIQUE (scan_id, address)
-        )""",
-        "CREATE INDEX devices_key ON devices(device_key)",
-        """CREATE TABLE services (
-            scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
-            device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
-            port INTEGER NOT NULL,
-            transport TEXT NOT NULL,
-            protocol TEXT,
-            banner TEXT,
-            tls INTEGER,
-            product TEXT,
-            version TEXT
-        )""",
-        """CREATE TABLE observations (
-            scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
-            device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
-            source TEXT NOT NULL,
-            field TEXT NOT NULL,
-            value TEXT NOT NULL,
-            rule TEXT NOT NULL,
-            weight REAL NOT NULL
-        )""",
-        """CREATE TABLE findings (
-            scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
-            device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
-            check_id TEXT NOT NULL,
-            severity TEXT NOT NULL,
-            title TEXT NOT NULL,
-            port INTEGER,
-            probe TEXT,
-            confidence TEXT NOT NULL,
-            finding_json TEXT NOT NULL
-        )""",
-        """CREATE TABLE outcomes (
-            scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
-            device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
-            probe TEXT NOT NULL,
-            status TEXT NOT NULL,
-            port INTEGER,
-            transport TEXT,
-            reason TEXT,
-            duration_s REAL,
-            attempts INTEGER
-        )""",
-        """CREATE TABLE ratings (
-            scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
-            device_id INTEGER PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
-            grade TEXT,
-            score REAL,
-            scheme_id TEXT,
-            scheme_version TEXT,
-            coverage REAL,
-            rating_json TEXT NOT NULL
-        )""",
-        "CREATE INDEX services_device ON services(device_id)",
-        "CREATE INDEX observations_device ON observations(device_id)",
-        "CREATE INDEX findings_device ON findings(device_id)",
-        "CREATE INDEX outcomes_device ON outcomes(device_id)",
-    ),
+#: The schema this iotrate writes: the number of the newest Alembic revision (``0003``).
+SCHEMA_VERSION = 3
+#: The revision a pre-Alembic database with ``schema_version`` N already has.
+LEGACY_REVISIONS = ("0001", "0002")
+#: The value the old counter is set to once Alembic manages the database: higher than any
+#: hand-rolled migration count, so older iotrate releases refuse it as "newer".
+LEGACY_PARKED = 1000
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x696F_7472  # PostgreSQL advisory lock key: one migrator at a time
+
+# -- the schema at head (the migrations build it; this describes it for the queries) --------
+
+metadata = MetaData()
+
+
+def _scan_fk() -> Column[str]:
+    return Column("scan_id", Text, ForeignKey("scans.id", ondelete="CASCADE"), nullable=False)
+
+
+def _device_fk() -> Column[int]:
+    return Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False)
+
+
+scans = Table(
+    "scans",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("started_at", Text, nullable=False),
+    Column("finished_at", Text),
+    Column("status", Text, nullable=False),
+    Column("policy", Text, nullable=False),
+    Column("targets_key", Text, nullable=False),
+    Column("targets_json", Text, nullable=False),
+    Column("tool_version", Text, nullable=False),
+    Column("discovery_mode", Text),
+    Column("errors_json", Text, nullable=False, server_default="[]"),
+    Column("result_json", Text),
+    Column("options_json", Text),
+    Column("site", Text, nullable=False, server_default="local"),
+    Column("owner", Text),
+    Column("agent_id", Text),
+    CheckConstraint("status IN ('running', 'complete', 'interrupted')", name="scans_status"),
+    Index("scans_started", "started_at"),
+    Index("scans_targets", "targets_key", "started_at"),
+    Index("scans_unfinished", "status", "targets_key", "started_at"),
+    Index("scans_site", "site", "started_at"),
 )
-SCHEMA_VERSION = len(MIGRATIONS)
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _scan_fk(),
+    Column("device_key", Text, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("mac", Text),
+    Column("vendor", Text),
+    Column("model", Text),
+    Column("category", Text),
+    Column("firmware", Text),
+    Column("names_json", Text, nullable=False),
+    Column("device_json", Text, nullable=False),
+    Column("stored_at", Text, nullable=False),
+    # The idempotency key of a device within a scan: writing it again replaces it.
+    UniqueConstraint("scan_id", "address", name="devices_scan_address"),
+    Index("devices_key", "device_key"),
+)
+services = Table(
+    "services",
+    metadata,
+    _scan_fk(),
+    _device_fk(),
+    Column("port", Integer, nullable=False),
+    Column("transport", Text, nullable=False),
+    Column("protocol", Text),
+    Column("banner", Text),
+    Column("tls", Integer),
+    Column("product", Text),
+    Column("version", Text),
+    Index("services_device", "device_id"),
+)
+observations = Table(
+    "observations",
+    metadata,
+    _scan_fk(),
+    _device_fk(),
+    Column("source", Text, nullable=False),
+    Column("field", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("weight", Float, nullable=False),
+    Index("observations_device", "device_id"),
+)
+findings = Table(
+    "findings",
+    metadata,
+    _scan_fk(),
+    _device_fk(),
+    Column("check_id", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("port", Integer),
+    Column("probe", Text),
+    Column("confidence", Text, nullable=False),
+    Column("finding_json", Text, nullable=False),
+    Index("findings_device", "device_id"),
+)
+outcomes = Table(
+    "outcomes",
+    metadata,
+    _scan_fk(),
+    _device_fk(),
+    Column("probe", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("port", Integer),
+    Column("transport", Text),
+    Column("reason", Text),
+    Column("duration_s", Float),
+    Column("attempts", Integer),
+    Index("outcomes_device", "device_id"),
+)
+ratings = Table(
+    "ratings",
+    metadata,
+    _scan_fk(),
+    Column(
+        "device_id",
+        Integer,
+        ForeignKey("devices.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("grade", Text),
+    Column("score", Float),
+    Column("scheme_id", Text),
+    Column("scheme_version", Text),
+    Column("coverage", Float),
+    Column("rating_json", Text, nullable=False),
+)
 
 
 def default_path() -> Path:
@@ -145,6 +221,37 @@ def targets_key(targets: list[Target]) -> str:
     return " ".join(sorted(t.spec for t in targets))
 
 
+def is_url(location: str | Path) -> bool:
+    """``--db`` takes a plain path (SQLite) or a URL (``sqlite:///…``, ``postgresql://…``)."""
+    return isinstance(location, str) and "://" in location
+
+
+def database_url(location: str | Path) -> URL:
+    """The SQLAlchemy URL for ``--db``: a path is an SQLite file; ``postgresql://`` means
+    PostgreSQL through psycopg 3, the driver iotrate ships with."""
+    if not is_url(location):
+        return URL.create("sqlite", database=str(Path(location).expanduser()))
+    text_ = str(location)
+    if text_.startswith("postgres://"):
+        text_ = "postgresql://" + text_[len("postgres://") :]
+    try:
+        url = make_url(text_)
+    except ArgumentError as exc:
+        raise UsageError(f"not a database URL: {exc}") from None
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise UsageError("an SQLite URL needs a file: sqlite:///PATH")
+        return url.set(drivername="sqlite")
+    if backend == "postgresql":
+        if driver not in ("psycopg", "psycopg2") and "+" in url.drivername:
+            raise UsageError(f"unsupported PostgreSQL driver {driver!r}; use postgresql+psycopg")
+        return url.set(drivername="postgresql+psycopg")
+    raise UsageError(
+        f"unsupported database {backend!r}: use a path, sqlite:///PATH or postgresql://…"
+    )
+
+
 @dataclass(frozen=True)
 class ScanSummary:
     """One stored scan as the history list shows it."""
@@ -157,6 +264,25 @@ class ScanSummary:
     targets: list[str]
     devices: int
     grades: dict[str, int] = field(default_factory=dict)
+    site: str = "local"
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    """One stored scan's own row, without its devices: what ``--resume`` starts from."""
+
+    scan_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: ScanStatus
+    policy: str
+    targets_key: str
+    targets: list[Target]
+    options: dict[str, Any] | None  # None: stored by an iotrate that did not keep options
+    site: str
+    owner: str | None  # the process that writes (or wrote) the scan, as given to begin_scan
+    errors: list[str]
+    agent_id: str | None = None  # the fleet agent that sent the scan; None for local scans
 
 
 @dataclass(frozen=True)
@@ -173,6 +299,10 @@ class DeviceRecord:
     findings: int
 
 
+class ForeignScan(IotrateError):
+    """A fleet message about a scan that another site or agent owns: never merged into it."""
+
+
 def _address_order(address: str) -> tuple[int, int, str]:
     try:
         ip = ipaddress.ip_address(address)
@@ -185,30 +315,82 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-class Store:
-    """The history database. One connection; safe to read from a second one mid-scan (WAL)."""
+def _when(value: datetime) -> str:
+    """ISO text in UTC, so results from agents in other timezones still sort in time order."""
+    return (value.astimezone(UTC) if value.tzinfo is not None else value).isoformat()
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Autocommit mode: transactions are explicit (:meth:`_tx`), one per device.
-            self._conn = sqlite3.connect(path, isolation_level=None, timeout=10)
-        except (OSError, sqlite3.Error) as exc:
-            raise RuntimeFailure(f"cannot open the history database {path}: {exc}") from exc
+
+def _targets_json(targets: Sequence[Target]) -> str:
+    return json.dumps([t.model_dump(mode="json") for t in targets])
+
+
+@cache
+def _known_revisions() -> frozenset[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    return frozenset(r.revision for r in script.walk_revisions())
+
+
+def _make_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    engine = create_engine(
+        url,
+        # Several threads (the dashboard's) may use the store; the pool hands each connection
+        # to one at a time.
+        connect_args={"timeout": 10, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # The driver's own transaction handling is switched off: ``_on_begin`` says BEGIN, so
+        # a writer takes the lock up front (IMMEDIATE) instead of failing to upgrade it later.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("iotrate_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Store:
+    """The history database: a path or ``sqlite:///`` URL (local), or ``postgresql://`` (a
+    fleet's collector). Safe to read from another connection mid-scan (WAL on SQLite)."""
+
+    def __init__(self, location: Path | str) -> None:
+        self.url = database_url(location)
+        self.dialect = self.url.get_backend_name()
+        #: Where the data is, for messages: the file, or the URL without its password.
+        self.path: Path | str = (
+            Path(self.url.database or "")
+            if self.dialect == "sqlite"
+            else self.url.render_as_string(hide_password=True)
+        )
+        self._batch: Connection | None = None
+        if isinstance(self.path, Path):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RuntimeFailure(f"cannot open the history database {self.path}: {exc}") from exc
+        self._engine = _make_engine(self.url)
         try:
             with self._errors():
-                self._conn.execute("PRAGMA foreign_keys = ON")
-                self._conn.execute("PRAGMA journal_mode = WAL")
                 self._migrate()
         except BaseException:
-            self._conn.close()
+            self._engine.dispose()
             raise
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        self._conn.close()
+        self._engine.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -223,226 +405,463 @@ class Store:
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
-        """sqlite3's errors become the CLI's runtime failure (exit 3) with the file named."""
+        """Database errors become the CLI's runtime failure (exit 3) with the database named."""
         try:
             yield
-        except sqlite3.Error as exc:
-            raise RuntimeFailure(f"cannot use the history database {self.path}: {exc}") from exc
+        except SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            raise RuntimeFailure(
+                f"cannot use the history database {self.path}: {detail[0] if detail else exc}"
+            ) from exc
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._errors():
-            self._conn.execute("BEGIN IMMEDIATE")
+    def _tx(self) -> Iterator[Connection]:
+        """One write transaction, or the open :meth:`batch`'s."""
+        if self._batch is not None:
+            yield self._batch
+            return
+        with self._errors(), self._engine.connect() as conn:
+            conn.execution_options(iotrate_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write inside goes into one transaction, committed at the end. The collector
+        stores a batch of messages this way and acknowledges them only after the commit; a
+        batch belongs to one thread."""
+        with self._tx() as conn:
+            self._batch = conn
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                yield
+            finally:
+                self._batch = None
 
     def schema_version(self) -> int:
-        with self._errors():
-            row = self._conn.execute("SELECT version FROM schema_version").fetchone()
-        return int(row[0]) if row else 0
+        """The Alembic revision of the database as a number (revision ``0003`` is 3)."""
+        with self._errors(), self._engine.connect() as conn:
+            from alembic.runtime.migration import MigrationContext
+
+            rev = MigrationContext.configure(conn).get_current_revision()
+        return int(rev) if rev and rev.isdigit() else 0
 
     def _migrate(self) -> None:
-        with self._tx() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = c.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                c.execute("INSERT INTO schema_version (version) VALUES (0)")
-            current = int(row[0]) if row else 0
-            if current > SCHEMA_VERSION:
-                raise RuntimeFailure(
-                    f"the history database {self.path} has schema {current}, newer than this "
-                    f"iotrate knows ({SCHEMA_VERSION}); upgrade iotrate"
-                )
-            for statements in MIGRATIONS[current:]:
-                for sql in statements:
-                    c.execute(sql)
-            c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        from alembic import command
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        with self._engine.connect() as conn:
+            conn.execution_options(iotrate_write=True)
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+                tables = set(inspect(conn).get_table_names())
+                ctx = MigrationContext.configure(conn)
+                current: str | None = None
+                if "alembic_version" in tables:
+                    current = ctx.get_current_revision()
+                elif "schema_version" in tables:
+                    row = conn.execute(text("SELECT version FROM schema_version")).first()
+                    legacy = int(row[0]) if row else 0
+                    if legacy > len(LEGACY_REVISIONS):
+                        raise self._newer(str(legacy))
+                    if legacy:
+                        current = LEGACY_REVISIONS[legacy - 1]
+                        ctx.stamp(ScriptDirectory(str(MIGRATIONS_DIR)), current)
+                    elif "scans" in tables:
+                        raise RuntimeFailure(f"{self.path} has history tables but no version")
+                elif "scans" in tables:
+                    raise RuntimeFailure(f"{self.path} has a scans table but no schema version")
+                if current is not None and current not in _known_revisions():
+                    raise self._newer(current)
+                if current != f"{SCHEMA_VERSION:04d}":
+                    cfg = Config()
+                    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                if self.dialect == "sqlite":
+                    conn.execute(
+                        text("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                    )
+                    conn.execute(text("DELETE FROM schema_version"))
+                    conn.execute(
+                        text("INSERT INTO schema_version (version) VALUES (:v)"),
+                        {"v": LEGACY_PARKED},
+                    )
+
+    def _newer(self, found: str) -> RuntimeFailure:
+        return RuntimeFailure(
+            f"the history database {self.path} has schema {found}, newer than this iotrate "
+            f"knows ({SCHEMA_VERSION:04d}); upgrade iotrate"
+        )
 
     # -- writing -----------------------------------------------------------------------------
 
     def begin_scan(
-        self, scan_id: str, started_at: datetime, targets: list[Target], policy: str
+        self,
+        scan_id: str,
+        started_at: datetime,
+        targets: list[Target],
+        policy: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        site: str = "local",
+        owner: str | None = None,
+        agent_id: str | None = None,
     ) -> None:
-        """The scan's row, before the first packet, so even a scan killed early is listed."""
+        """The scan's row, before the first packet, so even a scan killed early is listed.
+
+        ``options`` is what a later ``--resume`` needs to run the rest the same way; ``owner``
+        names the process writing the scan, so a resume can tell a dead writer from a live one.
+        """
         with self._tx() as c:
             c.execute(
-                "INSERT INTO scans (id, started_at, status, policy, targets_key, targets_json,"
-                " tool_version) VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                (
-                    scan_id,
-                    started_at.isoformat(),
-                    policy,
-                    targets_key(targets),
-                    json.dumps([t.model_dump(mode="json") for t in targets]),
-                    ToolInfo().version,
-                ),
+                insert(scans),
+                {
+                    "id": scan_id,
+                    "started_at": _when(started_at),
+                    "status": "running",
+                    "policy": policy,
+                    "targets_key": targets_key(targets),
+                    "targets_json": _targets_json(targets),
+                    "tool_version": ToolInfo().version,
+                    "options_json": None
+                    if options is None
+                    else json.dumps(dict(options), sort_keys=True),
+                    "site": site,
+                    "owner": owner,
+                    "agent_id": agent_id,
+                },
             )
+
+    def reopen_scan(self, scan_id: str, owner: str, expected_owner: str | None) -> bool:
+        """Take over an unfinished scan for ``--resume``: back to ``running``, written by
+        ``owner``, its provisional result dropped so a second interruption rebuilds it from
+        the device rows. Compare-and-set on the previous owner, so of two resumes started at
+        once only one wins; returns whether this one did."""
+        with self._tx() as c:
+            cur = c.execute(
+                update(scans)
+                .where(
+                    scans.c.id == scan_id,
+                    scans.c.status != "complete",
+                    scans.c.owner.is_not_distinct_from(expected_owner),
+                )
+                .values(status="running", owner=owner, finished_at=None, result_json=None)
+            )
+            return cur.rowcount == 1
 
     def record_device(self, scan_id: str, device: Device) -> None:
         """One device, committed on its own: what is stored stays stored if the scan dies."""
         with self._tx() as c:
-            self._insert_device(c, scan_id, device)
+            self._insert_devices(c, scan_id, [device])
 
     def finish_scan(self, result: ScanResult, status: ScanStatus = "complete") -> None:
         """Replace the provisional device rows with the final (correlated, rated) ones and keep
         the whole result, in one transaction so a reader never sees half of each."""
         with self._tx() as c:
-            exists = c.execute("SELECT 1 FROM scans WHERE id = ?", (result.scan_id,)).fetchone()
-            if exists is None:
-                c.execute(
-                    "INSERT INTO scans (id, started_at, status, policy, targets_key,"
-                    " targets_json, tool_version) VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                    (
-                        result.scan_id,
-                        result.started_at.isoformat(),
-                        result.policy,
-                        targets_key(result.targets),
-                        json.dumps([t.model_dump(mode="json") for t in result.targets]),
-                        result.tool.version,
-                    ),
-                )
-            c.execute("DELETE FROM devices WHERE scan_id = ?", (result.scan_id,))
-            for d in result.devices:
-                self._insert_device(c, result.scan_id, d)
-            c.execute(
-                "UPDATE scans SET status = ?, finished_at = ?, discovery_mode = ?,"
-                " errors_json = ?, result_json = ? WHERE id = ?",
-                (
-                    status,
-                    (result.finished_at or utcnow()).isoformat(),
-                    result.discovery_mode,
-                    json.dumps(result.errors),
-                    result.model_dump_json(),
-                    result.scan_id,
-                ),
-            )
+            if self._scan_row(c, result.scan_id) is None:
+                self._placeholder(c, result.scan_id, result.started_at, "local", None, result)
+            self._finish(c, result, status)
 
-    def _insert_device(self, c: sqlite3.Connection, scan_id: str, d: Device) -> None:
-        # A device written again (its final version at the end of the scan) replaces itself;
-        # the cascade removes its services, findings, outcomes and rating with it.
-        c.execute("DELETE FROM devices WHERE scan_id = ? AND address = ?", (scan_id, d.address))
-        cur = c.execute(
-            "INSERT INTO devices (scan_id, device_key, address, mac, vendor, model, category,"
-            " firmware, names_json, device_json, stored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                scan_id,
-                d.id,
-                d.address,
-                d.mac,
-                d.vendor,
-                d.model,
-                d.category,
-                d.firmware,
-                json.dumps(d.names),
-                d.model_dump_json(),
-                utcnow().isoformat(),
-            ),
-        )
-        dev_id = cur.lastrowid
-        c.executemany(
-            "INSERT INTO services (scan_id, device_id, port, transport, protocol, banner, tls,"
-            " product, version) VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    scan_id,
-                    dev_id,
-                    s.port,
-                    s.transport.value,
-                    s.protocol,
-                    s.banner,
-                    None if s.tls is None else int(s.tls),
-                    s.product,
-                    s.version,
-                )
-                for s in d.services
-            ],
-        )
-        if d.identity is not None:
-            c.executemany(
-                "INSERT INTO observations (scan_id, device_id, source, field, value, rule,"
-                " weight) VALUES (?,?,?,?,?,?,?)",
-                [
-                    (scan_id, dev_id, e.source, e.field, e.value, e.rule, e.weight)
-                    for e in d.identity.evidence
-                ],
+    def _finish(self, c: Connection, result: ScanResult, status: ScanStatus) -> None:
+        c.execute(delete(devices).where(devices.c.scan_id == result.scan_id))
+        self._insert_devices(c, result.scan_id, result.devices)
+        c.execute(
+            update(scans)
+            .where(scans.c.id == result.scan_id)
+            .values(
+                status=status,
+                finished_at=_when(result.finished_at or utcnow()),
+                discovery_mode=result.discovery_mode,
+                errors_json=json.dumps(result.errors),
+                result_json=result.model_dump_json(),
             )
-        c.executemany(
-            "INSERT INTO findings (scan_id, device_id, check_id, severity, title, port, probe,"
-            " confidence, finding_json) VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    scan_id,
-                    dev_id,
-                    f.check,
-                    f.severity.value,
-                    f.title,
-                    f.port,
-                    f.probe,
-                    f.confidence.value,
-                    f.model_dump_json(),
-                )
-                for f in d.findings
-            ],
         )
-        c.executemany(
-            "INSERT INTO outcomes (scan_id, device_id, probe, status, port, transport, reason,"
-            " duration_s, attempts) VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    scan_id,
-                    dev_id,
-                    o.probe,
-                    o.status.value,
-                    o.port,
-                    None if o.transport is None else o.transport.value,
-                    o.reason,
-                    o.duration_s,
-                    o.attempts,
-                )
-                for o in d.outcomes
-            ],
+
+    def _scan_row(self, c: Connection, scan_id: str) -> Row[Any] | None:
+        return c.execute(
+            select(scans.c.site, scans.c.agent_id, scans.c.status).where(scans.c.id == scan_id)
+        ).first()
+
+    def _placeholder(
+        self,
+        c: Connection,
+        scan_id: str,
+        started_at: datetime,
+        site: str,
+        agent_id: str | None,
+        result: ScanResult | None = None,
+    ) -> None:
+        """A scan row for writes that arrive without its start (a finish without begin, or a
+        fleet device message that overtook its scan's start message)."""
+        c.execute(
+            insert(scans),
+            {
+                "id": scan_id,
+                "started_at": _when(started_at),
+                "status": "running",
+                "policy": result.policy if result else "unknown",
+                "targets_key": targets_key(result.targets) if result else "",
+                "targets_json": _targets_json(result.targets if result else []),
+                "tool_version": result.tool.version if result else "unknown",
+                "site": site,
+                "agent_id": agent_id,
+            },
         )
-        if d.rating is not None:
-            r = d.rating
+
+    def _insert_devices(self, c: Connection, scan_id: str, devs: Sequence[Device]) -> None:
+        """Devices of one scan, each replacing any row of the same address (the scan's device
+        key), children included through the cascade; a few statements per call, not per row."""
+        latest = {d.address: d for d in devs}
+        if not latest:
+            return
+        addresses = list(latest)
+        for i in range(0, len(addresses), 500):
             c.execute(
-                "INSERT INTO ratings (scan_id, device_id, grade, score, scheme_id,"
-                " scheme_version, coverage, rating_json) VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    scan_id,
-                    dev_id,
-                    r.grade,
-                    r.score,
-                    r.scheme_id,
-                    r.scheme_version,
-                    None if r.coverage is None else r.coverage.fraction,
-                    r.model_dump_json(),
-                ),
+                delete(devices).where(
+                    devices.c.scan_id == scan_id, devices.c.address.in_(addresses[i : i + 500])
+                )
+            )
+        now = _when(utcnow())
+        rows = [
+            {
+                "scan_id": scan_id,
+                "device_key": d.id,
+                "address": d.address,
+                "mac": d.mac,
+                "vendor": d.vendor,
+                "model": d.model,
+                "category": d.category,
+                "firmware": d.firmware,
+                "names_json": json.dumps(d.names),
+                "device_json": d.model_dump_json(),
+                "stored_at": now,
+            }
+            for d in latest.values()
+        ]
+        ids = [
+            r[0]
+            for r in c.execute(
+                insert(devices).returning(devices.c.id, sort_by_parameter_order=True), rows
+            )
+        ]
+        svc: list[dict[str, Any]] = []
+        obs: list[dict[str, Any]] = []
+        fnd: list[dict[str, Any]] = []
+        out: list[dict[str, Any]] = []
+        rat: list[dict[str, Any]] = []
+        for dev_id, d in zip(ids, latest.values(), strict=True):
+            key = {"scan_id": scan_id, "device_id": dev_id}
+            svc += [
+                {
+                    **key,
+                    "port": s.port,
+                    "transport": s.transport.value,
+                    "protocol": s.protocol,
+                    "banner": s.banner,
+                    "tls": None if s.tls is None else int(s.tls),
+                    "product": s.product,
+                    "version": s.version,
+                }
+                for s in d.services
+            ]
+            if d.identity is not None:
+                obs += [
+                    {
+                        **key,
+                        "source": e.source,
+                        "field": e.field,
+                        "value": e.value,
+                        "rule": e.rule,
+                        "weight": e.weight,
+                    }
+                    for e in d.identity.evidence
+                ]
+            fnd += [
+                {
+                    **key,
+                    "check_id": f.check,
+                    "severity": f.severity.value,
+                    "title": f.title,
+                    "port": f.port,
+                    "probe": f.probe,
+                    "confidence": f.confidence.value,
+                    "finding_json": f.model_dump_json(),
+                }
+                for f in d.findings
+            ]
+            out += [
+                {
+                    **key,
+                    "probe": o.probe,
+                    "status": o.status.value,
+                    "port": o.port,
+                    "transport": None if o.transport is None else o.transport.value,
+                    "reason": o.reason,
+                    "duration_s": o.duration_s,
+                    "attempts": o.attempts,
+                }
+                for o in d.outcomes
+            ]
+            if d.rating is not None:
+                r = d.rating
+                rat.append(
+                    {
+                        **key,
+                        "grade": r.grade,
+                        "score": r.score,
+                        "scheme_id": r.scheme_id,
+                        "scheme_version": r.scheme_version,
+                        "coverage": None if r.coverage is None else r.coverage.fraction,
+                        "rating_json": r.model_dump_json(),
+                    }
+                )
+        for table, params in (
+            (services, svc),
+            (observations, obs),
+            (findings, fnd),
+            (outcomes, out),
+            (ratings, rat),
+        ):
+            if params:
+                c.execute(insert(table), params)
+
+    # -- fleet ingestion (the collector) -----------------------------------------------------
+    # Each write is idempotent, so a message the broker delivers twice changes nothing the
+    # second time; a scan belongs to the site and agent that started it.
+
+    def _claim(
+        self, c: Connection, scan_id: str, site: str, agent_id: str | None
+    ) -> Row[Any] | None:
+        row = self._scan_row(c, scan_id)
+        if row is not None and (
+            row.site != site or (row.agent_id is not None and row.agent_id != agent_id)
+        ):
+            raise ForeignScan(
+                f"scan {scan_id} belongs to site {row.site!r}, not {site!r} (agent {agent_id})"
+            )
+        return row
+
+    def ingest_start(
+        self,
+        *,
+        scan_id: str,
+        site: str,
+        agent_id: str,
+        started_at: datetime,
+        targets: list[Target],
+        policy: str,
+        tool_version: str,
+        options: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """A fleet scan's start: its row, or the row a device message made before it filled
+        in. A scan that has already ended is left alone; returns whether anything changed."""
+        with self._tx() as c:
+            row = self._claim(c, scan_id, site, agent_id)
+            if row is None:
+                self._placeholder(c, scan_id, started_at, site, agent_id)
+            elif row.status != "running":
+                return False
+            c.execute(
+                update(scans)
+                .where(scans.c.id == scan_id)
+                .values(
+                    started_at=_when(started_at),
+                    policy=policy,
+                    targets_key=targets_key(targets),
+                    targets_json=_targets_json(targets),
+                    tool_version=tool_version,
+                    options_json=None
+                    if options is None
+                    else json.dumps(dict(options), sort_keys=True),
+                    agent_id=agent_id,
+                )
+            )
+            return True
+
+    def ingest_devices(
+        self,
+        scan_id: str,
+        devs: Sequence[Device],
+        *,
+        site: str,
+        agent_id: str,
+        received_at: datetime,
+    ) -> bool:
+        """Devices of a running fleet scan, each replacing its earlier version. Ignored once
+        the scan's end is stored: its final devices win over a late or redelivered one."""
+        with self._tx() as c:
+            row = self._claim(c, scan_id, site, agent_id)
+            if row is None:
+                self._placeholder(c, scan_id, received_at, site, agent_id)
+            elif row.status != "running":
+                return False
+            self._insert_devices(c, scan_id, devs)
+            return True
+
+    def ingest_end(
+        self,
+        result: ScanResult,
+        status: ScanStatus,
+        *,
+        site: str,
+        agent_id: str,
+        with_devices: bool = True,
+    ) -> None:
+        """A fleet scan's end. With its devices, exactly :meth:`finish_scan`; without them (a
+        result too large for one message, or an agent that died mid-scan) the device rows
+        already stored stand and the result is rebuilt from them when loaded."""
+        with self._tx() as c:
+            if self._claim(c, result.scan_id, site, agent_id) is None:
+                self._placeholder(c, result.scan_id, result.started_at, site, agent_id, result)
+            if with_devices:
+                self._finish(c, result, status)
+                return
+            c.execute(
+                update(scans)
+                .where(scans.c.id == result.scan_id)
+                .values(
+                    status=status,
+                    finished_at=_when(result.finished_at or utcnow()),
+                    discovery_mode=result.discovery_mode,
+                    errors_json=json.dumps(result.errors),
+                    result_json=None,
+                )
             )
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._errors():
-            cur = self._conn.execute(sql, params)
-            cols = [c[0] for c in cur.description]
-            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+    def _query(self, stmt: Executable) -> list[dict[str, Any]]:
+        if self._batch is not None:
+            return [dict(r._mapping) for r in self._batch.execute(stmt)]
+        with self._errors(), self._engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
 
     def scans(self) -> list[ScanSummary]:
         """Every stored scan, oldest first, with a count of devices per grade."""
         rows = self._query(
-            "SELECT s.id, s.started_at, s.finished_at, s.status, s.policy, s.targets_json,"
-            " COUNT(d.id) AS devices FROM scans s LEFT JOIN devices d ON d.scan_id = s.id"
-            " GROUP BY s.id ORDER BY s.started_at, s.id"
+            select(
+                scans.c.id,
+                scans.c.started_at,
+                scans.c.finished_at,
+                scans.c.status,
+                scans.c.policy,
+                scans.c.targets_json,
+                scans.c.site,
+                func.count(devices.c.id).label("devices"),
+            )
+            .select_from(scans.outerjoin(devices, devices.c.scan_id == scans.c.id))
+            .group_by(scans.c.id)
+            .order_by(scans.c.started_at, scans.c.id)
         )
+        grade = func.coalesce(ratings.c.grade, "?")
         grades: dict[str, dict[str, int]] = {}
         for g in self._query(
-            "SELECT d.scan_id AS scan_id, COALESCE(r.grade, '?') AS grade, COUNT(*) AS n"
-            " FROM devices d LEFT JOIN ratings r ON r.device_id = d.id"
-            " GROUP BY d.scan_id, COALESCE(r.grade, '?')"
+            select(devices.c.scan_id, grade.label("grade"), func.count().label("n"))
+            .select_from(devices.outerjoin(ratings, ratings.c.device_id == devices.c.id))
+            .group_by(devices.c.scan_id, grade)
         ):
             grades.setdefault(g["scan_id"], {})[g["grade"]] = g["n"]
         return [
@@ -455,16 +874,63 @@ class Store:
                 targets=[t["spec"] for t in json.loads(r["targets_json"])],
                 devices=r["devices"],
                 grades=dict(sorted(grades.get(r["id"], {}).items())),
+                site=r["site"],
             )
             for r in rows
         ]
 
+    def unfinished_scans(self, key: str | None = None) -> list[str]:
+        """Scans left ``running`` or ``interrupted``, newest first, optionally only those of
+        one :func:`targets_key`: the candidates for ``iotrate scan --resume``."""
+        stmt = select(scans.c.id).where(scans.c.status.in_(("running", "interrupted")))
+        if key is not None:
+            stmt = stmt.where(scans.c.targets_key == key)
+        rows = self._query(stmt.order_by(scans.c.started_at.desc(), scans.c.id.desc()))
+        return [str(r["id"]) for r in rows]
+
+    def scan_record(self, scan_id: str) -> ScanRecord:
+        """The scan's own row (no devices) with its JSON columns decoded."""
+        scan_id = self.resolve(scan_id)
+        (row,) = self._query(select(scans).where(scans.c.id == scan_id))
+        return ScanRecord(
+            scan_id=row["id"],
+            started_at=datetime.fromisoformat(row["started_at"]),
+            finished_at=_dt(row["finished_at"]),
+            status=row["status"],
+            policy=row["policy"],
+            targets_key=row["targets_key"],
+            targets=[Target.model_validate(t) for t in json.loads(row["targets_json"])],
+            options=None if row["options_json"] is None else json.loads(row["options_json"]),
+            site=row["site"],
+            owner=row["owner"],
+            errors=json.loads(row["errors_json"]),
+            agent_id=row["agent_id"],
+        )
+
+    def stored_addresses(self, scan_id: str) -> set[str]:
+        """Addresses whose device is committed in this scan: what a resume must not redo."""
+        rows = self._query(select(devices.c.address).where(devices.c.scan_id == scan_id))
+        return {str(r["address"]) for r in rows}
+
+    def load_devices(self, scan_id: str) -> list[Device]:
+        """The committed devices of a scan, in the order they were stored."""
+        return [
+            Device.model_validate_json(d["device_json"])
+            for d in self._query(
+                select(devices.c.device_json)
+                .where(devices.c.scan_id == scan_id)
+                .order_by(devices.c.id)
+            )
+        ]
+
     def resolve(self, ref: str) -> str:
-        """A full scan id or a unique prefix of one (as ``iotrate history`` prints them)."""
-        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        """A full scan id or a unique prefix of one (as ``iotrate history`` prints them),
+        in any letter case."""
+        escaped = ref.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         rows = self._query(
-            "SELECT id FROM scans WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY id",
-            (ref, escaped + "%"),
+            select(scans.c.id)
+            .where((scans.c.id == ref) | func.lower(scans.c.id).like(escaped + "%", escape="\\"))
+            .order_by(scans.c.id)
         )
         ids = [r["id"] for r in rows]
         if ref in ids:
@@ -479,15 +945,10 @@ class Store:
         """The stored result: the exact JSON of a finished scan, or for a scan that never
         finished (killed), a result rebuilt from the devices it had committed."""
         scan_id = self.resolve(scan_id)
-        (row,) = self._query("SELECT * FROM scans WHERE id = ?", (scan_id,))
+        (row,) = self._query(select(scans).where(scans.c.id == scan_id))
         if row["result_json"]:
             return ScanResult.model_validate_json(row["result_json"])
-        devices = [
-            Device.model_validate_json(d["device_json"])
-            for d in self._query(
-                "SELECT device_json FROM devices WHERE scan_id = ? ORDER BY id", (scan_id,)
-            )
-        ]
+        devs = self.load_devices(scan_id)
         return ScanResult(
             tool=ToolInfo(version=row["tool_version"]),
             scan_id=scan_id,
@@ -496,12 +957,12 @@ class Store:
             discovery_mode=row["discovery_mode"],
             policy=row["policy"],
             targets=[Target.model_validate(t) for t in json.loads(row["targets_json"])],
-            devices=devices,
+            devices=devs,
             errors=json.loads(row["errors_json"]),
         )
 
     def status(self, scan_id: str) -> ScanStatus:
-        rows = self._query("SELECT status FROM scans WHERE id = ?", (self.resolve(scan_id),))
+        rows = self._query(select(scans.c.status).where(scans.c.id == self.resolve(scan_id)))
         status: ScanStatus = rows[0]["status"]
         return status
 
@@ -510,8 +971,9 @@ class Store:
         default 'what changed since last time'. Interrupted scans are left out because their
         missing devices would read as devices gone."""
         rows = self._query(
-            "SELECT id, targets_key FROM scans WHERE status = 'complete'"
-            " ORDER BY started_at DESC, id DESC"
+            select(scans.c.id, scans.c.targets_key)
+            .where(scans.c.status == "complete")
+            .order_by(scans.c.started_at.desc(), scans.c.id.desc())
         )
         if not rows:
             raise UsageError(f"no complete scan stored in {self.path}")
@@ -526,14 +988,30 @@ class Store:
 
     def device_history(self, ref: str) -> list[DeviceRecord]:
         """One device's grade over time, found by its key (MAC, else address) or address."""
+        n_findings = (
+            select(func.count())
+            .select_from(findings)
+            .where(findings.c.device_id == devices.c.id)
+            .scalar_subquery()
+        )
         rows = self._query(
-            "SELECT s.id, s.started_at, s.status, d.device_key, d.address, r.grade, r.score,"
-            " (SELECT COUNT(*) FROM findings f WHERE f.device_id = d.id) AS findings"
-            " FROM devices d JOIN scans s ON s.id = d.scan_id"
-            " LEFT JOIN ratings r ON r.device_id = d.id"
-            " WHERE d.device_key = ? COLLATE NOCASE OR d.address = ?"
-            " ORDER BY s.started_at, s.id",
-            (ref, ref),
+            select(
+                scans.c.id,
+                scans.c.started_at,
+                scans.c.status,
+                devices.c.device_key,
+                devices.c.address,
+                ratings.c.grade,
+                ratings.c.score,
+                n_findings.label("findings"),
+            )
+            .select_from(
+                devices.join(scans, scans.c.id == devices.c.scan_id).outerjoin(
+                    ratings, ratings.c.device_id == devices.c.id
+                )
+            )
+            .where((func.lower(devices.c.device_key) == ref.lower()) | (devices.c.address == ref))
+            .order_by(scans.c.started_at, scans.c.id)
         )
         return [
             DeviceRecord(
@@ -563,16 +1041,25 @@ class Recorder:
         targets: list[Target],
         policy: str,
         prepare: Callable[[Device], Device] | None = None,
+        *,
+        options: Mapping[str, Any] | None = None,
+        site: str = "local",
+        owner: str | None = None,
+        resumed: Sequence[Device] | None = None,
     ) -> None:
+        """``resumed``: the devices a resumed scan already has; its row exists (reopened by
+        :meth:`Store.reopen_scan`), so none is begun, and the partial result keeps them."""
         self.store = store
         self.scan_id = scan_id
         self.started_at = started_at
         self.targets = targets
         self.policy = policy
         self.prepare = prepare
-        self.devices: list[Device] = []
-        if store is not None:
-            store.begin_scan(scan_id, started_at, targets, policy)
+        self.devices: list[Device] = list(resumed or ())
+        if store is not None and resumed is None:
+            store.begin_scan(
+                scan_id, started_at, targets, policy, options=options, site=site, owner=owner
+            )
 
     def __call__(self, device: Device) -> None:
         if self.prepare is not None:

@@ -8,9 +8,11 @@ are almost always a typo (``10.0.0.0/8`` for ``10.0.0.0/24``); both need an expl
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from iotrate.errors import TargetRefused, UsageError
 from iotrate.models import Target, TargetKind
@@ -22,6 +24,13 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_MAX_HOSTS = 1024
 
 Resolver = Callable[[str], list[str]]
+
+#: Where ``iotrate scan`` looks for a lab's allow-list when ``--allow-list`` is not given.
+ALLOW_LIST_ENV = "IOTRATE_ALLOW_LIST"
+#: An allow-list file larger than this is not a list a person wrote.
+ALLOW_LIST_MAX_BYTES = 1024 * 1024
+#: Widest allow-list entries: a lab pre-approves its own networks, not the Internet.
+ALLOW_LIST_MIN_PREFIX = {4: 8, 6: 32}
 
 
 def system_resolver(name: str) -> list[str]:
@@ -80,6 +89,70 @@ class TargetSet:
                 if not any(a.version == n.version and a in n for n in self.excluded):
                     seen.setdefault(str(a), None)
         return list(seen)
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """The networks a lab operator pre-approved for scanning, and the file that says so."""
+
+    source: str
+    networks: tuple[IPNetwork, ...]
+
+    def covers(self, first: IPAddress, last: IPAddress) -> bool:
+        """Whether every address from ``first`` to ``last`` lies in the allowed networks."""
+        nets = sorted(
+            (n for n in self.networks if n.version == first.version),
+            key=lambda n: int(n.network_address),
+        )
+        need = int(first)
+        for n in nets:
+            lo, hi = int(n.network_address), int(n.broadcast_address)
+            if lo > need:
+                break
+            if hi >= need:
+                need = hi + 1
+                if need > int(last):
+                    return True
+        return need > int(last)
+
+
+def load_allow_list(path: Path) -> AllowList:
+    """Read an allow-list: one address or CIDR a line, ``#`` starts a comment.
+
+    A malformed line, an entry wider than /8 (IPv4) or /32 (IPv6), or a list with no entry is a
+    usage error: a lab's safety file that does not say what its operator meant must stop the
+    scan, not be half applied."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(ALLOW_LIST_MAX_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read the allow-list {path}: {exc.strerror or exc}") from exc
+    if len(data) > ALLOW_LIST_MAX_BYTES:
+        raise UsageError(f"the allow-list {path} is larger than {ALLOW_LIST_MAX_BYTES} bytes")
+    networks: list[IPNetwork] = []
+    for n, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            net = ipaddress.ip_network(line, strict=False)
+        except ValueError:
+            raise UsageError(f"allow-list {path} line {n}: not an address or CIDR") from None
+        if net.prefixlen < ALLOW_LIST_MIN_PREFIX[net.version]:
+            raise UsageError(
+                f"allow-list {path} line {n}: {net} is wider than "
+                f"/{ALLOW_LIST_MIN_PREFIX[net.version]}; list the lab's own networks"
+            )
+        networks.append(net)
+    if not networks:
+        raise UsageError(f"the allow-list {path} lists no address")
+    return AllowList(str(path), tuple(networks))
+
+
+def allow_list_from_env() -> AllowList | None:
+    """The allow-list named by ``$IOTRATE_ALLOW_LIST``, if set (a lab machine's standing rule)."""
+    value = os.environ.get(ALLOW_LIST_ENV)
+    return load_allow_list(Path(value)) if value else None
 
 
 def _refusal_reason(addr: IPAddress) -> str | None:
@@ -184,6 +257,21 @@ def _check_public(p: _Parsed) -> str | None:
     return None
 
 
+def _check_allowed(p: _Parsed, allow: AllowList) -> None:
+    if p.network is not None:
+        spans = [(p.network.network_address, p.network.broadcast_address)]
+    elif p.first is not None and p.last is not None:
+        spans = [(p.first, p.last)]
+    else:
+        spans = [(a, a) for a in p.hosts()]
+    for first, last in spans:
+        if not allow.covers(first, last):
+            detail = f" ({first} is not)" if p.target.kind is TargetKind.HOSTNAME else ""
+            raise TargetRefused(
+                f"refusing {p.target.spec}: not inside the allow-list {allow.source}{detail}"
+            )
+
+
 def resolve_targets(
     specs: Sequence[str],
     *,
@@ -191,11 +279,14 @@ def resolve_targets(
     max_hosts: int | None = None,
     resolver: Resolver = system_resolver,
     exclude: Sequence[str] = (),
+    allow_list: AllowList | None = None,
 ) -> TargetSet:
     """Parse and vet the targets; raise :class:`TargetRefused` before any packet is sent.
 
     ``exclude`` (addresses or CIDRs) are never contacted, e.g. a fragile medical device or the
-    router of a network one may scan only in part."""
+    router of a network one may scan only in part. With an ``allow_list`` every target must lie
+    inside it, and public addresses inside it need no ``allow_public``: the lab operator who
+    wrote the list has already said these networks are theirs."""
     if not specs:
         raise UsageError("no targets given")
     limit = DEFAULT_MAX_HOSTS if max_hosts is None else max_hosts
@@ -217,7 +308,9 @@ def resolve_targets(
                 reason = _refusal_reason(a)
                 if reason:
                     raise TargetRefused(f"refusing {p.target.spec}: {a} {reason}")
-        if not allow_public:
+        if allow_list is not None:
+            _check_allowed(p, allow_list)
+        elif not allow_public:
             why = _check_public(p)
             if why:
                 raise TargetRefused(

@@ -22,6 +22,7 @@ from defusedxml import ElementTree as SafeET
 
 from iotrate import __version__
 from iotrate.net import Connection, PortState, tcp_connect
+from iotrate.ratelimit import ThrottledTransport, throttle
 
 from .base import ProbeFailed
 
@@ -62,14 +63,19 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def http_client(timeout: float) -> httpx.AsyncClient:
-    """A client that never follows redirects by itself and ignores proxy variables."""
+    """A client that never follows redirects by itself and ignores proxy variables; each
+    request is a new connection, paced by the scan's per-host rate limit."""
+    transport = httpx.AsyncHTTPTransport(
+        verify=_tls_context(),
+        trust_env=False,
+        limits=httpx.Limits(max_connections=2, max_keepalive_connections=0),
+    )
     return httpx.AsyncClient(
         follow_redirects=False,
-        verify=_tls_context(),
         trust_env=False,
         timeout=httpx.Timeout(timeout),
         headers={"User-Agent": USER_AGENT, "Connection": "close"},
-        limits=httpx.Limits(max_connections=2, max_keepalive_connections=0),
+        transport=ThrottledTransport(transport),
     )
 
 
@@ -249,6 +255,7 @@ async def udp_collect(
     Several answers are normal (SSDP answers once per device and service type); datagrams from
     any other address are ignored, so a spoofed reply cannot steer the probe.
     """
+    await throttle(host)
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     got: list[bytes] = []

@@ -30,6 +30,7 @@ import httpx
 
 from iotrate.models import Confidence, Evidence, Finding, Severity, Transport
 from iotrate.net import printable
+from iotrate.ratelimit import throttle_sync
 
 from . import credlist, rtsp, snmp
 from ._io import HttpReply, base_url, http_client, http_get_following, http_request
@@ -409,6 +410,7 @@ def _ftp_login(host: str, port: int, user: str, password: str, timeout: float) -
     """('ok'|'rejected'|'error', server text); blocking, run in a thread."""
     ftp = ftplib.FTP(timeout=timeout)  # noqa: S321 - testing the cleartext FTP service is the point
     try:
+        throttle_sync(host)
         ftp.connect(host, port, timeout=timeout)
         reply = ftp.login(user, password)
         return "ok", reply
@@ -510,6 +512,7 @@ def _mqtt_connect(
 
     client.on_connect = on_connect
     try:
+        throttle_sync(host)
         client.connect(host, port, keepalive=10)
         deadline = time.monotonic() + timeout
         while "reason" not in result and time.monotonic() < deadline:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from iotrate.models import Finding, Severity, Transport
 from iotrate.net import printable, tls_connect
+from iotrate.ratelimit import throttle_sync
 
 from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed, make_finding
 
@@ -114,6 +115,7 @@ def _session(host: str, port: int, use_tls: bool, listen_s: float, timeout: floa
     client.on_message = on_message
     start = time.monotonic()
     try:
+        throttle_sync(host)
         client.connect(host, port, keepalive=max(10, int(timeout * 2)))
         while True:
             rc = client.loop(timeout=0.1)

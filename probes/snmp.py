@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from iotrate.ratelimit import throttle
+
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
 SYS_CONTACT = "1.3.6.1.2.1.1.4.0"
@@ -38,6 +40,7 @@ async def _target(host: str, port: int, timeout: float) -> Any:
     from pysnmp.hlapi.v3arch.asyncio import Udp6TransportTarget, UdpTransportTarget
 
     cls = Udp6TransportTarget if ":" in host else UdpTransportTarget
+    await throttle(host)  # each request is one datagram (retries=0): one slot of the rate limit
     return await cls.create((host, port), timeout=timeout, retries=0)
 
 

@@ -1,14 +1,20 @@
-"""The history store: round trip, incremental writes, interruption, hostile strings, schema."""
+"""The history store: round trip, incremental writes, interruption, hostile strings, schema.
+
+Every test that does not look at the SQLite file itself runs twice: on SQLite and on a real
+PostgreSQL 15 (``fleet_support.postgres``), the two databases the store serves."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from iotrate.errors import RuntimeFailure, UsageError
 from iotrate.history import diff_results
@@ -28,7 +34,39 @@ from iotrate.models import (
     TargetKind,
     utcnow,
 )
-from iotrate.storage import MIGRATIONS, SCHEMA_VERSION, Recorder, Store, default_path
+from iotrate.storage import (
+    LEGACY_PARKED,
+    SCHEMA_VERSION,
+    Recorder,
+    Store,
+    database_url,
+    default_path,
+)
+
+from fleet_support import postgres  # noqa: F401  (the PostgreSQL cluster fixture)
+
+LEGACY = Path(__file__).with_name("fleet_data")
+Where = Callable[[str], "str | Path"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
+    """A fresh database per name: a file in tmp_path, or a new database on the test cluster."""
+    if request.param == "sqlite":
+        return lambda name: tmp_path / name
+    server = request.getfixturevalue("postgres")
+    made: dict[str, str] = {}
+    return lambda name: made.setdefault(name, server.new_database())
+
+
+def peek(location: str | Path, sql: str) -> list[tuple[Any, ...]]:
+    """Read the database behind the store's back, through its own connection."""
+    engine = create_engine(database_url(location))
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
 
 HOSTILE = "'); DROP TABLE scans;-- <script>alert(1)</script>"
 
@@ -102,14 +140,17 @@ def test_default_path_is_under_the_user_data_dir(monkeypatch: pytest.MonkeyPatch
 def test_migrations_from_an_empty_db_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "h.db"
     with Store(path) as s:
-        assert s.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
+        assert s.schema_version() == SCHEMA_VERSION == 3
     with Store(path) as s:  # opening again applies nothing twice
         assert s.schema_version() == SCHEMA_VERSION
     conn = sqlite3.connect(path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    # The pre-Alembic counter is parked out of reach of older releases, which then refuse.
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(LEGACY_PARKED,)]
     conn.close()
     assert {
         "schema_version",
+        "alembic_version",
         "scans",
         "devices",
         "services",
@@ -120,11 +161,22 @@ def test_migrations_from_an_empty_db_and_reopen(tmp_path: Path) -> None:
     } <= tables
 
 
-def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "h.db"
+def test_a_newer_schema_is_refused(where: Where) -> None:
+    path = where("h.db")
     Store(path).close()
+    engine = create_engine(database_url(path))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    engine.dispose()
+    with pytest.raises(RuntimeFailure, match="newer"):
+        Store(path)
+
+
+def test_a_newer_pre_alembic_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    shutil.copy(LEGACY / "history-v2.db", path)
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE schema_version SET version = 999")
+    conn.execute("UPDATE schema_version SET version = 3")  # a hand-rolled migration we never had
     conn.commit()
     conn.close()
     with pytest.raises(RuntimeFailure, match="newer"):
@@ -138,9 +190,9 @@ def test_a_file_that_is_not_a_database_is_a_runtime_failure(tmp_path: Path) -> N
         Store(path)
 
 
-def test_round_trip_is_lossless(tmp_path: Path) -> None:
+def test_round_trip_is_lossless(where: Where) -> None:
     r = result("scan-1", device("192.0.2.2", "aa:bb:cc:00:00:01", findings=(finding("x", 23),)))
-    with Store(tmp_path / "h.db") as s:
+    with Store(where("h.db")) as s:
         s.begin_scan(r.scan_id, r.started_at, r.targets, r.policy)
         s.finish_scan(r)
         assert s.load_scan("scan-1") == r
@@ -151,15 +203,15 @@ def test_round_trip_is_lossless(tmp_path: Path) -> None:
         assert summary.targets == ["192.0.2.0/29"]
 
 
-def test_finish_without_begin_still_stores(tmp_path: Path) -> None:
+def test_finish_without_begin_still_stores(where: Where) -> None:
     r = result("scan-2", device("192.0.2.2"))
-    with Store(tmp_path / "h.db") as s:
+    with Store(where("h.db")) as s:
         s.finish_scan(r)
         assert s.load_scan("scan-2") == r
 
 
-def test_unknown_and_ambiguous_ids_are_usage_errors(tmp_path: Path) -> None:
-    with Store(tmp_path / "h.db") as s:
+def test_unknown_and_ambiguous_ids_are_usage_errors(where: Where) -> None:
+    with Store(where("h.db")) as s:
         for sid in ("abc1", "abc2"):
             s.finish_scan(result(sid))
         with pytest.raises(UsageError, match="no stored scan"):
@@ -170,44 +222,40 @@ def test_unknown_and_ambiguous_ids_are_usage_errors(tmp_path: Path) -> None:
             s.resolve("%")  # LIKE wildcards are matched literally
 
 
-def test_hostile_strings_are_stored_verbatim_and_harmless(tmp_path: Path) -> None:
+def test_hostile_strings_are_stored_verbatim_and_harmless(where: Where) -> None:
     d = device("192.0.2.3", name=HOSTILE, findings=(finding("c", title=HOSTILE),))
-    path = tmp_path / "h.db"
+    path = where("h.db")
     r = result(HOSTILE, d)
     with Store(path) as s:
         s.begin_scan(r.scan_id, r.started_at, [target(HOSTILE)], r.policy)
         s.record_device(r.scan_id, d)
         s.finish_scan(r)
         assert s.load_scan(HOSTILE) == r
-    conn = sqlite3.connect(path)
-    assert conn.execute("SELECT COUNT(*) FROM scans").fetchone() == (1,)
-    assert conn.execute("SELECT model FROM devices").fetchone() == (HOSTILE,)
-    assert conn.execute("SELECT banner FROM services").fetchone() == (f"banner {HOSTILE}",)
-    assert conn.execute("SELECT title FROM findings").fetchone() == (HOSTILE,)
-    assert conn.execute("SELECT value FROM observations").fetchone() == (HOSTILE,)
-    conn.close()
+    assert peek(path, "SELECT COUNT(*) FROM scans") == [(1,)]
+    assert peek(path, "SELECT model FROM devices") == [(HOSTILE,)]
+    assert peek(path, "SELECT banner FROM services") == [(f"banner {HOSTILE}",)]
+    assert peek(path, "SELECT title FROM findings") == [(HOSTILE,)]
+    assert peek(path, "SELECT value FROM observations") == [(HOSTILE,)]
 
 
-def test_each_device_is_visible_to_another_connection_when_written(tmp_path: Path) -> None:
-    path = tmp_path / "h.db"
+def test_each_device_is_visible_to_another_connection_when_written(where: Where) -> None:
+    path = where("h.db")
     start = utcnow()
     with Store(path) as s:
         rec = Recorder(s, "live", start, [target()], "default")
-        reader = sqlite3.connect(path)
-        assert reader.execute("SELECT status FROM scans").fetchone() == ("running",)
+        assert peek(path, "SELECT status FROM scans") == [("running",)]
         rec(device("192.0.2.2"))
-        assert reader.execute("SELECT COUNT(*) FROM devices").fetchone() == (1,)
+        assert peek(path, "SELECT COUNT(*) FROM devices") == [(1,)]
         rec(device("192.0.2.3"))
-        assert reader.execute("SELECT COUNT(*) FROM devices").fetchone() == (2,)
-        reader.close()
+        assert peek(path, "SELECT COUNT(*) FROM devices") == [(2,)]
         # A scan killed now (no finish) still loads, rebuilt from what it committed.
         again = s.load_scan("live")
         assert [d.address for d in again.devices] == ["192.0.2.2", "192.0.2.3"]
         assert again.finished_at is None and s.status("live") == "running"
 
 
-def test_final_result_replaces_provisional_device_rows(tmp_path: Path) -> None:
-    with Store(tmp_path / "h.db") as s:
+def test_final_result_replaces_provisional_device_rows(where: Where) -> None:
+    with Store(where("h.db")) as s:
         rec = Recorder(s, "s", utcnow(), [target()], "default")
         rec(device("192.0.2.2", grade=None, findings=(finding("a"),)))
         final = result("s", device("192.0.2.2", grade="B"))
@@ -249,14 +297,14 @@ def fake_scan(monkeypatch: pytest.MonkeyPatch, addresses: list[str], stall: str)
 
 
 def test_interrupted_scan_keeps_finished_devices(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, where: Where
 ) -> None:
     from iotrate import scan as scan_mod
     from iotrate.targets import resolve_targets
 
     fake_scan(monkeypatch, ["127.0.0.2", "127.0.0.3", "127.0.0.4"], stall="127.0.0.3")
     targets = resolve_targets(["127.0.0.2-4"])
-    path = tmp_path / "h.db"
+    path = where("h.db")
     store = Store(path)
     rec = Recorder(store, "cut", utcnow(), list(targets.targets), "safe")
     opts = scan_mod.ScanOptions(
@@ -315,6 +363,137 @@ def test_run_scan_reports_each_device_and_uses_the_given_id(
     assert r.scan_id == "i" and seen == ["127.0.0.2"]
     assert len(r.devices) == 1  # a storage failure does not lose the device
     assert any("not stored" in e and "disk full" in e for e in r.errors)
+
+
+# -- migration 2 and what --resume needs -----------------------------------------------------
+
+
+@pytest.mark.parametrize("legacy", ["history-v1.db", "history-v2.db"])
+def test_a_pre_alembic_database_is_stamped_and_upgraded_in_place(
+    legacy: str, tmp_path: Path
+) -> None:
+    """Databases the hand-rolled migrations made (fixtures written by that code, see
+    fleet_data/make_legacy_history.py) keep every scan and gain the new columns."""
+    path = tmp_path / "h.db"
+    shutil.copy(LEGACY / legacy, path)
+    with Store(path) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+        done, killed = s.scans()
+        assert (done.status, done.devices, done.grades) == ("complete", 2, {"C": 1, "E": 1})
+        assert (killed.status, killed.devices, killed.site) == ("running", 1, "local")
+        full = s.load_scan(done.scan_id)
+        assert [d.model for d in full.devices] == ["plug", HOSTILE]
+        assert [d.address for d in s.load_scan(killed.scan_id).devices] == ["192.0.2.2"]
+        assert [r.grade for r in s.device_history("AA:BB:CC:00:00:01")] == ["E", "B"]
+        rec = s.scan_record(killed.scan_id)
+        assert rec.options is None and rec.owner is None and rec.agent_id is None
+        assert s.unfinished_scans("192.0.2.0/29") == [killed.scan_id]
+        s.begin_scan("new", utcnow(), [target()], "default", options={"ports": "iot"})
+        s.record_device("new", device("192.0.2.9"))
+        assert s.scan_record("new").options == {"ports": "iot"}
+    with Store(path) as s:  # stamped once: opening again migrates nothing
+        assert len(s.scans()) == 3
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(LEGACY_PARKED,)]
+    conn.close()
+
+
+def test_schema_at_head_matches_the_tables_the_queries_use(where: Where) -> None:
+    """The Alembic scripts and the store's table definitions describe the same schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from iotrate.storage import metadata
+
+    path = where("h.db")
+    Store(path).close()
+    engine = create_engine(database_url(path))
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    # The parked pre-Alembic counter (SQLite only) is the one table the queries never use.
+    assert [d for d in diff if not (d[0] == "remove_table" and d[1].name == "schema_version")] == []
+
+
+def test_location_forms(tmp_path: Path) -> None:
+    assert database_url(tmp_path / "a.db").database == str(tmp_path / "a.db")
+    assert database_url(f"sqlite:///{tmp_path}/b.db").database == f"{tmp_path}/b.db"
+    pg = database_url("postgres://u:secret@db.example/iotrate")
+    assert pg.drivername == "postgresql+psycopg" and pg.database == "iotrate"
+    for bad in ("mysql://x/y", "sqlite://", "postgresql+asyncpg://h/d"):
+        with pytest.raises(UsageError):
+            database_url(bad)
+    with pytest.raises(RuntimeFailure) as err:
+        Store("postgresql://u:secret@127.0.0.1:1/none")
+    assert "secret" not in str(err.value) and "***" in str(err.value)
+
+
+def test_options_site_and_owner_round_trip(where: Where) -> None:
+    opts = {"ports": "22,80", "policy": "safe", "exclude": ["192.0.2.3"], "rate_limit": 5.0}
+    with Store(where("h.db")) as s:
+        s.begin_scan(
+            "s1", utcnow(), [target()], "safe", options=opts, site="shop-7", owner="host 1 2"
+        )
+        s.begin_scan("s2", utcnow(), [target()], "default")
+        rec = s.scan_record("s1")
+        assert rec.options == opts and rec.site == "shop-7" and rec.owner == "host 1 2"
+        assert rec.status == "running" and rec.targets == [target()]
+        assert rec.targets_key == "192.0.2.0/29"
+        assert s.scan_record("s2").options is None
+        assert {x.scan_id: x.site for x in s.scans()} == {"s1": "shop-7", "s2": "local"}
+
+
+def test_unfinished_scans_newest_first_by_targets(where: Where) -> None:
+    t0 = utcnow()
+    with Store(where("h.db")) as s:
+        s.begin_scan("a", t0, [target()], "default")
+        s.begin_scan("b", t0 + timedelta(minutes=1), [target()], "default")
+        s.begin_scan("c", t0 + timedelta(minutes=2), [target("192.0.2.9")], "default")
+        s.begin_scan("d", t0 + timedelta(minutes=3), [target()], "default")
+        s.finish_scan(result("d"))  # complete: never a resume candidate
+        s.finish_scan(result("b").model_copy(update={"started_at": t0}), "interrupted")
+        assert s.unfinished_scans("192.0.2.0/29") == ["b", "a"]
+        assert s.unfinished_scans("192.0.2.9") == ["c"]
+        assert s.unfinished_scans() == ["c", "b", "a"]
+        assert s.unfinished_scans("nothing") == []
+
+
+def test_stored_addresses_and_devices_of_a_killed_scan(where: Where) -> None:
+    with Store(where("h.db")) as s:
+        rec = Recorder(s, "k", utcnow(), [target()], "default", options={"ports": "iot"})
+        rec(device("192.0.2.4", findings=(finding("x", 80),)))
+        rec(device("192.0.2.2"))
+        s.begin_scan("other", utcnow(), [target()], "default")
+        s.record_device("other", device("192.0.2.5"))
+        assert s.stored_addresses("k") == {"192.0.2.2", "192.0.2.4"}
+        assert s.load_devices("k") == rec.devices
+        assert s.stored_addresses("missing") == set()
+
+
+def test_reopen_is_compare_and_set_and_drops_the_provisional_result(where: Where) -> None:
+    path = where("h.db")
+    with Store(path) as s:
+        first = Recorder(s, "r", utcnow(), [target()], "default", owner="dead-process")
+        first(device("192.0.2.2"))
+        first.interrupt()
+        assert s.load_scan("r").errors  # the interruption note of the partial result
+        assert not s.reopen_scan("r", "me", expected_owner="someone-else")
+        assert s.reopen_scan("r", "me", expected_owner="dead-process")
+        assert not s.reopen_scan("r", "rival", expected_owner="dead-process")  # lost the race
+        rec = s.scan_record("r")
+        assert (rec.status, rec.owner, rec.finished_at) == ("running", "me", None)
+        again = Recorder(
+            s, "r", rec.started_at, rec.targets, rec.policy, resumed=s.load_devices("r")
+        )
+        again(device("192.0.2.3"))
+        # Killed again now: the scan rebuilds from its rows, old and new, not the stale JSON.
+        assert [d.address for d in s.load_scan("r").devices] == ["192.0.2.2", "192.0.2.3"]
+        assert [d.address for d in again.partial().devices] == ["192.0.2.2", "192.0.2.3"]
+        again.finish(result("r", *again.devices))
+        assert s.status("r") == "complete"
+        assert not s.reopen_scan("r", "x", expected_owner="me")  # complete stays complete
+    assert len(peek(path, "SELECT id FROM scans")) == 1
 
 
 # -- diff semantics --------------------------------------------------------------------------

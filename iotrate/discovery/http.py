@@ -14,18 +14,25 @@ import httpx
 
 from iotrate.identify.observations import HttpObservation
 from iotrate.net import printable
+from iotrate.ratelimit import ThrottledTransport
 
 MAX_BODY = 64 * 1024
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 
 
 def new_client(timeout: float) -> httpx.AsyncClient:
+    """Each request a new connection, paced by the scan's per-host rate limit."""
+    transport = httpx.AsyncHTTPTransport(
+        verify=False,  # local devices; nothing sent is secret
+        trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
     return httpx.AsyncClient(
         follow_redirects=False,
         trust_env=False,
-        verify=False,  # noqa: S501 - local devices; nothing sent is secret
         headers={"Accept-Encoding": "identity", "User-Agent": "iotrate"},
         timeout=httpx.Timeout(timeout),
+        transport=ThrottledTransport(transport),
     )
 
 

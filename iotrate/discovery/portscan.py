@@ -291,15 +291,17 @@ async def scan_hosts(
     limits: ScanLimits = ScanLimits(),
     on_host: Any = None,
     assume_alive: Collection[str] = (),
+    sem: asyncio.Semaphore | None = None,
 ) -> list[HostScan]:
     """Find alive hosts among ``hosts`` and list their open services.
 
     ``on_host`` (optional callable) is told about each host as soon as it is done, so later
     stages can start on it without waiting for the slowest one. Hosts in ``assume_alive``
     (answered ARP, or announced themselves) skip the liveness test: they are port-scanned even
-    when every port is closed or filtered.
+    when every port is closed or filtered. ``sem`` shares one connection bound between calls
+    (hosts found one by one by the ARP sweep each get a call of their own).
     """
-    sem = asyncio.Semaphore(limits.concurrency)
+    sem = sem or asyncio.Semaphore(limits.concurrency)
     discovery = [p for p in specs if p.discovery and p.transport is Transport.TCP] or [
         p for p in specs if p.transport is Transport.TCP
     ][:8]

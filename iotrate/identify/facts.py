@@ -21,8 +21,10 @@ from xml.etree.ElementTree import Element
 
 from defusedxml import ElementTree as SafeET
 
+from iotrate.ble.adv import advert_from_fields, decode
 from iotrate.identify.observations import (
     BannerObservation,
+    BleObservation,
     DhcpObservation,
     HttpObservation,
     MacObservation,
@@ -467,6 +469,49 @@ def _dhcp(obs: DhcpObservation) -> list[Record]:
     return [rec] if rec.fields else []
 
 
+def _ble(obs: BleObservation) -> list[Record]:
+    """One advertisement is one record: its facts come from the documented payload layouts
+    (:mod:`iotrate.ble.adv`); a public address also names its IEEE registrant."""
+    advert = advert_from_fields(
+        address=obs.address,
+        address_type=obs.address_type,
+        name=obs.name,
+        manufacturer_data=obs.manufacturer_data,
+        service_data=obs.service_data,
+        service_uuids=obs.service_uuids,
+        tx_power=obs.tx_power,
+    )
+    rec = Record("ble", "ble advertisement")
+    for name, value in decode(advert).facts:
+        rec.add(name, value)
+    if obs.address_type == "public" and obs.address and normalise_mac(obs.address):
+        from iotrate.identify.oui import lookup
+
+        entry = lookup(obs.address)
+        if entry is not None:
+            rec.add("ble.oui_organisation", entry.organisation)
+    return [rec]
+
+
+def ble_content_key(obs: BleObservation) -> str:
+    """What makes two advertisements different evidence: not their time or signal strength.
+    A thirty-minute capture repeats one advertisement thousands of times; it is one witness."""
+    return json.dumps(
+        [
+            obs.address,
+            obs.address_type,
+            obs.name,
+            obs.manufacturer_data,
+            obs.service_data,
+            obs.service_uuids,
+            obs.tx_power,
+        ],
+        sort_keys=True,
+    )
+
+
+MAX_BLE_RECORDS = 64
+
 _EXTRACTORS: dict[str, Callable[[Any], list[Record]]] = {
     "ssdp": _ssdp,
     "mdns": _mdns,
@@ -474,13 +519,20 @@ _EXTRACTORS: dict[str, Callable[[Any], list[Record]]] = {
     "banner": _banner,
     "mac": _mac,
     "dhcp": _dhcp,
+    "ble": _ble,
 }
 
 
 def records_for(observations: Iterable[Observation]) -> list[Record]:
     """All records of one device's observations, in observation order."""
     out: list[Record] = []
+    seen_ble: set[str] = set()
     for obs in observations:
+        if isinstance(obs, BleObservation):
+            key = ble_content_key(obs)
+            if key in seen_ble or len(seen_ble) >= MAX_BLE_RECORDS:
+                continue
+            seen_ble.add(key)
         out.extend(_EXTRACTORS[obs.kind](obs))
     for i, rec in enumerate(out):
         rec.uid = f"{i}:{rec.label}"

@@ -19,6 +19,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
+from iotrate.ble.observe import (
+    BleAddress,
+    BleAddressType,
+    BleDbm,
+    BleManufacturerData,
+    BleName,
+    BleServiceData,
+    BleTime,
+    BleUuidList,
+)
 from iotrate.identify.errors import ObservationError
 
 # Descriptions and HTTP bodies can be long (UPnP XML with many services); banners are short.
@@ -26,9 +36,9 @@ MAX_DOCUMENT = 256 * 1024
 MAX_TEXT = 8 * 1024
 MAX_MAP_ITEMS = 256
 
-KNOWN_KINDS = ("ssdp", "mdns", "http", "banner", "mac", "dhcp")
+KNOWN_KINDS = ("ssdp", "mdns", "http", "banner", "mac", "dhcp", "ble")
 # Kinds that later discovery sources will record; accepted and skipped with a warning.
-FUTURE_KINDS = ("ble",)
+FUTURE_KINDS: tuple[str, ...] = ()
 
 
 def _text(limit: int) -> Any:
@@ -150,13 +160,35 @@ class DhcpObservation(_Observation):
     options: StringMap = Field(default_factory=dict)
 
 
+class BleObservation(_Observation):
+    """One Bluetooth LE advertisement (with its scan response merged), as a scanner heard it.
+
+    The shape is the same in recordings, in ``iotrate ble scan --save-observations`` and in
+    tests; ``iotrate.ble.observe`` checks and normalises every field (docs/bluetooth.md).
+    Company ids are decimal strings, payloads lower-case hex without the company id or UUID,
+    UUIDs full 128-bit lower-case strings; ``time`` is seconds on any monotonic clock.
+    """
+
+    kind: Literal["ble"]
+    address: BleAddress = None
+    address_type: BleAddressType = "unknown"
+    name: BleName = None
+    rssi: BleDbm = None
+    manufacturer_data: BleManufacturerData = Field(default_factory=dict)
+    service_data: BleServiceData = Field(default_factory=dict)
+    service_uuids: BleUuidList = Field(default_factory=list)
+    tx_power: BleDbm = None
+    time: BleTime = None
+
+
 Observation = Annotated[
     SsdpObservation
     | MdnsObservation
     | HttpObservation
     | BannerObservation
     | MacObservation
-    | DhcpObservation,
+    | DhcpObservation
+    | BleObservation,
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter[Observation] = TypeAdapter(Observation)

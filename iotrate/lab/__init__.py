@@ -17,15 +17,21 @@ from typing import Any
 # ``python -m iotrate.lab.<helper>`` import this package too, and must start fast.
 
 
-def lab_up(subnet: str | None = None, profile: str = "reference") -> dict[str, Any]:
+def lab_up(
+    subnet: str | None = None,
+    profile: str = "reference",
+    hosts: int | None = None,
+    link: str = "auto",
+) -> dict[str, Any]:
     """Build the lab, or return the status of the one already running (idempotent).
 
     A half-built or crashed lab is torn down and rebuilt. ``subnet`` defaults to
-    ``$IOTRATE_LAB_SUBNET`` and then to 10.231.47.0/24.
+    ``$IOTRATE_LAB_SUBNET`` and then to 10.231.47.0/24. ``hosts`` and ``link`` size and wire
+    the ``scale`` profile (``iotrate.lab.scale``).
     """
     from iotrate.lab import core
 
-    return core.lab_up(subnet, profile)
+    return core.lab_up(subnet, profile, hosts, link)
 
 
 def lab_down() -> None:

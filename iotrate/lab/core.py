@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from iotrate.errors import LabError
-from iotrate.lab import certs, host, netns, procs, services
+from iotrate.lab import certs, host, netns, procs, scale, services
 from iotrate.lab.table import (
     BRIDGE_NS,
     INSTANCE,
@@ -38,7 +38,7 @@ from iotrate.lab.table import (
 STATE_DIR = Path(f"/run/iotrate-lab{'-' + INSTANCE if INSTANCE else ''}")
 STATE_FILE = STATE_DIR / "state.json"
 _LOCK_FILE = STATE_DIR / "lock"
-PROFILES = ("reference", "hostile")
+PROFILES = ("reference", "hostile", "scale")
 READY_TIMEOUT = 20.0
 TEMP_PREFIX = f"iotrate-lab{INSTANCE}-"
 
@@ -99,6 +99,8 @@ def _problems(state: dict[str, Any]) -> list[str]:
 
 
 def _status(state: dict[str, Any] | None, net: ipaddress.IPv4Network) -> dict[str, Any]:
+    if _profile(state) == "scale":
+        return _scale_status(state, net)
     table = load_table(_profile(state))
     problems = _problems(state) if state is not None else []
     running = state is not None and not problems
@@ -133,6 +135,30 @@ def _status(state: dict[str, Any] | None, net: ipaddress.IPv4Network) -> dict[st
     return status
 
 
+def _scale_status(state: dict[str, Any] | None, net: ipaddress.IPv4Network) -> dict[str, Any]:
+    """The scale profile has no device table file: its rows come from ``scale.plan``."""
+    assert state is not None
+    problems = _problems(state)
+    size = state.get("scale", {})
+    status: dict[str, Any] = {
+        "running": not problems,
+        "profile": "scale",
+        "subnet": str(net),
+        "bridge_namespace": BRIDGE_NS,
+        "ca_cert": None,
+        "temp_dir": state.get("temp_dir"),
+        "state_file": str(STATE_FILE),
+        "daemons": [
+            {"name": t.daemon, "pid": t.pid, "alive": procs.is_alive(t.pid, t.start_time)}
+            for t in _tracked(state)
+        ],
+        **scale.status_fields(net, int(size.get("hosts", 0)), str(size.get("link", "routed"))),
+    }
+    if problems:
+        status["problems"] = problems
+    return status
+
+
 def lab_status() -> dict[str, Any]:
     state = _read_state()
     net = resolve_subnet(state["subnet"] if state else None)
@@ -142,6 +168,9 @@ def lab_status() -> dict[str, Any]:
 def device_table() -> list[dict[str, Any]]:
     """The device table with addresses placed in the running lab's subnet, else the default."""
     state = _read_state()
+    if state is not None and _profile(state) == "scale":
+        rows: list[dict[str, Any]] = _scale_status(state, resolve_subnet(state["subnet"]))["devices"]
+        return rows
     return device_rows(resolve_subnet(state["subnet"] if state else None), _profile(state))
 
 
@@ -248,7 +277,14 @@ def _wait_ready(
         time.sleep(0.05)
 
 
-def _build(net: ipaddress.IPv4Network, profile: str) -> dict[str, Any]:
+def _build(
+    net: ipaddress.IPv4Network, profile: str, hosts: int = 0, link: str = "auto"
+) -> dict[str, Any]:
+    if profile == "scale":
+        temp_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        state = {"profile": profile, "subnet": str(net), "temp_dir": str(temp_dir)}
+        state |= {"started_at": time.time(), "complete": False, "processes": []}
+        return scale.build(net, hosts, link, temp_dir, state, _write_state, READY_TIMEOUT)
     table = load_table(profile)
     tools = host.find_tools()
     busybox = host.busybox_with_telnetd()
@@ -321,10 +357,21 @@ def _build(net: ipaddress.IPv4Network, profile: str) -> dict[str, Any]:
     return state
 
 
-def lab_up(subnet: str | None = None, profile: str = "reference") -> dict[str, Any]:
+def lab_up(
+    subnet: str | None = None,
+    profile: str = "reference",
+    hosts: int | None = None,
+    link: str = "auto",
+) -> dict[str, Any]:
     if profile not in PROFILES:
         raise LabError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    if profile != "scale" and (hosts is not None or link != "auto"):
+        raise LabError("--hosts and --link belong to the scale profile")
     net = resolve_subnet(subnet)
+    size = {"hosts": hosts or scale.DEFAULT_HOSTS, "link": link}
+    if profile == "scale":
+        scale.check_size(net, size["hosts"])
+        size["link"] = scale.choose_link(size["hosts"], link)
     host.require_root_on_linux()
     with _locked():
         state = _read_state()
@@ -338,11 +385,15 @@ def lab_up(subnet: str | None = None, profile: str = "reference") -> dict[str, A
                     f"the lab already runs profile {state.get('profile')}; "
                     "run `iotrate lab down` first"
                 )
+            if profile == "scale" and state.get("scale") != size and hosts is not None:
+                raise LabError(
+                    f"the scale lab already runs {state.get('scale')}; run `iotrate lab down` first"
+                )
             return _status(state, resolve_subnet(state["subnet"]))
         if state is not None or netns.lab_namespaces() or netns.stale_etc_dirs():
             _teardown(state)  # half-up or crashed: start clean
         try:
-            state = _build(net, profile)
+            state = _build(net, profile, int(size["hosts"]), str(size["link"]))
         except BaseException as exc:
             try:
                 _teardown(_read_state())

@@ -1,0 +1,280 @@
+"""``iotrate serve``: the dashboard over the history database, in a browser.
+
+Registered in :mod:`iotrate.cli`. It listens on 127.0.0.1 unless told otherwise, and refuses
+any address other hosts can reach unless ``--allow-remote`` is given *and* a users file exists,
+so a dashboard of every weakness on a network is never handed out by accident. Exit codes as
+for every command: 2 for a usage error or a refused address, 3 when the database or the port
+cannot be opened.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from iotrate.errors import IotrateError, RuntimeFailure, UsageError
+
+if TYPE_CHECKING:
+    from iotrate.storage import Store
+
+DEFAULT_PORT = 8765
+
+
+def _fail(exc: IotrateError) -> NoReturn:
+    """``iotrate.cli``'s error exit, imported when called (it imports this module)."""
+    from iotrate.cli import _fail as fail
+
+    fail(exc)
+
+
+def store_opener(db: str | None) -> tuple[Callable[[], Store], str]:
+    """How to open the database ``--db`` names, and how to call it in messages.
+
+    A path must exist: the dashboard only reads, and an empty database made by a typo would
+    show as "no scans" instead of an error. URLs (``sqlite:///…``, ``postgresql+psycopg://…``)
+    go to the store as given.
+    """
+    from iotrate import storage
+
+    if db is not None and "://" in db:
+        if db.startswith("sqlite:///") and not _store_takes_urls():
+            path = Path(db.removeprefix("sqlite:///"))
+        elif not _store_takes_urls():
+            raise UsageError(
+                "this iotrate's history store opens SQLite files only; give --db a path "
+                "(or a sqlite:/// URL)"
+            )
+        else:
+            url = db
+            return (lambda: storage.Store(url)), _redact(url)  # type: ignore[arg-type,unused-ignore]
+    else:
+        path = Path(db) if db is not None else storage.default_path()
+    if not path.is_file():
+        raise UsageError(f"no history database at {path} (run 'iotrate scan' first, or give --db)")
+    return (lambda: storage.Store(path)), str(path)
+
+
+def _store_takes_urls() -> bool:
+    """Whether the installed store opens database URLs (the SQLAlchemy store does)."""
+    import inspect
+
+    from iotrate.storage import Store
+
+    params = list(inspect.signature(Store.__init__).parameters.values())
+    return len(params) > 1 and "str" in str(params[1].annotation)
+
+
+def _redact(url: str) -> str:
+    """A database URL for messages, without its password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` resolves to is a loopback address."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UsageError(f"cannot resolve --host {host!r}: {exc}") from exc
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, opened here so a busy port is one clear error (exit 3)."""
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot resolve --host {host!r}: {exc}") from exc
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise RuntimeFailure(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def _add_user(name: str, users: Path) -> None:
+    from iotrate.web.auth import add_user, check_password, check_username
+
+    check_username(name)
+    password = typer.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
+    check_password(password)
+    new = add_user(users, name, password)
+    typer.echo(f"{'added' if new else 'changed the password of'} user {name} in {users}")
+
+
+def serve_cmd(
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="URL_OR_PATH",
+            help="History database: a path or a database URL (default: $IOTRATE_DB, else "
+            "iotrate.db in the user data dir).",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (loopback unless --allow-remote).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")
+    ] = DEFAULT_PORT,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="Allow a non-loopback --host; needs a users file (login is then required).",
+        ),
+    ] = False,
+    users: Annotated[
+        Path | None,
+        typer.Option(
+            "--users",
+            metavar="FILE",
+            dir_okay=False,
+            help="Users file (default: dashboard-users in the user config dir). When it "
+            "exists, everyone signs in.",
+        ),
+    ] = None,
+    add_user: Annotated[
+        str | None,
+        typer.Option(
+            "--add-user",
+            metavar="NAME",
+            help="Add a user to the users file (or change their password), prompting for the "
+            "password, and exit.",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            help="Serve HTTPS with this certificate chain (PEM); needs --tls-key.",
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            help="The certificate's private key (PEM).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the dashboard: sites, devices and grades with filters, each device's label,
+    findings and grade over time, and the difference between two scans. Read-only."""
+    from iotrate.web.auth import default_users_path, load_users
+
+    users_path = users or default_users_path()
+    try:
+        if add_user is not None:
+            _add_user(add_user, users_path)
+            return
+        if (tls_cert is None) != (tls_key is None):
+            raise UsageError("--tls-cert and --tls-key go together")
+        if users is not None and not users.exists():
+            raise UsageError(f"no users file {users} (create it with 'iotrate serve --add-user')")
+        accounts = load_users(users_path) if users_path.exists() else None
+        if accounts is not None and not accounts:
+            raise UsageError(f"the users file {users_path} lists no user")
+        loopback = is_loopback(host)
+        if not loopback and not allow_remote:
+            raise UsageError(
+                f"{host} is reachable from other machines; the dashboard shows every weakness "
+                "found, so pass --allow-remote (with a users file) to share it"
+            )
+        if not loopback and accounts is None:
+            raise UsageError(
+                f"--allow-remote needs a users file ({users_path} does not exist): add a user "
+                "with 'iotrate serve --add-user NAME'"
+            )
+        opener, where = store_opener(db)
+        opener().close()  # fails here, with exit 3, rather than on the first page
+        sock = listen(host, port)
+    except IotrateError as exc:
+        _fail(exc)
+    run(sock, host, opener, accounts, loopback, tls_cert, tls_key, where)
+
+
+def run(
+    sock: socket.socket,
+    host: str,
+    opener: Callable[[], Store],
+    accounts: dict[str, str] | None,
+    loopback: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    where: str,
+) -> None:
+    import uvicorn
+
+    from iotrate.web import DashboardConfig, create_app
+
+    bound_port = sock.getsockname()[1]
+    allowed = None
+    if accounts is None:
+        # Loopback without login: only requests that name this machine (DNS rebinding).
+        allowed = frozenset({"127.0.0.1", "localhost", "::1", host.strip("[]").lower()})
+    app = create_app(
+        DashboardConfig(
+            open_store=opener,
+            users=accounts,
+            allowed_hosts=allowed,
+            https=tls_cert is not None,
+        )
+    )
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=5,
+        limit_concurrency=64,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+    )
+    scheme = "https" if tls_cert else "http"
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    login = "sign-in required" if accounts is not None else "no sign-in (loopback only)"
+    print(  # noqa: T201 - the one line a user (and the tests) read to find the address
+        f"iotrate dashboard on {scheme}://{shown}:{bound_port}/ reading {where}; {login}; "
+        "Ctrl-C to stop",
+        flush=True,
+    )
+    if not loopback and tls_cert is None:
+        print(  # noqa: T201
+            "iotrate: warning: passwords cross the network unencrypted; use --tls-cert/"
+            "--tls-key or a TLS reverse proxy",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -1,0 +1,1 @@
+"""One file per schema version (``NNNN_*.py``), applied in order."""

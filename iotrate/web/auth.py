@@ -1,0 +1,206 @@
+"""Who may see the dashboard when it listens beyond localhost: a users file, password hashes,
+and a throttle on failed logins.
+
+The users file is one ``name:hash`` line per user, written by ``iotrate serve --add-user``.
+Hashes are scrypt from the standard library with a per-user random salt and the parameters
+stored in the hash, so they can be raised later without breaking old entries. scrypt is memory
+hard, which is what slows an offline guesser down on GPUs; n=2**15, r=8 costs ~32 MB and a few
+tens of milliseconds per check here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+from iotrate.errors import RuntimeFailure, UsageError
+
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+MIN_PASSWORD, MAX_PASSWORD = 10, 1024
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+_SCHEME = "scrypt"
+
+
+def default_users_path() -> Path:
+    """Next to the user's other iotrate settings, never inside the history database: whoever
+    can read scan results should not also get the password hashes."""
+    from platformdirs import user_config_path
+
+    return user_config_path("iotrate") / "dashboard-users"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32
+    )
+
+
+def hash_password(password: str, n: int = SCRYPT_N) -> str:
+    """``n`` is for tests, which hash with a cheap cost; every real entry uses the default."""
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, n, SCRYPT_R, SCRYPT_P)
+    return f"{_SCHEME}${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def _parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
+    scheme, n, r, p, salt, digest = encoded.split("$")
+    if scheme != _SCHEME:
+        raise ValueError(f"unknown hash scheme {scheme!r}")
+    ni, ri, pi = int(n), int(r), int(p)
+    if not (2 <= ni <= 2**20 and ni & (ni - 1) == 0 and 1 <= ri <= 32 and 1 <= pi <= 16):
+        raise ValueError("scrypt parameters out of range")
+    return (
+        ni,
+        ri,
+        pi,
+        base64.b64decode(salt, validate=True),
+        base64.b64decode(digest, validate=True),
+    )
+
+
+@cache
+def _dummy() -> str:
+    """Checked against when the user name is unknown, so a wrong name costs as long as a
+    wrong password and timing does not tell which names exist."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def verify_password(password: str, encoded: str | None) -> bool:
+    n, r, p, salt, digest = _parse_hash(encoded or _dummy())
+    if len(password) > MAX_PASSWORD:
+        password = password[:MAX_PASSWORD]
+    ok = hmac.compare_digest(_scrypt(password, salt, n, r, p), digest)
+    return ok and encoded is not None
+
+
+def check_username(name: str) -> str:
+    if not USERNAME.fullmatch(name):
+        raise UsageError(
+            "a user name is 1-64 letters, digits and . _ @ - (starting with a letter or digit)"
+        )
+    return name
+
+
+def check_password(password: str) -> str:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise UsageError(f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
+    return password
+
+
+def load_users(path: Path) -> dict[str, str]:
+    """User name -> hash. A malformed line is an error naming the line, never a user quietly
+    dropped (or, worse, let in)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as exc:
+        raise UsageError(
+            f"no users file {path} (create it with 'iotrate serve --add-user')"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuntimeFailure(f"cannot read the users file {path}: {exc}") from exc
+    users: dict[str, str] = {}
+    for no, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, encoded = line.partition(":")
+        try:
+            if not sep or not USERNAME.fullmatch(name):
+                raise ValueError("expected NAME:HASH")
+            _parse_hash(encoded)
+        except ValueError as exc:
+            raise UsageError(f"{path}, line {no}: not a valid user entry ({exc})") from exc
+        users[name] = encoded
+    return users
+
+
+def add_user(path: Path, name: str, password: str) -> bool:
+    """Write (or replace) one user's entry; returns whether the user is new. The file is
+    replaced atomically and readable by its owner only."""
+    check_username(name)
+    check_password(password)
+    users = load_users(path) if path.exists() else {}
+    new = name not in users
+    users[name] = hash_password(password)
+    body = "# iotrate dashboard users: name:scrypt$N$r$p$salt$hash (iotrate serve --add-user)\n"
+    body += "".join(f"{n}:{h}\n" for n, h in sorted(users.items()))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".users-", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(body)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write the users file {path}: {exc}") from exc
+    return new
+
+
+class LoginThrottle:
+    """At most ``limit`` failed logins per ``window`` seconds, counted per client address and
+    per user name: the address limit stops one guesser, the name limit stops many guessers
+    sharing one target. A success clears the name's count, never the address's, or a guesser
+    holding one account could reset its own limit."""
+
+    def __init__(
+        self,
+        limit: int = 5,
+        window: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 10_000,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self.max_keys = max_keys
+        self._fails: dict[str, list[float]] = {}
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self._fails.get(key, ()) if now - t < self.window]
+        if times:
+            self._fails[key] = times
+        else:
+            self._fails.pop(key, None)
+        return times
+
+    def wait(self, *keys: str) -> float:
+        """Seconds until these keys may try again (0: now)."""
+        now = self.clock()
+        worst = 0.0
+        for key in keys:
+            times = self._recent(key, now)
+            if len(times) >= self.limit:
+                worst = max(worst, times[-self.limit] + self.window - now)
+        return worst
+
+    def failed(self, *keys: str) -> None:
+        now = self.clock()
+        if len(self._fails) >= self.max_keys:
+            for key in list(self._fails):
+                self._recent(key, now)
+        if len(self._fails) >= self.max_keys:
+            # Still full of live entries: forget the oldest rather than grow without bound.
+            oldest = min(self._fails, key=lambda k: self._fails[k][-1])
+            del self._fails[oldest]
+        for key in keys:
+            self._fails.setdefault(key, []).append(now)
+
+    def succeeded(self, key: str) -> None:
+        self._fails.pop(key, None)

@@ -1,0 +1,189 @@
+"""Real servers for the storage and fleet tests: PostgreSQL 15 and mosquitto, started in the
+foreground on loopback with free ports and torn down after.
+
+Both are Debian packages (``postgresql-15``, ``mosquitto``). Where one is missing the tests
+that need it skip, except under ``CI`` where a missing server is a failure: CI must run them.
+PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` system user from a
+private folder it owns; durability is switched off (fsync) because the tests kill nothing but
+the clients, and the benchmark starts its own server with the defaults.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def missing(why: str) -> None:
+    """Skip for a missing capability; fail instead under CI, which must run everything."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run this test, but {why}")
+    pytest.skip(why)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server not listening on {port}: {log.read_text()[-2000:]}")
+
+
+class PostgresServer:
+    """A throwaway cluster; :meth:`new_database` gives each test its own database."""
+
+    def __init__(self, *, fast: bool = True) -> None:
+        if not (PG_BIN / "postgres").exists():
+            missing("PostgreSQL 15 is not installed (apt-get install postgresql-15)")
+        self.root = Path(tempfile.mkdtemp(prefix="iotrate-pg-"))
+        self.port = free_port()
+        self.user = "iotrate"
+        as_root = os.geteuid() == 0
+        self._owner = "postgres" if as_root else None
+        if as_root:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.root.chmod(0o755)  # the socket folder must be reachable by clients
+        data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(self.root)}
+        subprocess.run(
+            [str(PG_BIN / "initdb"), "-D", str(data), "-U", self.user, "-A", "trust",
+             "-E", "UTF8", "--locale=C.UTF-8", "-N"],
+            check=True, capture_output=True, user=self._owner, env=env, timeout=120,
+        )  # fmt: skip
+        extra = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [str(PG_BIN / "postgres"), "-D", str(data), "-k", str(self.root),
+                 "-p", str(self.port), "-h", "127.0.0.1", *(extra if fast else [])],
+                stdout=log, stderr=subprocess.STDOUT, user=self._owner, env=env,
+            )  # fmt: skip
+        self._names = itertools.count(1)
+        try:
+            wait_port(self.port, self.proc, self.log)
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def _wait_ready(self) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(self.url().replace("+psycopg", ""), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def new_database(self, prefix: str = "t") -> str:
+        import psycopg
+
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.url().replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Mosquitto:
+    """mosquitto in the foreground with its own config, persistence file and log.
+
+    ``stop()`` and ``start()`` again keep the persistence file, so queued QoS 1 messages and
+    persistent sessions survive a broker restart the way they do in production."""
+
+    def __init__(self, folder: Path, extra_config: str = "", unix_socket: bool = False) -> None:
+        if not Path(MOSQUITTO).exists():
+            missing("mosquitto is not installed (apt-get install mosquitto)")
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.socket = folder / "mqtt.sock" if unix_socket else None
+        self.log = folder / "mosquitto.log"
+        self.config = folder / "mosquitto.conf"
+        lines = [
+            "persistence true",
+            f"persistence_location {folder}/",
+            "persistence_file mosquitto.db",
+            # Save after every change: a restart loses nothing the broker acknowledged.
+            "autosave_on_changes true",
+            "autosave_interval 1",
+            "max_queued_messages 100000",
+            "log_type all",
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+        ]
+        if self.socket is not None:
+            lines += [f"listener 0 {self.socket}", "allow_anonymous true"]
+        self.config.write_text("\n".join(lines) + "\n" + extra_config, encoding="utf-8")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_port(self.port, self.proc, self.log)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM: mosquitto writes its persistence file and exits, as on a service restart."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
