@@ -188,6 +188,15 @@ def scan(
     no_history: Annotated[
         bool, typer.Option("--no-history", help="Do not record this scan in the history.")
     ] = False,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            "--budget",
+            metavar="DURATION",
+            help="Time budget, e.g. 60s or 2m: the most telling probes run first, nothing "
+            "starts after it, and the rating shows the coverage reached.",
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -247,6 +256,12 @@ def scan(
             allow_list = Path(p["allow_list"]) if p.get("allow_list") else None
         if safe and intrusive:
             raise UsageError("--safe and --intrusive exclude each other")
+        from iotrate.probing import parse_budget
+
+        try:
+            budget_s = parse_budget(budget) if budget is not None else None
+        except ValueError as exc:
+            raise UsageError(f"--budget: {exc}") from None
         policy = "safe" if safe else "intrusive" if intrusive else "default"
         if intrusive:
             err.print(
@@ -283,11 +298,12 @@ def scan(
             "well-known default passwords (--safe: none)",
             "intrusive": "logins plus reverted writes (UPnP port mapping, SNMP)",
         }[policy]
-        resuming = ""
+        resuming, count = "", target_set.size
         if plan is not None:
             resuming = f"resuming scan {plan.record.scan_id[:8]} ({len(plan.devices)} done); "
+            count -= len(plan.devices)
         err.print(
-            f"iotrate: {resuming}scanning {target_set.size} address(es): {what}",
+            f"iotrate: {resuming}scanning {count} address(es): {what}",
             markup=False,
             highlight=False,
         )
@@ -351,6 +367,7 @@ def scan(
                             resumed=() if plan is None else tuple(plan.devices),
                             started_at=None if plan is None else plan.record.started_at,
                             rate_limit=rate_limit,
+                            budget=budget_s,
                         ),
                     )
                 )
@@ -593,9 +610,15 @@ from iotrate.cli_history import diff_cmd, history_cmd, show_cmd  # noqa: E402
 app.command("history")(history_cmd)
 app.command("show")(show_cmd)
 app.command("diff")(diff_cmd)
+from iotrate.cli_fleet import register as register_fleet  # noqa: E402
+
+register_fleet(app)
 from iotrate.cli_serve import serve_cmd  # noqa: E402
 
 app.command("serve")(serve_cmd)
+from iotrate.cli_ble import ble_app  # noqa: E402
+
+app.add_typer(ble_app, name="ble")
 
 
 def main() -> None:

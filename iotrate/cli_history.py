@@ -22,16 +22,17 @@ from rich.text import Text
 
 from iotrate.errors import IotrateError, UsageError
 from iotrate.models import Device, ScanResult, Target, utcnow
-from iotrate.storage import Recorder, Store, default_path
+from iotrate.storage import Recorder, Store, default_path, is_url
 
 _out = Console(soft_wrap=True, highlight=False)
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        metavar="PATH",
-        help="History database (default: $IOTRATE_DB, else iotrate.db in the user data dir).",
+        metavar="PATH|URL",
+        help="History database: a file, sqlite:///PATH or postgresql://… (default: "
+        "$IOTRATE_DB, else iotrate.db in the user data dir).",
     ),
 ]
 
@@ -54,16 +55,19 @@ def _when(dt: datetime | None) -> str:
     return dt.astimezone().strftime("%Y-%m-%d %H:%M") if dt else "-"
 
 
-def _open(db: Path | None) -> Store | None:
-    """The store, or None when the file does not exist: reading history never creates it."""
-    path = db or default_path()
+def _open(db: str | None) -> Store | None:
+    """The store, or None when the file does not exist: reading history never creates it.
+    A database URL (a fleet's PostgreSQL) is opened as given."""
+    if db is not None and is_url(db):
+        return Store(db)
+    path = Path(db) if db else default_path()
     if not path.exists():
         return None
     return Store(path)
 
 
 def scan_recorder(
-    db: Path | None,
+    db: Path | str | None,
     no_history: bool,
     scan_id: str,
     targets: list[Target],

@@ -9,6 +9,7 @@ cannot be opened.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import sys
@@ -34,51 +35,29 @@ def _fail(exc: IotrateError) -> NoReturn:
 
 
 def store_opener(db: str | None) -> tuple[Callable[[], Store], str]:
-    """How to open the database ``--db`` names, and how to call it in messages.
+    """How to open the database ``--db`` names, and how to name it in messages (a URL
+    without its password).
 
-    A path must exist: the dashboard only reads, and an empty database made by a typo would
-    show as "no scans" instead of an error. URLs (``sqlite:///…``, ``postgresql+psycopg://…``)
-    go to the store as given.
+    A path or ``sqlite:///`` file must exist: the dashboard only reads, and an empty database
+    made by a typo would show as "no scans" instead of an error. Server URLs
+    (``postgresql+psycopg://…``) go to the store as given.
     """
     from iotrate import storage
 
-    if db is not None and "://" in db:
-        if db.startswith("sqlite:///") and not _store_takes_urls():
-            path = Path(db.removeprefix("sqlite:///"))
-        elif not _store_takes_urls():
+    location: str | Path = (
+        db if db is not None and storage.is_url(db) else Path(db or storage.default_path())
+    )
+    url = storage.database_url(location)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        if not path.is_file():
             raise UsageError(
-                "this iotrate's history store opens SQLite files only; give --db a path "
-                "(or a sqlite:/// URL)"
+                f"no history database at {path} (run 'iotrate scan' first, or give --db)"
             )
-        else:
-            url = db
-            return (lambda: storage.Store(url)), _redact(url)  # type: ignore[arg-type,unused-ignore]
+        where = str(path)
     else:
-        path = Path(db) if db is not None else storage.default_path()
-    if not path.is_file():
-        raise UsageError(f"no history database at {path} (run 'iotrate scan' first, or give --db)")
-    return (lambda: storage.Store(path)), str(path)
-
-
-def _store_takes_urls() -> bool:
-    """Whether the installed store opens database URLs (the SQLAlchemy store does)."""
-    import inspect
-
-    from iotrate.storage import Store
-
-    params = list(inspect.signature(Store.__init__).parameters.values())
-    return len(params) > 1 and "str" in str(params[1].annotation)
-
-
-def _redact(url: str) -> str:
-    """A database URL for messages, without its password."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+        where = url.render_as_string(hide_password=True)
+    return (lambda: storage.Store(location)), where
 
 
 def is_loopback(host: str) -> bool:
@@ -262,19 +241,24 @@ def run(
     scheme = "https" if tls_cert else "http"
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     login = "sign-in required" if accounts is not None else "no sign-in (loopback only)"
-    print(  # noqa: T201 - the one line a user (and the tests) read to find the address
+    # The one line a user (and the tests) read to find the address.
+    print(
         f"iotrate dashboard on {scheme}://{shown}:{bound_port}/ reading {where}; {login}; "
         "Ctrl-C to stop",
         flush=True,
     )
     if not loopback and tls_cert is None:
-        print(  # noqa: T201
+        print(
             "iotrate: warning: passwords cross the network unencrypted; use --tls-cert/"
             "--tls-key or a TLS reverse proxy",
             file=sys.stderr,
             flush=True,
         )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        # uvicorn shuts down gracefully on Ctrl-C, then raises the signal again; stopping the
+        # dashboard that way is the normal end, not an interruption.
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+    print("iotrate dashboard stopped", flush=True)

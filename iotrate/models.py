@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from iotrate import __version__
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 Grade = Literal["A", "B", "C", "D", "E", "F", "G"]
 GRADES: tuple[Grade, ...] = ("A", "B", "C", "D", "E", "F", "G")
@@ -224,8 +224,27 @@ class Identity(_Model):
     evidence: list[IdentityEvidence] = Field(default_factory=list)
 
 
+class BluetoothInfo(_Model):
+    """What a Bluetooth LE capture knows of a device besides its identity and findings."""
+
+    address_type: str = Field(
+        default="unknown",
+        description="public, random_static, random_private_resolvable, "
+        "random_private_nonresolvable or unknown.",
+    )
+    first_seen: float | None = Field(default=None, description="Seconds, capture clock.")
+    last_seen: float | None = Field(default=None, description="Seconds, capture clock.")
+    sightings: int = Field(default=0, ge=0, description="Advertisements heard.")
+    rssi_max: int | None = Field(default=None, description="Strongest signal heard, dBm.")
+
+
 class Device(_Model):
     id: str = Field(description="Stable key: the MAC when known, else the address.")
+    transport: Literal["ip", "bluetooth"] = Field(
+        default="ip",
+        description="How iotrate reached the device: ip (a network scan) or bluetooth (its "
+        "BLE advertisements; address is then the Bluetooth address).",
+    )
     address: str
     addresses: list[str] = Field(default_factory=list)
     mac: str | None = None
@@ -243,6 +262,9 @@ class Device(_Model):
         default=None, description="Identification with confidence and evidence, when run."
     )
     os_guess: str | None = Field(default=None, description="nmap's OS guess (--nmap as root).")
+    bluetooth: BluetoothInfo | None = Field(
+        default=None, description="Bluetooth LE details (transport bluetooth only)."
+    )
 
 
 class ToolInfo(_Model):

@@ -11,19 +11,42 @@ the policy forbids may still take a PASSIVE look first (``Probe.precheck``): if 
 nothing it could test, the outcome is ``not_applicable`` rather than ``skipped_by_policy``.
 
 Bounds: at most ``per_device`` probes run at once on one device (devices are small and some
-fall over under parallel logins) and ``overall`` across the scan; each run has its probe's
-timeout, enforced with ``asyncio.timeout`` from the moment it gets its slot. LOGIN probes share
-a per-service :class:`~iotrate.probes.base.LoginGate` (or per device and group, e.g. "web" for
-HTTP and RTSP, which use one account), which spaces and caps attempts (docs/lab.md, "Probes").
+fall over under parallel logins) and ``overall`` across the scan (the scanner's own load: most
+probes wait on devices, so this is wider than politeness needs); probes that drive a heavy
+engine in a worker thread share a few ``engine_slots`` (sslyze holds about 10 MB per scan
+while it runs); each run has its probe's timeout, enforced with ``asyncio.timeout`` from the
+moment it gets its slot. LOGIN probes share a per-service
+:class:`~iotrate.probes.base.LoginGate` (or per device and group, e.g. "web" for HTTP and
+RTSP, which use one account), which spaces and caps attempts (docs/lab.md, "Probes").
+
+Order: when slots are scarce, the most telling probe runs first, scan-wide. How telling a
+probe is comes from the rating scheme, not from a list here (:func:`check_stakes`): the most
+score points a finding of one of its checks can cost a device, counting a cap as the points
+that would take a perfect score down to the capped grade. Default-password logins, ADB, open
+shells and admin pages without a login (caps at G or F) come before TLS enumeration (F at
+worst), which comes before version and disclosure checks. Ties go to the shorter timeout.
+
+Time budget (``deadline``): a probe that has not started by then is not started (outcome
+``skipped_by_policy``, reason "time budget reached …: not started"); one still running is
+cancelled there, cleanly, through its own ``finally`` blocks (outcome ``failed``, reason "time
+budget reached …: stopped after N s"). Either way its checks count as unknown in the rating's
+coverage, never as passed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import heapq
+import itertools
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, TypeVar
 
 from iotrate.models import Device, Finding, OutcomeStatus, ProbeOutcome, Service, Transport
 from iotrate.probes.base import (
@@ -40,6 +63,13 @@ from iotrate.probes.base import (
 log = logging.getLogger(__name__)
 
 PRECHECK_TIMEOUT = 15.0
+BUDGET_REASON = "time budget reached"
+#: Probes that run a heavy engine in a worker thread, by probe id (a probe class may also name
+#: its engine in an ``engine`` class attribute). The engine's slots bound its memory.
+ENGINES = {"tls": "sslyze", "tls.vulns": "sslyze"}
+ENGINE_SLOTS = {"sslyze": 16}
+#: Worker threads for blocking libraries (sslyze, paho-mqtt, ftplib, subprocess reads).
+SCAN_THREADS = 24
 _POLICY_FLAG = {
     Intrusiveness.LOGIN: "it tries logins, which --safe forbids",
     Intrusiveness.WRITE: "it changes device state; only --intrusive (labs) allows that",
@@ -50,9 +80,199 @@ _POLICY_FLAG = {
 class RunnerOptions:
     policy: Policy = Policy.DEFAULT
     per_device: int = 4
-    overall: int = 32
+    overall: int = 128
     timeout_scale: float = 1.0  # multiplies every probe's own timeout (slow networks, tests)
     timeouts: dict[str, float] = field(default_factory=dict)  # probe id -> seconds, overrides
+    # The time budget: ``time.monotonic()`` value after which nothing starts and whatever runs
+    # is cancelled (the event loop's clock), and the budget in seconds, for the reasons.
+    deadline: float | None = None
+    budget: float | None = None
+    engine_slots: dict[str, int] = field(default_factory=lambda: dict(ENGINE_SLOTS))
+
+
+# --- what runs first -----------------------------------------------------------------------
+
+
+def check_stakes(scheme: Any) -> dict[str, float]:
+    """Per check id: the most score points one finding of it can cost a device.
+
+    That is its weight, or, when a cap names it, the points a perfect score would have to lose
+    to fall to the cap's grade (a cap at G "costs" everything down to the floor of band F), if
+    that is more. ``scheme`` is a :class:`iotrate.rating.Scheme`.
+    """
+    bands = sorted(scheme.bands, key=lambda b: -b.min_score)  # A first
+    grades = [b.grade for b in bands]
+    # Falling to grade g means scoring below the band just better than g.
+    drop = {
+        g: (scheme.score_start - bands[i - 1].min_score if i else 0.0) for i, g in enumerate(grades)
+    }
+    stakes = {c.id: float(c.weight) for c in scheme.checks}
+
+    def named(cond: Any) -> Iterable[str]:
+        if hasattr(cond, "parts"):
+            for part in cond.parts:
+                yield from named(part)
+        elif hasattr(cond, "checks") and hasattr(cond, "min_confidence"):  # a finding condition
+            yield from cond.checks
+
+    for cap in scheme.caps:
+        for cid in named(cap.when):
+            stakes[cid] = max(stakes.get(cid, 0.0), float(drop.get(cap.grade, 0.0)))
+    return stakes
+
+
+@lru_cache(maxsize=1)
+def default_stakes() -> dict[str, float]:
+    """The stakes under the scheme iotrate ships; empty (declaration order) if it cannot load."""
+    from iotrate.rating import load_scheme
+
+    try:
+        return check_stakes(load_scheme())
+    except Exception as exc:  # ordering is an optimisation: never fail a scan over it
+        log.warning("probe order falls back to declaration order: %s", exc)
+        return {}
+
+
+def probe_priority(probe: type[Probe], stakes: dict[str, float]) -> float:
+    """How telling ``probe`` is: the highest stake among the checks it evaluates."""
+    return max((stakes.get(c, 0.0) for c in probe.checks), default=0.0)
+
+
+def order_probes(
+    probes: Iterable[type[Probe]], stakes: dict[str, float], timeout: Callable[[type[Probe]], float]
+) -> list[type[Probe]]:
+    """Most telling first; then the cheaper (shorter timeout); then by id, for a stable order."""
+    return sorted(probes, key=lambda p: (-probe_priority(p, stakes), timeout(p), p.id))
+
+
+class _Slots:
+    """A semaphore that gives a freed slot to the waiter with the smallest key (the most
+    telling probe scan-wide), then to the earliest; cancelled waiters are skipped."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: list[tuple[tuple[float, float, int], asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    async def acquire(self, key: tuple[float, float]) -> None:
+        if self._free > 0 and not any(not f.done() for _, f in self._waiters):
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, ((*key, next(self._seq)), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # handed a slot while being cancelled
+                self.release()
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._free += 1
+
+
+_T = TypeVar("_T")
+_TRIM_EVERY_S = 1.0
+
+
+class _HeapTrimmer:
+    """Hands memory that worker threads freed back to the system, at most once a second.
+
+    Why: glibc keeps what a thread frees in that thread's arena, and returns free pages inside
+    a heap only when asked (``malloc_trim``). sslyze's few hundred handshakes per port leave
+    about 5 MB per scan behind that way: 60 scans grew a scan by 280 MB, of which one
+    ``malloc_trim(0)`` returned 235 MB. A no-op where the C library has no ``malloc_trim``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._trim: Callable[[int], int] | None = None
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            self._trim = libc.malloc_trim
+        except (OSError, AttributeError):
+            self._trim = None
+
+    def maybe_trim(self) -> None:
+        if self._trim is None:
+            return
+        now = time.monotonic()
+        if now - self._last < _TRIM_EVERY_S or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._last = now
+            self._trim(0)
+        finally:
+            self._lock.release()
+
+
+_TRIMMER = _HeapTrimmer()
+
+
+class ScanExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The scan's worker threads for blocking libraries, as daemon threads.
+
+    Why not the default executor: a probe cancelled at the time budget cannot stop the blocking
+    call it made in a thread (an sslyze scan, a paho session), and a standard pool's threads are
+    joined when the loop closes and again at interpreter exit, so the scan would outlive its
+    budget by that call. These threads are daemons, ``shutdown`` does not wait for a call still
+    running (the scan has given up on it), and the pool never holds more than ``max_workers``.
+    """
+
+    def __init__(self, max_workers: int = SCAN_THREADS) -> None:
+        super().__init__(max_workers=max_workers)
+        self._limit = max_workers
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._started = 0
+        self._mutex = threading.Lock()
+        self._closed = False
+
+    def submit(
+        self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[_T]:
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        with self._mutex:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._jobs.put(job)
+            if not self._idle.acquire(blocking=False) and self._started < self._limit:
+                self._started += 1
+                threading.Thread(target=self._work, name="iotrate-worker", daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            job()
+            _TRIMMER.maybe_trim()
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._mutex:
+            self._closed = True
+            for _ in range(self._started):
+                self._jobs.put(None)
 
 
 def _service_key(s: Service | None) -> str:
@@ -67,10 +287,33 @@ def _describe(probe: type[Probe]) -> str:
 class ProbeRunner:
     """Runs a fixed set of probe classes against devices; one runner per scan."""
 
-    def __init__(self, probes: Sequence[type[Probe]], options: RunnerOptions | None = None):
-        self.probes = tuple(probes)
+    def __init__(
+        self,
+        probes: Sequence[type[Probe]],
+        options: RunnerOptions | None = None,
+        stakes: dict[str, float] | None = None,
+    ):
         self.options = options or RunnerOptions()
-        self._overall = asyncio.Semaphore(self.options.overall)
+        self.stakes = default_stakes() if stakes is None else stakes
+        self.probes = tuple(order_probes(probes, self.stakes, self.timeout_for))
+        self._overall = _Slots(self.options.overall)
+        self._engines = {
+            name: asyncio.Semaphore(n) for name, n in self.options.engine_slots.items()
+        }
+
+    def _engine(self, probe: type[Probe]) -> asyncio.Semaphore | None:
+        name = getattr(probe, "engine", None) or ENGINES.get(probe.id)
+        return self._engines.get(name) if isinstance(name, str) else None
+
+    def _budget_left(self) -> float | None:
+        """Seconds until the time budget ends (may be negative); None without a budget."""
+        if self.options.deadline is None:
+            return None
+        return self.options.deadline - time.monotonic()
+
+    def _budget_text(self) -> str:
+        budget = self.options.budget
+        return f"{BUDGET_REASON} ({budget:g} s)" if budget is not None else BUDGET_REASON
 
     def timeout_for(self, probe: type[Probe]) -> float:
         own = float(self.options.timeouts.get(probe.id, probe.timeout))
@@ -146,21 +389,53 @@ class ProbeRunner:
         )
         if skip:
             return [], await self._skipped(probe_cls, ctx, port, transport, per_device)
-        async with self._overall, per_device:
+        key = (-probe_priority(probe_cls, self.stakes), timeout)
+        engine = self._engine(probe_cls)
+        try:
+            # Per device first, then the engine, then a scan-wide slot by priority, so a job
+            # never holds a scarce slot while it waits for a narrower one.
+            async with asyncio.timeout_at(self.options.deadline):
+                await per_device.acquire()
+                try:
+                    if engine is not None:
+                        await engine.acquire()
+                    try:
+                        await self._overall.acquire(key)
+                    except BaseException:
+                        if engine is not None:
+                            engine.release()
+                        raise
+                except BaseException:
+                    per_device.release()
+                    raise
+        except TimeoutError:
+            return [], self._not_started(probe_cls, port, transport, gate)
+        left = self._budget_left()
+        if left is not None and left <= 0:  # got its slots just as the budget ran out
+            self._overall.release()
+            if engine is not None:
+                engine.release()
+            per_device.release()
+            return [], self._not_started(probe_cls, port, transport, gate)
+        try:
             started = time.monotonic()
             status, findings = OutcomeStatus.RAN, []
             reason: str | None = None
-            deadline = asyncio.timeout(timeout)
+            budget_binds = left is not None and left < timeout
+            run_for = min(timeout, left) if left is not None else timeout
+            deadline = asyncio.timeout(max(0.0, run_for))
             try:
                 async with deadline:
                     findings = list(await probe_cls().run(ctx))
             except TimeoutError:
                 status = OutcomeStatus.FAILED
-                reason = (
-                    f"timeout after {timeout:g}s"
-                    if deadline.expired()
-                    else "timed out waiting for the device (inside the probe)"
-                )
+                if deadline.expired() and budget_binds:
+                    ran = time.monotonic() - started
+                    reason = f"{self._budget_text()}: stopped after {ran:.1f}s"
+                elif deadline.expired():
+                    reason = f"timeout after {timeout:g}s"
+                else:
+                    reason = "timed out waiting for the device (inside the probe)"
             except ProbeFailed as exc:
                 status, reason = OutcomeStatus.FAILED, str(exc) or "probe failed"
             except NotApplicable as exc:
@@ -169,6 +444,11 @@ class ProbeRunner:
                 log.debug("probe %s crashed on %s", probe_cls.id, device.address, exc_info=True)
                 status, reason = OutcomeStatus.FAILED, f"crashed: {type(exc).__name__}: {exc}"
             duration = round(time.monotonic() - started, 3)
+        finally:
+            self._overall.release()
+            if engine is not None:
+                engine.release()
+            per_device.release()
         if status is not OutcomeStatus.RAN:
             findings = []  # a run that did not finish proves nothing either way
         findings = [_stamp(f, probe_cls, service) for f in findings]
@@ -187,6 +467,24 @@ class ProbeRunner:
         )
         return findings, outcome
 
+    def _not_started(
+        self,
+        probe_cls: type[Probe],
+        port: int | None,
+        transport: Transport | None,
+        gate: LoginGate | None,
+    ) -> ProbeOutcome:
+        """The outcome of a probe the time budget left no room for: not a negative finding."""
+        return ProbeOutcome(
+            probe=probe_cls.id,
+            status=OutcomeStatus.SKIPPED_BY_POLICY,
+            port=port,
+            transport=transport,
+            reason=f"{self._budget_text()}: not started",
+            checks=list(probe_cls.checks),
+            attempts=gate.attempts if gate is not None else None,
+        )
+
     async def _skipped(
         self,
         probe_cls: type[Probe],
@@ -200,15 +498,23 @@ class ProbeRunner:
         why = f"policy {self.options.policy.value}: {_POLICY_FLAG[probe_cls.intrusiveness]}"
         status, reason = OutcomeStatus.SKIPPED_BY_POLICY, why
         probe = probe_cls()
-        if type(probe).precheck is not Probe.precheck:
-            async with self._overall, per_device:
+        left = self._budget_left()
+        if type(probe).precheck is not Probe.precheck and (left is None or left > 0):
+            async with per_device:
+                await self._overall.acquire((-probe_priority(probe_cls, self.stakes), ctx.timeout))
                 try:
-                    async with asyncio.timeout(min(ctx.timeout, PRECHECK_TIMEOUT)):
+                    limit = min(ctx.timeout, PRECHECK_TIMEOUT)
+                    left = self._budget_left()
+                    if left is not None:
+                        limit = min(limit, left)
+                    async with asyncio.timeout(max(0.0, limit)):
                         await probe.precheck(ctx)
                 except NotApplicable as exc:
                     status, reason = OutcomeStatus.NOT_APPLICABLE, str(exc) or "not applicable"
                 except Exception as exc:  # could not tell: the skip stands
                     log.debug("precheck of %s failed: %r", probe_cls.id, exc)
+                finally:
+                    self._overall.release()
         return ProbeOutcome(
             probe=probe_cls.id,
             status=status,
@@ -293,3 +599,34 @@ def default_runner(options: RunnerOptions | None = None) -> tuple[ProbeRunner, l
 
     reg = registry()
     return ProbeRunner(reg.probes, options), list(reg.errors)
+
+
+def budget_cut(device: Device) -> float | None:
+    """The time budget (seconds) that cut this device's probing short, if one did: read back
+    from the outcomes' reasons, which :class:`ProbeRunner` writes as "time budget reached
+    (60 s): …" (no budget figure: 0.0)."""
+    for o in device.outcomes:
+        reason = o.reason or ""
+        if reason.startswith(BUDGET_REASON):
+            figure = reason[len(BUDGET_REASON) :].split(")", 1)[0].strip(" (s")
+            try:
+                return float(figure)
+            except ValueError:
+                return 0.0
+    return None
+
+
+def parse_budget(text: str) -> float:
+    """Seconds from ``--budget``: ``90``, ``90s``, ``2m``, ``1m30s``, ``1h``; ValueError if not
+    a positive duration."""
+    import re
+
+    spec = text.strip().lower()
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", spec)
+    if not spec or parts is None or not any(parts.groups()):
+        raise ValueError(f"not a duration: {text!r} (e.g. 60s, 2m, 1m30s)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError("the budget must be longer than 0 s")
+    return total

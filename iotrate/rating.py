@@ -50,7 +50,9 @@ from iotrate.rating_schema import SCHEME_DIR
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SCHEME = SCHEME_DIR / "iotrate-2026.1.yaml"
+DEFAULT_SCHEME = SCHEME_DIR / "iotrate-2026.2.yaml"
+"""The current scheme; earlier versions stay loadable by path (``load_scheme(SCHEME_DIR /
+"iotrate-2026.1.yaml")``), so an old rating can be reproduced."""
 SCHEME_SCHEMA = SCHEME_DIR / "scheme.schema.json"
 FRAMEWORK_SCHEMA = SCHEME_DIR / "framework.schema.json"
 
@@ -113,6 +115,11 @@ class Check:
     confidence: ConfidenceWeights
     evidence_data: Mapping[str, str]
     standards: tuple[str, ...]
+    transports: tuple[str, ...] = ("ip",)
+
+    def applies_to(self, device: Device) -> bool:
+        """Declaration checks apply to every device; a scan check to its transports only."""
+        return self.source == "declaration" or device.transport in self.transports
 
 
 @dataclass(frozen=True)
@@ -309,6 +316,7 @@ def parse_scheme(doc: Any, path: Path) -> Scheme:
                 confidence=_weights(c["confidence"]) if "confidence" in c else default_weights,
                 evidence_data=dict(c.get("evidence_data", {})),
                 standards=tuple(c["standards"]),
+                transports=tuple(c.get("transports", ("ip",))),
             )
         )
     by_id = {c.id: c for c in checks}
@@ -551,7 +559,7 @@ def _coverage(device: Device, scheme: Scheme) -> tuple[Coverage, frozenset[str]]
     evaluated: list[str] = []
     unknown: list[str] = []
     for check in scheme.checks:
-        if check.source != "scan":
+        if check.source != "scan" or not check.applies_to(device):
             continue
         seen = statuses.get(check.id, set())
         skipped = OutcomeStatus.SKIPPED_BY_POLICY in seen
@@ -664,7 +672,7 @@ def rate(
         scheme_id=scheme.id,
         scheme_version=scheme.version,
         coverage=coverage,
-        categories=_categories(scheme, by_check, unknown),
+        categories=_categories(scheme, by_check, unknown, device),
         support_until=declaration.support_period_end if declaration else None,
         declaration=declaration.source if declaration else None,
     )
@@ -708,15 +716,20 @@ def _reasons(
 
 
 def _categories(
-    scheme: Scheme, by_check: Mapping[str, Sequence[Finding]], unknown: frozenset[str]
+    scheme: Scheme,
+    by_check: Mapping[str, Sequence[Finding]],
+    unknown: frozenset[str],
+    device: Device,
 ) -> list[CategoryResult]:
     """A label row fails on a finding that counts against the device (above info, at least
     probable, not a ``marks_unknown`` check); it passes only when every one of its scan checks
-    was evaluated and nothing in it is uncertain; otherwise it is unknown."""
+    was evaluated and nothing in it is uncertain; otherwise it is unknown. A row none of whose
+    scan checks applies to the device (passwords of a Bluetooth tag) is unknown, not passed."""
     rows = []
     sure = _CONFIDENCE_RANK[Confidence.PROBABLE]
     for cat in scheme.categories:
-        members = [c for c in scheme.checks if c.category == cat.id]
+        members = [c for c in scheme.checks if c.category == cat.id and c.applies_to(device)]
+        untested = not any(c.source == "scan" for c in members)
         found = [c for c in members if c.id in by_check and c.severity is not Severity.INFO]
         failed = sorted(
             c.id
@@ -726,7 +739,7 @@ def _categories(
         )
         if failed:
             status = CategoryStatus.FAIL
-        elif found or any(c.id in unknown for c in members):
+        elif found or untested or any(c.id in unknown for c in members):
             status = CategoryStatus.UNKNOWN
         else:
             status = CategoryStatus.PASS

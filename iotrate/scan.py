@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,17 +31,16 @@ from iotrate.discovery.observe import (
 from iotrate.discovery.portscan import (
     HostScan,
     ScanLimits,
-    neighbour_macs,
     port_specs,
     scan_hosts,
 )
-from iotrate.discovery.sweep import discover
+from iotrate.discovery.sweep import Neighbours, discover
 from iotrate.errors import IotrateError
 from iotrate.identify.observations import Observation
 from iotrate.models import Device, ScanResult, utcnow
 from iotrate.netinfo import local_addresses
 from iotrate.probes.base import Policy
-from iotrate.probing import ProbeRunner, RunnerOptions, default_runner
+from iotrate.probing import ProbeRunner, RunnerOptions, ScanExecutor, default_runner
 from iotrate.ratelimit import DEFAULT_RATE, limiting
 from iotrate.rating import rate_result
 from iotrate.targets import TargetSet
@@ -73,6 +73,9 @@ class ScanOptions:
     started_at: datetime | None = None
     # New connections (or UDP probes) per second to any one host, for every stage; 0: no limit.
     rate_limit: float = DEFAULT_RATE
+    # --budget: seconds for the whole scan. Nothing starts after it and whatever runs is
+    # cancelled; the rating shows the coverage reached (iotrate.probing, "Time budget").
+    budget: float | None = None
 
 
 def _device(h: HostScan, mac: str | None, sources: list[str]) -> Device:
@@ -100,6 +103,9 @@ async def _run_scan(targets: TargetSet, options: ScanOptions) -> ScanResult:
     done = {d.address for d in options.resumed}
     hosts = [h for h in targets.hosts() if h not in own and h not in done]
     errors: list[str] = []
+    # Worker threads that a scan cut short by its budget does not wait for (ScanExecutor).
+    asyncio.get_running_loop().set_default_executor(ScanExecutor())
+    deadline = time.monotonic() + options.budget if options.budget else None
     runner: ProbeRunner | None = None
     if options.probes:
         base = options.runner or RunnerOptions()
@@ -110,6 +116,9 @@ async def _run_scan(targets: TargetSet, options: ScanOptions) -> ScanResult:
                 overall=base.overall,
                 timeout_scale=base.timeout_scale,
                 timeouts=base.timeouts,
+                deadline=deadline,
+                budget=options.budget,
+                engine_slots=base.engine_slots,
             )
         )
         errors.extend(load_errors)
@@ -123,6 +132,8 @@ async def _run_scan(targets: TargetSet, options: ScanOptions) -> ScanResult:
     # the sweep fills this as replies arrive (iotrate.discovery.sweep).
     arp_macs: dict[str, str] = {}
     mode = "tcp-connect (unprivileged)"
+    neighbours = Neighbours(arp.on_link_hosts(hosts))
+    port_scanned: list[HostScan] = []  # what discovery finished, should the budget cut it
     observations: list[Observation] = []
     pipelines: dict[str, asyncio.Task[Device]] = {}
 
@@ -131,7 +142,7 @@ async def _run_scan(targets: TargetSet, options: ScanOptions) -> ScanResult:
         # whole sweep, so the device's id is final before any probe sees it.
         mac = arp_macs.get(h.address)
         if mac is None:
-            mac = (await asyncio.to_thread(neighbour_macs)).get(h.address)
+            mac = await neighbours.mac(h.address)
         sources = ["arp", "tcp-connect"] if h.address in arp_macs else ["tcp-connect"]
         device = _device(h, mac, sources)
         if options.nmap:
@@ -153,10 +164,14 @@ async def _run_scan(targets: TargetSet, options: ScanOptions) -> ScanResult:
             # A first identification from the host's own answers orders the probes' credential
             # lists; probing starts at once, without waiting for the multicast listeners.
             try:
-                obs = await host_observations(h, mac)
+                async with asyncio.timeout_at(deadline):
+                    obs = await host_observations(h, mac)
                 device = identify_device(device, obs)
             except IotrateError as exc:
                 errors.append(f"{h.address} identification failed: {exc}")
+            except TimeoutError:
+                if deadline is None:
+                    raise
         if runner is not None:
             device = await runner.probe_device(device)
         if options.identify:
@@ -182,21 +197,34 @@ async def _run_scan(targets: TargetSet, options: ScanOptions) -> ScanResult:
             errors.append(f"{device.address} not stored: {type(exc).__name__}: {exc}")
 
     def on_host(h: HostScan) -> None:
+        port_scanned.append(h)
         if h.alive:
             pipelines[h.address] = asyncio.create_task(pipeline(h))
 
     try:
-        scanned, mode = await discover(
-            hosts, specs, options.limits, on_host, arp_macs, options.arp, scan_hosts
-        )
-        # Devices that only announced themselves (SSDP/mDNS) and were not in the sweep.
-        if shared is not None:
-            seen = {h.address for h in scanned if h.alive} | done
-            extra = sorted((await shared.addresses()) - seen)
-            if extra:
-                scanned += await scan_hosts(
-                    extra, specs, options.limits, on_host=on_host, assume_alive=set(extra)
+        cut = asyncio.timeout_at(deadline)  # no deadline: never cut
+        try:
+            async with cut:
+                scanned, mode = await discover(
+                    hosts, specs, options.limits, on_host, arp_macs, options.arp, scan_hosts
                 )
+                # Devices that only announced themselves (SSDP/mDNS) and were not in the sweep.
+                if shared is not None:
+                    seen = {h.address for h in scanned if h.alive} | done
+                    extra = sorted((await shared.addresses()) - seen)
+                    if extra:
+                        scanned += await scan_hosts(
+                            extra, specs, options.limits, on_host=on_host, assume_alive=set(extra)
+                        )
+        except TimeoutError:
+            if not cut.expired():
+                raise
+            scanned = list(port_scanned)
+            mode = "arp + tcp-connect" if options.arp and arp.privileged() else mode
+            errors.append(
+                f"time budget reached ({options.budget:g} s) during discovery: "
+                f"{len(hosts) - len(scanned)} address(es) not scanned"
+            )
     except BaseException:
         for t in pipelines.values():
             t.cancel()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -65,8 +66,8 @@ from iotrate.models import Device, ScanResult, Target, ToolInfo, utcnow
 
 ScanStatus = Literal["running", "complete", "interrupted"]
 
-#: The schema this iotrate writes: the number of the newest Alembic revision (``0003``).
-SCHEMA_VERSION = 3
+#: The schema this iotrate writes: the number of the newest Alembic revision (``0004``).
+SCHEMA_VERSION = 4
 #: The revision a pre-Alembic database with ``schema_version`` N already has.
 LEGACY_REVISIONS = ("0001", "0002")
 #: The value the old counter is set to once Alembic manages the database: higher than any
@@ -84,8 +85,15 @@ def _scan_fk() -> Column[str]:
     return Column("scan_id", Text, ForeignKey("scans.id", ondelete="CASCADE"), nullable=False)
 
 
+def _scan_of_device() -> Column[str]:
+    """A child row's scan: kept for queries; the device's own key already ties them."""
+    return Column("scan_id", Text, nullable=False)
+
+
 def _device_fk() -> Column[int]:
-    return Column("device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False)
+    return Column(
+        "device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False
+    )
 
 
 scans = Table(
@@ -134,7 +142,7 @@ devices = Table(
 services = Table(
     "services",
     metadata,
-    _scan_fk(),
+    _scan_of_device(),
     _device_fk(),
     Column("port", Integer, nullable=False),
     Column("transport", Text, nullable=False),
@@ -148,7 +156,7 @@ services = Table(
 observations = Table(
     "observations",
     metadata,
-    _scan_fk(),
+    _scan_of_device(),
     _device_fk(),
     Column("source", Text, nullable=False),
     Column("field", Text, nullable=False),
@@ -160,7 +168,7 @@ observations = Table(
 findings = Table(
     "findings",
     metadata,
-    _scan_fk(),
+    _scan_of_device(),
     _device_fk(),
     Column("check_id", Text, nullable=False),
     Column("severity", Text, nullable=False),
@@ -174,7 +182,7 @@ findings = Table(
 outcomes = Table(
     "outcomes",
     metadata,
-    _scan_fk(),
+    _scan_of_device(),
     _device_fk(),
     Column("probe", Text, nullable=False),
     Column("status", Text, nullable=False),
@@ -188,7 +196,7 @@ outcomes = Table(
 ratings = Table(
     "ratings",
     metadata,
-    _scan_fk(),
+    _scan_of_device(),
     Column(
         "device_id",
         Integer,
@@ -320,6 +328,71 @@ def _when(value: datetime) -> str:
     return (value.astimezone(UTC) if value.tzinfo is not None else value).isoformat()
 
 
+def _no_nul(row: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL text cannot hold NUL, which a device may well send: written as ``\\x00``,
+    the way banners show control bytes (the exact JSON keeps the original, escaped)."""
+    return {
+        k: v.replace("\x00", "\\x00") if isinstance(v, str) and "\x00" in v else v
+        for k, v in row.items()
+    }
+
+
+def _no_nul_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        v.replace("\x00", "\\x00") if isinstance(v, str) and "\x00" in v else v for v in row
+    )
+
+
+# The columns of the bulk-written tables, in the order their rows are built.
+_CHILD_COLUMNS: dict[Table, tuple[str, ...]] = {
+    devices: ("id", "scan_id", "device_key", "address", "mac", "vendor", "model", "category",
+              "firmware", "names_json", "device_json", "stored_at"),
+    services: ("scan_id", "device_id", "port", "transport", "protocol", "banner", "tls",
+               "product", "version"),
+    observations: ("scan_id", "device_id", "source", "field", "value", "rule", "weight"),
+    findings: ("scan_id", "device_id", "check_id", "severity", "title", "port", "probe",
+               "confidence", "finding_json"),
+    outcomes: ("scan_id", "device_id", "probe", "status", "port", "transport", "reason",
+               "duration_s", "attempts"),
+    ratings: ("scan_id", "device_id", "grade", "score", "scheme_id", "scheme_version",
+              "coverage", "rating_json"),
+}  # fmt: skip
+
+
+def _child_rows(scan_id: str, dev_id: int, d: Device) -> dict[Table, list[tuple[Any, ...]]]:
+    """A device's rows in the child tables, as tuples in :data:`_CHILD_COLUMNS` order.
+    ``str()`` of a StrEnum member is its value, without the enum machinery's cost."""
+    r = d.rating
+    return {
+        services: [
+            (scan_id, dev_id, s.port, str(s.transport), s.protocol, s.banner,
+             None if s.tls is None else int(s.tls), s.product, s.version)
+            for s in d.services
+        ],
+        observations: [
+            (scan_id, dev_id, e.source, e.field, e.value, e.rule, e.weight)
+            for e in (d.identity.evidence if d.identity is not None else [])
+        ],
+        findings: [
+            (scan_id, dev_id, f.check, str(f.severity), f.title, f.port, f.probe,
+             str(f.confidence), f.model_dump_json())
+            for f in d.findings
+        ],
+        outcomes: [
+            (scan_id, dev_id, o.probe, str(o.status), o.port,
+             None if o.transport is None else str(o.transport), o.reason, o.duration_s,
+             o.attempts)
+            for o in d.outcomes
+        ],
+        ratings: []
+        if r is None
+        else [
+            (scan_id, dev_id, r.grade, r.score, r.scheme_id, r.scheme_version,
+             None if r.coverage is None else r.coverage.fraction, r.model_dump_json())
+        ],
+    }  # fmt: skip
+
+
 def _targets_json(targets: Sequence[Target]) -> str:
     return json.dumps([t.model_dump(mode="json") for t in targets])
 
@@ -373,12 +446,14 @@ class Store:
             if self.dialect == "sqlite"
             else self.url.render_as_string(hide_password=True)
         )
-        self._batch: Connection | None = None
+        self._local = threading.local()  # each thread's open batch, if any
         if isinstance(self.path, Path):
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise RuntimeFailure(f"cannot open the history database {self.path}: {exc}") from exc
+                raise RuntimeFailure(
+                    f"cannot open the history database {self.path}: {exc}"
+                ) from exc
         self._engine = _make_engine(self.url)
         try:
             with self._errors():
@@ -414,6 +489,11 @@ class Store:
                 f"cannot use the history database {self.path}: {detail[0] if detail else exc}"
             ) from exc
 
+    @property
+    def _batch(self) -> Connection | None:
+        conn: Connection | None = getattr(self._local, "batch", None)
+        return conn
+
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         """One write transaction, or the open :meth:`batch`'s."""
@@ -428,14 +508,14 @@ class Store:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Every write inside goes into one transaction, committed at the end. The collector
-        stores a batch of messages this way and acknowledges them only after the commit; a
-        batch belongs to one thread."""
+        stores a batch of messages this way and acknowledges them only after the commit. A
+        batch belongs to the thread that opened it; several threads may each have one."""
         with self._tx() as conn:
-            self._batch = conn
+            self._local.batch = conn
             try:
                 yield
             finally:
-                self._batch = None
+                self._local.batch = None
 
     def schema_version(self) -> int:
         """The Alembic revision of the database as a number (revision ``0003`` is 3)."""
@@ -566,8 +646,27 @@ class Store:
             self._finish(c, result, status)
 
     def _finish(self, c: Connection, result: ScanResult, status: ScanStatus) -> None:
-        c.execute(delete(devices).where(devices.c.scan_id == result.scan_id))
-        self._insert_devices(c, result.scan_id, result.devices)
+        final = {d.address: d for d in result.devices}
+        stored = {
+            r.address: r.device_json
+            for r in c.execute(
+                select(devices.c.address, devices.c.device_json).where(
+                    devices.c.scan_id == result.scan_id
+                )
+            )
+        }
+        # A provisional row that already says exactly what the final result says stays:
+        # most devices come out of correlation and rating unchanged, and rewriting them
+        # would double the work of every scan.
+        gone = [a for a in stored if a not in final]
+        for i in range(0, len(gone), 500):
+            c.execute(
+                delete(devices).where(
+                    devices.c.scan_id == result.scan_id, devices.c.address.in_(gone[i : i + 500])
+                )
+            )
+        changed = [d for a, d in final.items() if stored.get(a) != d.model_dump_json()]
+        self._insert_devices(c, result.scan_id, changed)
         c.execute(
             update(scans)
             .where(scans.c.id == result.scan_id)
@@ -580,7 +679,7 @@ class Store:
             )
         )
 
-    def _scan_row(self, c: Connection, scan_id: str) -> Row[Any] | None:
+    def _scan_row(self, c: Connection, scan_id: str) -> Row[Any, Any, Any] | None:
         return c.execute(
             select(scans.c.site, scans.c.agent_id, scans.c.status).where(scans.c.id == scan_id)
         ).first()
@@ -625,6 +724,7 @@ class Store:
                 )
             )
         now = _when(utcnow())
+        jsons = {a: d.model_dump_json() for a, d in latest.items()}
         rows = [
             {
                 "scan_id": scan_id,
@@ -636,97 +736,71 @@ class Store:
                 "category": d.category,
                 "firmware": d.firmware,
                 "names_json": json.dumps(d.names),
-                "device_json": d.model_dump_json(),
+                "device_json": jsons[d.address],
                 "stored_at": now,
             }
             for d in latest.values()
         ]
-        ids = [
-            r[0]
-            for r in c.execute(
-                insert(devices).returning(devices.c.id, sort_by_parameter_order=True), rows
+        # A NUL anywhere in a device shows in its JSON as \u0000; only then is every value
+        # of its rows looked at (see _no_nul).
+        nul = {a for a, j in jsons.items() if "\\u0000" in j}
+        rows = [_no_nul(r) if r["address"] in nul else r for r in rows]
+        if self.dialect == "postgresql":
+            # Ids drawn from the table's own sequence first, so the rows can go by COPY.
+            ids = list(
+                c.execute(
+                    text(
+                        "SELECT nextval(pg_get_serial_sequence('devices', 'id'))"
+                        " FROM generate_series(1, :n)"
+                    ),
+                    {"n": len(rows)},
+                ).scalars()
             )
-        ]
-        svc: list[dict[str, Any]] = []
-        obs: list[dict[str, Any]] = []
-        fnd: list[dict[str, Any]] = []
-        out: list[dict[str, Any]] = []
-        rat: list[dict[str, Any]] = []
-        for dev_id, d in zip(ids, latest.values(), strict=True):
-            key = {"scan_id": scan_id, "device_id": dev_id}
-            svc += [
-                {
-                    **key,
-                    "port": s.port,
-                    "transport": s.transport.value,
-                    "protocol": s.protocol,
-                    "banner": s.banner,
-                    "tls": None if s.tls is None else int(s.tls),
-                    "product": s.product,
-                    "version": s.version,
-                }
-                for s in d.services
-            ]
-            if d.identity is not None:
-                obs += [
-                    {
-                        **key,
-                        "source": e.source,
-                        "field": e.field,
-                        "value": e.value,
-                        "rule": e.rule,
-                        "weight": e.weight,
-                    }
-                    for e in d.identity.evidence
-                ]
-            fnd += [
-                {
-                    **key,
-                    "check_id": f.check,
-                    "severity": f.severity.value,
-                    "title": f.title,
-                    "port": f.port,
-                    "probe": f.probe,
-                    "confidence": f.confidence.value,
-                    "finding_json": f.model_dump_json(),
-                }
-                for f in d.findings
-            ]
-            out += [
-                {
-                    **key,
-                    "probe": o.probe,
-                    "status": o.status.value,
-                    "port": o.port,
-                    "transport": None if o.transport is None else o.transport.value,
-                    "reason": o.reason,
-                    "duration_s": o.duration_s,
-                    "attempts": o.attempts,
-                }
-                for o in d.outcomes
-            ]
-            if d.rating is not None:
-                r = d.rating
-                rat.append(
-                    {
-                        **key,
-                        "grade": r.grade,
-                        "score": r.score,
-                        "scheme_id": r.scheme_id,
-                        "scheme_version": r.scheme_version,
-                        "coverage": None if r.coverage is None else r.coverage.fraction,
-                        "rating_json": r.model_dump_json(),
-                    }
+            self._bulk_insert(
+                c,
+                devices,
+                [
+                    (dev_id, *(r[k] for k in _CHILD_COLUMNS[devices][1:]))
+                    for dev_id, r in zip(ids, rows, strict=True)
+                ],
+            )
+        else:
+            ids = [
+                r[0]
+                for r in c.execute(
+                    insert(devices).returning(devices.c.id, sort_by_parameter_order=True), rows
                 )
-        for table, params in (
-            (services, svc),
-            (observations, obs),
-            (findings, fnd),
-            (outcomes, out),
-            (ratings, rat),
-        ):
+            ]
+        children: dict[Table, list[tuple[Any, ...]]] = {
+            t: [] for t in _CHILD_COLUMNS if t is not devices
+        }
+        for dev_id, d in zip(ids, latest.values(), strict=True):
+            rows_of = _child_rows(scan_id, dev_id, d)
+            if d.address in nul:
+                rows_of = {t: [_no_nul_row(r) for r in rs] for t, rs in rows_of.items()}
+            for table, rs in rows_of.items():
+                children[table] += rs
+        for table, params in children.items():
             if params:
-                c.execute(insert(table), params)
+                self._bulk_insert(c, table, params)
+
+    def _bulk_insert(self, c: Connection, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        """Many rows at once: COPY on PostgreSQL (a device has dozens of findings, outcomes
+        and observations; one INSERT per row would cap the collector far below its target),
+        an executemany elsewhere. Values travel as data in both, never as SQL text; table and
+        column names are the schema's own."""
+        columns = _CHILD_COLUMNS[table]
+        if self.dialect != "postgresql":
+            c.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+            return
+        names = ", ".join(columns)
+        cursor = c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        finally:
+            cursor.close()
 
     # -- fleet ingestion (the collector) -----------------------------------------------------
     # Each write is idempotent, so a message the broker delivers twice changes nothing the
@@ -734,7 +808,7 @@ class Store:
 
     def _claim(
         self, c: Connection, scan_id: str, site: str, agent_id: str | None
-    ) -> Row[Any] | None:
+    ) -> Row[Any, Any, Any] | None:
         row = self._scan_row(c, scan_id)
         if row is not None and (
             row.site != site or (row.agent_id is not None and row.agent_id != agent_id)
@@ -808,17 +882,29 @@ class Store:
         *,
         site: str,
         agent_id: str,
-        with_devices: bool = True,
+        addresses: Sequence[str] | None,
     ) -> None:
-        """A fleet scan's end. With its devices, exactly :meth:`finish_scan`; without them (a
-        result too large for one message, or an agent that died mid-scan) the device rows
-        already stored stand and the result is rebuilt from them when loaded."""
+        """A fleet scan's end: its status and everything the result says besides its devices.
+        The devices are the rows the device messages stored (the agent re-sends any the end
+        of the scan changed), less those not in ``addresses`` (None: keep them all); the
+        result is rebuilt from them when loaded, so an end message stays small however large
+        the network."""
         with self._tx() as c:
             if self._claim(c, result.scan_id, site, agent_id) is None:
                 self._placeholder(c, result.scan_id, result.started_at, site, agent_id, result)
-            if with_devices:
-                self._finish(c, result, status)
-                return
+            if addresses is not None:
+                keep = set(addresses)
+                stored = c.execute(
+                    select(devices.c.address).where(devices.c.scan_id == result.scan_id)
+                ).scalars()
+                gone = [a for a in stored if a not in keep]
+                for i in range(0, len(gone), 500):
+                    c.execute(
+                        delete(devices).where(
+                            devices.c.scan_id == result.scan_id,
+                            devices.c.address.in_(gone[i : i + 500]),
+                        )
+                    )
             c.execute(
                 update(scans)
                 .where(scans.c.id == result.scan_id)
@@ -828,6 +914,11 @@ class Store:
                     discovery_mode=result.discovery_mode,
                     errors_json=json.dumps(result.errors),
                     result_json=None,
+                    started_at=_when(result.started_at),
+                    policy=result.policy,
+                    targets_key=targets_key(result.targets),
+                    targets_json=_targets_json(result.targets),
+                    tool_version=result.tool.version,
                 )
             )
 
@@ -948,7 +1039,8 @@ class Store:
         (row,) = self._query(select(scans).where(scans.c.id == scan_id))
         if row["result_json"]:
             return ScanResult.model_validate_json(row["result_json"])
-        devs = self.load_devices(scan_id)
+        # In address order, as a scan's result lists them, whatever order they were stored in.
+        devs = sorted(self.load_devices(scan_id), key=lambda d: _address_order(d.address))
         return ScanResult(
             tool=ToolInfo(version=row["tool_version"]),
             scan_id=scan_id,

@@ -93,20 +93,29 @@ async def http_request(
     headers: dict[str, str] | None = None,
     content: bytes | None = None,
     auth: httpx.Auth | None = None,
+    deadline: float | None = None,
 ) -> HttpReply:
-    """One request; the body is read up to ``cap`` bytes and the rest dropped."""
+    """One request; the body is read up to ``cap`` bytes and the rest dropped.
+
+    The whole exchange (connect, head, body, and a digest challenge's second round) ends
+    within ``deadline`` seconds, by default the client's timeout. httpx's own timeouts are per
+    operation, so a server dripping a byte a second would otherwise never trip one."""
+    total = deadline if deadline is not None else (client.timeout.read or 10.0)
     try:
-        req = client.build_request(method, url, headers=headers, content=content)
-        resp = await client.send(req, stream=True, auth=auth)
-        try:
-            body = bytearray()
-            async for chunk in resp.aiter_raw():
-                body += chunk
-                if len(body) >= cap:
-                    break
-            return HttpReply(url, resp.status_code, resp.headers, bytes(body[:cap]))
-        finally:
-            await resp.aclose()
+        async with asyncio.timeout(total):
+            req = client.build_request(method, url, headers=headers, content=content)
+            resp = await client.send(req, stream=True, auth=auth)
+            try:
+                body = bytearray()
+                async for chunk in resp.aiter_raw():
+                    body += chunk
+                    if len(body) >= cap:
+                        break
+                return HttpReply(url, resp.status_code, resp.headers, bytes(body[:cap]))
+            finally:
+                await resp.aclose()
+    except TimeoutError as exc:
+        raise ProbeFailed(f"HTTP {method} {url}: no complete answer within {total:g} s") from exc
     except httpx.TimeoutException as exc:
         raise ProbeFailed(f"HTTP {method} {url}: timed out") from exc
     except httpx.HTTPError as exc:

@@ -16,8 +16,10 @@ method is documented in docs/lab.md ("TLS grading").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
+import ssl
 import threading
 import time
 import warnings
@@ -32,7 +34,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
 from iotrate.models import Confidence, Device, Finding, Service, Severity, Transport
+from iotrate.ratelimit import throttle_sync
 
+from ._io import open_tcp, write
 from .base import NotApplicable, Probe, ProbeContext, ProbeFailed, make_finding
 
 # sslyze's bundled trust stores hold a few old roots that newer cryptography warns about; the
@@ -797,6 +801,10 @@ VULN_COMMANDS = (
 )
 
 NETWORK_TIMEOUT_S = 5.0
+# How long a port may take to answer a ClientHello with anything (a ServerHello, an alert, a
+# reset) before the port is judged not to do TLS. A stack that stalls this long would fail each
+# of sslyze's connection attempts on its network timeout instead, about 55 s in all.
+HANDSHAKE_PRECHECK_S = 5.0
 PER_SERVER_CONNECTIONS = 1
 _SSLYZE_IMPORT = threading.Lock()
 _CACHE_TTL_S = 120.0
@@ -808,6 +816,59 @@ class _NoTls(Exception):
     def __init__(self, reason: str, starttls_refused: bool = False) -> None:
         super().__init__(reason)
         self.starttls_refused = starttls_refused
+
+
+def _client_hello() -> bytes:
+    """A real ClientHello from the ssl module, offering everything down to the oldest version."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    with contextlib.suppress(ssl.SSLError):
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    out = ssl.MemoryBIO()
+    obj = ctx.wrap_bio(ssl.MemoryBIO(), out)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return out.read()
+
+
+async def handshake_precheck(address: str, port: int, deadline: float) -> None:
+    """Fail fast when the port takes a ClientHello and never answers (a tarpit, a hung stack).
+
+    Any answer — a ServerHello, an alert, garbage, a reset, a close — passes: judging it is
+    sslyze's job. Only silence fails, after ``deadline``, instead of costing each of sslyze's
+    connection attempts its own timeout."""
+    conn = await open_tcp(address, port, deadline)
+    try:
+        await write(conn, _client_hello(), deadline)
+        try:
+            await asyncio.wait_for(conn.reader.read(1), deadline)
+        except TimeoutError:
+            raise ProbeFailed(f"no TLS handshake within {deadline:g} s") from None
+        except OSError:
+            return
+    finally:
+        await conn.close()
+
+
+def _pace_sslyze() -> None:
+    """Route sslyze's sockets through the scan's per-host rate limit (once per process).
+
+    sslyze opens every connection in ``tls_connection._open_socket``, from its own worker
+    threads; wrapping that one function paces its few hundred handshakes per port."""
+    from sslyze.connection_helpers import tls_connection
+
+    opener = tls_connection._open_socket
+    if getattr(opener, "_iotrate_paced", False):
+        return
+
+    def paced(server_location: Any, network_timeout: int) -> Any:
+        throttle_sync(server_location.ip_address or server_location.hostname)
+        return opener(server_location, network_timeout)
+
+    paced._iotrate_paced = True  # type: ignore[attr-defined]
+    tls_connection._open_socket = paced
 
 
 def _run_sslyze(address: str, port: int, starttls: str | None) -> TlsScan:
@@ -825,6 +886,7 @@ def _run_sslyze(address: str, port: int, starttls: str | None) -> TlsScan:
         from sslyze.scanner.scanner import Scanner
         from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
+        _pace_sslyze()
     location = ServerNetworkLocation(hostname=address, port=port, ip_address=address)
     config = ServerNetworkConfiguration(
         tls_server_name_indication=address,
@@ -843,7 +905,11 @@ def _run_sslyze(address: str, port: int, starttls: str | None) -> TlsScan:
         [ServerScanRequest(server_location=location, network_configuration=config,
                            scan_commands=commands)]
     )  # fmt: skip
-    result = next(iter(scanner.get_results()))
+    # Drain the generator: sslyze's producer thread waits for its end-of-results sentinel to
+    # be consumed, so stopping after the first result would leak that thread (and the scan's
+    # memory) once per port.
+    results = list(scanner.get_results())
+    result = results[0]
     if result.scan_status != ServerScanStatusEnum.COMPLETED or result.scan_result is None:
         trace = result.connectivity_error_trace
         kind = trace.exc_type.__name__ if trace is not None and trace.exc_type else "error"
@@ -922,6 +988,13 @@ def _run_sslyze(address: str, port: int, starttls: str | None) -> TlsScan:
     )
 
 
+async def _checked_scan(address: str, port: int, starttls: str | None) -> TlsScan:
+    # STARTTLS ports speak their own protocol first; sslyze drives that dialogue itself.
+    if starttls is None:
+        await handshake_precheck(address, port, HANDSHAKE_PRECHECK_S)
+    return await asyncio.to_thread(_run_sslyze, address, port, starttls)
+
+
 # One scan per (event loop, address, port), shared by the probes of this module.
 _scans: dict[tuple[int, str, int, str | None], tuple[float, asyncio.Task[TlsScan]]] = {}
 
@@ -939,7 +1012,7 @@ async def shared_scan(address: str, port: int, starttls: str | None, timeout: fl
         entry[1].get_loop() is not loop or (entry[1].done() and entry[1].cancelled())
     )
     if entry is None or stale:
-        task = loop.create_task(asyncio.to_thread(_run_sslyze, address, port, starttls))
+        task = loop.create_task(_checked_scan(address, port, starttls))
         entry = (now, task)
         _scans[key] = entry
     try:

@@ -137,6 +137,7 @@ class DeviceView:
     category: str
     address: str
     mac: str
+    transport: str
     grade: str | None
     grade_word: str
     grade_advice: str
@@ -269,6 +270,7 @@ def _device_view(
         category=clean(device.category) or "unknown",
         address=clean(device.address),
         mac=clean(device.mac) or "unknown",
+        transport="Bluetooth" if device.transport == "bluetooth" else "Network",
         grade=grade,
         grade_word=GRADE_MEANING[grade][0] if grade else "Not rated",
         grade_advice=GRADE_MEANING[grade][1] if grade else "",

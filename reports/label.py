@@ -39,6 +39,7 @@ from iotrate.models import (
     Rating,
     ScanResult,
 )
+from iotrate.probing import budget_cut
 from iotrate.signing import result_digest
 
 from .textfit import ASCENT, DESCENT, clean, fit, xml_escape
@@ -115,6 +116,14 @@ class LabelData:
     digest: str
     qr_payload: str
     tool: str = field(default_factory=lambda: f"iotrate {__version__}")
+    transport: str = "network"  # "Bluetooth" for a device rated from its BLE advertisements
+    budget: float | None = None  # the --budget (seconds) that stopped the scan of this device
+
+    @property
+    def firmware_line(self) -> str:
+        """The firmware line, which also says when the device was reached over Bluetooth."""
+        prefix = "Bluetooth · " if self.transport == "Bluetooth" else ""
+        return f"{prefix}Firmware {self.firmware}"
 
     @property
     def support_state(self) -> Literal["until", "ended", "unknown"]:
@@ -235,6 +244,8 @@ def label_data(
         scheme=scheme,
         digest=dig,
         qr_payload=qr_payload(dig, report_url),
+        transport="Bluetooth" if device.transport == "bluetooth" else "network",
+        budget=budget_cut(device),
     )
 
 
@@ -429,13 +440,16 @@ def _support_lines(data: LabelData) -> tuple[str, str, str]:
     return "Security updates until", _month(data.support_until), INK
 
 
-def _coverage_text(cov: Coverage | None, short: bool = False) -> str:
+def _coverage_text(cov: Coverage | None, short: bool = False, budget: float | None = None) -> str:
     if cov is None:
         return "Coverage: not measured"
     pct = round(cov.fraction * 100)
+    # A scan cut short by --budget says so, so reduced coverage is not read as a clean bill.
+    cut = f" — scan stopped at {budget:g} s budget" if budget else ""
     if short:
-        return f"Coverage {pct} % ({cov.checks_run}/{cov.checks_total} checks)"
-    return f"Coverage: {cov.checks_run} of {cov.checks_total} checks tested ({pct} %)"
+        cut = f" — stopped at {budget:g} s budget" if budget else ""
+        return f"Coverage {pct} % ({cov.checks_run}/{cov.checks_total} checks){cut}"
+    return f"Coverage: {cov.checks_run} of {cov.checks_total} checks tested ({pct} %){cut}"
 
 
 def _metadata(data: LabelData, size: str) -> str:
@@ -449,13 +463,16 @@ def _metadata(data: LabelData, size: str) -> str:
         "qr-payload": data.qr_payload,
         "generator": data.tool,
     }
+    if data.transport == "Bluetooth":
+        attrs["transport"] = "bluetooth"
     body = " ".join(f'{k}="{xml_escape(v)}"' for k, v in attrs.items())
     return f'<metadata><ir:label xmlns:ir="{NS}" {body}/></metadata>'
 
 
 def _title(data: LabelData) -> str:
     grade = f"grade {data.grade}" if data.grade else "not rated"
-    return f"Cyber-security label: {data.vendor} {data.model}, {grade}"
+    via = " (Bluetooth)" if data.transport == "Bluetooth" else ""
+    return f"Cyber-security label: {data.vendor} {data.model}{via}, {grade}"
 
 
 def _header_band(s: _Svg, w: float, h: float, inset: float, radius: float) -> None:
@@ -480,7 +497,7 @@ def _draw_full(s: _Svg, data: LabelData) -> None:
 
     s.text(left, 34.6, data.vendor, 4.8, right - left, bold=True, min_size=3.0)
     s.text(left, 40.6, data.model, 4.0, right - left, min_size=2.6)
-    s.text(left, 45.6, f"Firmware {data.firmware}", 2.6, 54, min_size=2.0)
+    s.text(left, 45.6, data.firmware_line, 2.6, 54, min_size=2.0)
     tested = data.tested.isoformat() if data.tested else "unknown"
     s.text(right, 45.6, f"Tested {tested}", 2.6, 32, anchor="end")
     s.line(left, 47.8, right)
@@ -537,7 +554,10 @@ def _draw_full(s: _Svg, data: LabelData) -> None:
         s.status(row.status, 89.0, cy, 2.5)
     s.line(left, 171.6, right)
 
-    s.text(left, 176.0, _coverage_text(data.coverage), 2.6, right - left, min_size=2.0)
+    s.text(
+        left, 176.0, _coverage_text(data.coverage, budget=data.budget), 2.6, right - left,
+        min_size=2.0,
+    )  # fmt: skip
     s.rect(left, 177.5, right - left, 1.7, "#E3E3E3", rx="0.85")
     if data.coverage is not None and data.coverage.fraction > 0:
         s.rect(left, 177.5, (right - left) * data.coverage.fraction, 1.7, BLUE, rx="0.85")
@@ -572,7 +592,8 @@ def _draw_sticker(s: _Svg, data: LabelData) -> None:
     s.text(left, 20.4, data.vendor, 2.6, right - left, bold=True, min_size=1.8)
     s.text(left, 23.7, data.model, 2.2, right - left, min_size=1.6)
     tested = data.tested.isoformat() if data.tested else "unknown"
-    s.text(left, 26.4, f"FW {data.firmware}", 1.6, 24, min_size=1.4)
+    bt = "BT · " if data.transport == "Bluetooth" else ""
+    s.text(left, 26.4, f"{bt}FW {data.firmware}", 1.6, 24, min_size=1.4)
     s.text(right, 26.4, f"Tested {tested}", 1.6, 17, anchor="end")
     s.line(left, 27.5, right, 0.2)
 
@@ -619,7 +640,7 @@ def _draw_sticker(s: _Svg, data: LabelData) -> None:
     s.text(
         W / 2,
         86.4,
-        _coverage_text(data.coverage, short=True),
+        _coverage_text(data.coverage, short=True, budget=data.budget),
         1.6,
         42,
         anchor="middle",

@@ -63,7 +63,11 @@ def table(result: ScanResult) -> Table:
             Text(d.address),
             Text(d.mac or "–"),
             Text(clean(what)),
-            Text(", ".join(_service_label(s) for s in d.services) or "none found"),
+            Text(
+                "Bluetooth LE"
+                if d.transport == "bluetooth"
+                else ", ".join(_service_label(s) for s in d.services) or "none found"
+            ),
             grade_text(grade),
             Text(_short(top_reason(d))),
         )

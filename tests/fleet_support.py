@@ -16,15 +16,17 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+IOTRATE = str(Path(sys.executable).with_name("iotrate"))
 
 
 def missing(why: str) -> None:
@@ -140,11 +142,22 @@ class Mosquitto:
     ``stop()`` and ``start()`` again keep the persistence file, so queued QoS 1 messages and
     persistent sessions survive a broker restart the way they do in production."""
 
-    def __init__(self, folder: Path, extra_config: str = "", unix_socket: bool = False) -> None:
+    def __init__(
+        self,
+        extra_config: str = "",
+        unix_socket: bool = False,
+        plain: bool = True,
+        autosave: str = "autosave_on_changes true\nautosave_interval 1",
+    ) -> None:
+        """``plain``: an anonymous TCP listener on :attr:`port`; without it, ``extra_config``
+        defines the listener on that port (``{port}`` and ``{folder}`` are filled in)."""
         if not Path(MOSQUITTO).exists():
             missing("mosquitto is not installed (apt-get install mosquitto)")
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+        # Started as root, mosquitto drops to its own user: its folder must be that user's.
+        self.folder = folder = Path(tempfile.mkdtemp(prefix="iotrate-mqtt-"))
+        if os.geteuid() == 0:
+            shutil.chown(folder, "mosquitto", "mosquitto")
+        folder.chmod(0o755)
         self.port = free_port()
         self.socket = folder / "mqtt.sock" if unix_socket else None
         self.log = folder / "mosquitto.log"
@@ -153,17 +166,18 @@ class Mosquitto:
             "persistence true",
             f"persistence_location {folder}/",
             "persistence_file mosquitto.db",
-            # Save after every change: a restart loses nothing the broker acknowledged.
-            "autosave_on_changes true",
-            "autosave_interval 1",
+            # Tests: save after every change (a crash, too, loses nothing acknowledged); at
+            # volume that rewrites the whole file per message, so the benchmark saves by time.
+            autosave,
             "max_queued_messages 100000",
             "log_type all",
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
         ]
+        if plain:
+            lines += [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
         if self.socket is not None:
             lines += [f"listener 0 {self.socket}", "allow_anonymous true"]
-        self.config.write_text("\n".join(lines) + "\n" + extra_config, encoding="utf-8")
+        extra = extra_config.format(port=self.port, folder=folder)
+        self.config.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -187,3 +201,51 @@ class Mosquitto:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def log_text(self, since: int = 0) -> str:
+        return self.log.read_bytes()[since:].decode("utf-8", "replace")
+
+
+def wait_for(check: Callable[[], object], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class CollectorProcess:
+    """``iotrate collector`` as a separate process, so the test can SIGKILL it."""
+
+    def __init__(self, broker: Mosquitto, db: str, log: Path, client_id: str, *extra: str) -> None:
+        self.broker, self.db, self.log, self.client_id = broker, db, log, client_id
+        self.extra = list(extra)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        mark = len(self.broker.log_text())
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [IOTRATE, "collector", "--broker", self.broker.url, "--db", self.db,
+                 "--client-id", self.client_id, *self.extra],
+                stderr=out, stdout=out,
+            )  # fmt: skip
+        # Subscribed (or its session resumed): from here on the broker keeps its messages.
+        wait_for(
+            lambda: f"{self.client_id} 1 iotrate/v1/#" in self.broker.log_text(mark),
+            "the collector's subscription",
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=20)

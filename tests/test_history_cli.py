@@ -1,4 +1,7 @@
-"""``iotrate history``, ``iotrate diff`` and the scan's recording, through the real CLI."""
+"""``iotrate history``, ``iotrate diff`` and the scan's recording, through the real CLI.
+
+The reading commands run on SQLite and on PostgreSQL (``--db postgresql://…``): the
+``where`` fixture of test_storage gives each test a fresh database of either kind."""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_storage import HOSTILE, device, finding, result
+from fleet_support import postgres  # noqa: F401
+from test_storage import HOSTILE, Where, device, finding, result, where  # noqa: F401
 from typer.testing import CliRunner
 
 from iotrate.cli import app
@@ -18,7 +22,7 @@ runner = CliRunner()
 MAC = "aa:bb:cc:00:00:01"
 
 
-def stored(path: Path, *results: ScanResult) -> Path:
+def stored(path: Path | str, *results: ScanResult) -> Path | str:
     with Store(path) as s:
         for r in results:
             s.begin_scan(r.scan_id, r.started_at, r.targets, r.policy)
@@ -26,7 +30,7 @@ def stored(path: Path, *results: ScanResult) -> Path:
     return path
 
 
-def two_scans(path: Path) -> Path:
+def two_scans(path: Path | str) -> Path | str:
     return stored(
         path,
         result(
@@ -52,8 +56,8 @@ def test_history_without_a_database_says_so_and_creates_nothing(tmp_path: Path) 
     assert res.exit_code == 0 and json.loads(res.output) == []
 
 
-def test_history_lists_scans_and_a_device_over_time(tmp_path: Path) -> None:
-    db = str(two_scans(tmp_path / "h.db"))
+def test_history_lists_scans_and_a_device_over_time(where: Where) -> None:  # noqa: F811
+    db = str(two_scans(where("h.db")))
     res = runner.invoke(app, ["history", "--db", db])
     assert res.exit_code == 0, res.output
     assert "11111111" in res.output and "22222222" in res.output and "B:1" in res.output
@@ -67,8 +71,8 @@ def test_history_lists_scans_and_a_device_over_time(tmp_path: Path) -> None:
     assert table.exit_code == 0 and "E" in table.output and "192.0.2.2" in table.output
 
 
-def test_diff_default_is_the_last_two_scans_in_plain_words(tmp_path: Path) -> None:
-    db = str(two_scans(tmp_path / "h.db"))
+def test_diff_default_is_the_last_two_scans_in_plain_words(where: Where) -> None:  # noqa: F811
+    db = str(two_scans(where("h.db")))
     res = runner.invoke(app, ["diff", "--db", db])
     assert res.exit_code == 0, res.output
     out = res.output
@@ -87,8 +91,8 @@ def test_diff_default_is_the_last_two_scans_in_plain_words(tmp_path: Path) -> No
     assert explicit["changed"][0]["direction"] == "worse"
 
 
-def test_diff_skips_interrupted_and_other_targets_by_default(tmp_path: Path) -> None:
-    path = two_scans(tmp_path / "h.db")
+def test_diff_skips_interrupted_and_other_targets_by_default(where: Where) -> None:  # noqa: F811
+    path = two_scans(where("h.db"))
     other = result("33333333-c", device("198.51.100.2"), minutes=10)
     other = other.model_copy(
         update={"targets": [other.targets[0].model_copy(update={"spec": "198.51.100.0/29"})]}
@@ -121,10 +125,10 @@ def test_diff_usage_and_runtime_errors(tmp_path: Path) -> None:
         assert "cannot use the history database" in res.output and "Traceback" not in res.output
 
 
-def test_hostile_names_in_history_are_harmless(tmp_path: Path) -> None:
+def test_hostile_names_in_history_are_harmless(where: Where) -> None:  # noqa: F811
     db = str(
         stored(
-            tmp_path / "h.db",
+            where("h.db"),
             result("a", device("192.0.2.2", name=HOSTILE)),
             result("b", device("192.0.2.2", name=HOSTILE, grade="G"), minutes=1),
         )
@@ -132,7 +136,7 @@ def test_hostile_names_in_history_are_harmless(tmp_path: Path) -> None:
     res = runner.invoke(app, ["diff", "--db", db])
     assert res.exit_code == 0 and "DROP TABLE" in res.output
     assert runner.invoke(app, ["history", "--db", db, "--json"]).exit_code == 0
-    with Store(Path(db)) as s:
+    with Store(db) as s:
         assert len(s.scans()) == 2
 
 
@@ -219,8 +223,8 @@ def test_scan_with_an_unusable_db_fails_before_scanning(
     assert called == []
 
 
-def test_show_prints_a_stored_scan(tmp_path: Path) -> None:
-    path = two_scans(tmp_path / "h.db")
+def test_show_prints_a_stored_scan(where: Where, tmp_path: Path) -> None:  # noqa: F811
+    path = two_scans(where("h.db"))
     res = runner.invoke(app, ["show", "2222", "--db", str(path), "--json"])
     assert res.exit_code == 0, res.output
     with Store(path) as s:

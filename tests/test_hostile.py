@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from iotrate import ratelimit
+from iotrate.discovery.portscan import port_specs
 from iotrate.models import OutcomeStatus, ScanResult
 
 IOTRATE = str(Path(sys.executable).with_name("iotrate"))
@@ -33,8 +35,9 @@ ENV = {**os.environ, "IOTRATE_LAB_INSTANCE": INSTANCE, "IOTRATE_LAB_SUBNET": SUB
 pytestmark = pytest.mark.lab
 
 # Discovery before the first probe: ARP sweep (1 s), connect + banner + UDP hello per port
-# (portscan's 1.0 + 1.5 + 1.0 s, ports in parallel), HTTP identification fetch (4 s).
-DISCOVERY_BOUND = 1.0 + 1.0 + 1.5 + 1.0 + 4.0
+# (portscan's 1.0 + 1.5 + 1.0 s, ports in parallel), HTTP identification fetch (4 s), and the
+# per-host rate limit's pacing of the sweep (at most two connections per curated port).
+DISCOVERY_BOUND = 1.0 + 1.0 + 1.5 + 1.0 + 4.0 + 2 * len(port_specs("iot")) / ratelimit.DEFAULT_RATE
 # SSDP and mDNS listen 2 s, then every description is fetched at once with a 3 s deadline.
 SSDP_LISTEN, SSDP_FETCH = 2.0, 3.0
 # Interpreter start, imports, rating, report and label writing on this machine.
@@ -52,6 +55,7 @@ class HostileScan:
     max_rss_mb: float
     result_json: str
     report_html: str
+    labels: dict[str, str]  # file name -> SVG text, one label per device
     bridge_traffic: str
     loopback_traffic: str
 
@@ -119,7 +123,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileScan]:
                 ["/usr/bin/time", "-o", str(tmp / "rss"), "-f", "%M",
                  "ip", "netns", "exec", scanner, IOTRATE, "scan", SUBNET,
                  "-o", str(tmp / "result.json"), "--report", str(tmp / "report.html"),
-                 "--db", str(tmp / "history.db")],
+                 "--labels", str(tmp / "labels"), "--db", str(tmp / "history.db")],
                 env=ENV, capture_output=True, text=True, timeout=900,
             )  # fmt: skip
             elapsed = time.monotonic() - started
@@ -140,6 +144,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileScan]:
             report_html=(tmp / "report.html").read_text(encoding="utf-8")
             if (tmp / "report.html").exists()
             else "",
+            labels={p.name: p.read_text(encoding="utf-8") for p in (tmp / "labels").glob("*.svg")},
             bridge_traffic=_read_pcap(tmp / "bridge.pcap"),
             loopback_traffic=_read_pcap(tmp / "lo.pcap"),
         )
@@ -207,9 +212,20 @@ def test_stalled_probes_fail_with_a_reason(hostile: HostileScan, result: ScanRes
         # A tarpit answers nothing: nothing can be tested, so nothing may pass.
         assert outcome.status is OutcomeStatus.FAILED, outcome
         assert outcome.reason, outcome
+    # A TLS tarpit fails on the handshake pre-check, not after sslyze's retries (about 55 s).
+    tls_stalls = [o for o in stalled if o.probe == "tls" and o.port in (443, 8443)]
+    assert tls_stalls and all("no TLS handshake within" in (o.reason or "") for o in tls_stalls), (
+        tls_stalls
+    )
     drip = by_address[address["drip"]]
     slow = [o for o in drip.outcomes if o.port == 80 and o.probe == "svc.http"]
     assert slow and all(o.status is OutcomeStatus.FAILED and o.reason for o in slow), slow
+    # The dripping page costs the login probe one HTTP deadline, not its whole 45 s budget.
+    login = [o for o in drip.outcomes if o.port == 80 and o.probe == "cred.http"]
+    assert login and all(
+        o.status is OutcomeStatus.FAILED and "no complete answer within" in (o.reason or "")
+        for o in login
+    ), login
     # A handshake reset mid-way is a failed TLS test, never "not applicable" (a bug this lab
     # found: discovery used to call such a port plain text).
     tls = [o for o in by_address[address["reset"]].outcomes if o.probe == "tls"]
@@ -237,6 +253,34 @@ def test_device_strings_are_escaped_in_the_report_and_the_table(hostile: Hostile
     assert "&lt;script&gt;" in hostile.report_html  # the string is shown, escaped, not dropped
     assert "\x1b" not in hostile.report_html
     assert "\\u001b" not in hostile.result_json  # JSON holds printable text only (\xNN form)
+
+
+def test_device_strings_are_escaped_in_the_labels(hostile: HostileScan, result: ScanResult) -> None:
+    """Labels are SVG, which browsers run scripts in. The scan's own labels, and each hostile
+    device's label redrawn with the strings it serves (the raw ``EVIL`` string, escapes and
+    all, and its longest stored banner) as its maker, model, firmware and name, show them only
+    as escaped text."""
+    import xml.etree.ElementTree as ET
+
+    from iotrate.reports import label as lbl
+
+    from iotrate.lab.hostile_devices import EVIL
+
+    assert len(hostile.labels) == len(result.devices), sorted(hostile.labels)
+    svgs = dict(hostile.labels)
+    for d in result.devices:
+        banner = max((s.banner or "" for s in d.services), key=len, default="")
+        forced = d.model_copy(
+            update={"vendor": EVIL, "model": banner or EVIL, "firmware": EVIL, "names": [EVIL]}
+        )
+        svgs[f"redrawn {d.address}"] = lbl.render_svg(lbl.label_data(forced, result), "full")
+    for name, svg in svgs.items():
+        assert "<script" not in svg.lower(), name
+        assert "\x1b" not in svg and "\x07" not in svg, name
+        ET.fromstring(svg)  # well-formed: nothing a device sent broke out of its string
+    redrawn = [svg for name, svg in svgs.items() if name.startswith("redrawn")]
+    # The hostile string is on the label, escaped, not silently dropped.
+    assert all("&lt;script" in svg for svg in redrawn), "a label dropped the device's string"
 
 
 _ARP_ASK = re.compile(r"Request who-has (\S+)")

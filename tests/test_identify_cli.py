@@ -64,12 +64,12 @@ def test_table_output(tmp_path: Path) -> None:
 def test_bad_lines_are_reported_and_the_rest_identified(tmp_path: Path) -> None:
     p = write(
         tmp_path,
-        [json.dumps(LINES[0]), "{oops", json.dumps({"device": "x", "kind": "ble", "adv": "01"})],
+        [json.dumps(LINES[0]), "{oops", json.dumps({"device": "x", "kind": "thread", "adv": "01"})],
     )
     res = runner.invoke(app, ["identify", str(p), "--json"])
     assert res.exit_code == 2
     assert "line 2" in res.stderr
-    assert "ble" in res.stderr and "warning" in res.stderr
+    assert "thread" in res.stderr and "warning" in res.stderr
     assert json.loads(res.stdout.splitlines()[0])["device"] == "gw"
 
 

@@ -93,15 +93,15 @@ def test_malformed_lines_name_their_line_and_the_rest_is_read() -> None:
 
 def test_unknown_kinds_are_ignored_with_one_warning_each() -> None:
     lines = [
-        '{"device": "a", "kind": "ble", "data": "x"}',
-        '{"device": "b", "kind": "ble"}',
+        '{"device": "a", "kind": "thread", "data": "x"}',
+        '{"device": "b", "kind": "thread"}',
         '{"device": "c", "kind": "zigbee"}',
         '{"device": "d", "kind": "mac", "mac": "aabbccddeeff"}',
     ]
     res = read_observations(lines)
     assert len(res.observations) == 1 and not res.errors
     assert len(res.warnings) == 2
-    assert "line 1" in res.warnings[0] and "ble" in res.warnings[0]
+    assert "line 1" in res.warnings[0] and "thread" in res.warnings[0]
     assert "zigbee" in res.warnings[1]
 
 

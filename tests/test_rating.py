@@ -37,7 +37,9 @@ SCHEME = load_scheme()
 TODAY = date(2026, 3, 1)
 LAB = Path(resources.files("iotrate").joinpath("lab")).resolve()  # type: ignore[arg-type]
 PLUG_DECLARATION = LAB / "declarations" / "plug.yaml"
-SCAN_CHECKS = [c.id for c in SCHEME.checks if c.source == "scan" and c.expected]
+SCAN_CHECKS = [
+    c.id for c in SCHEME.checks if c.source == "scan" and c.expected and "ip" in c.transports
+]
 FULL = [ProbeOutcome(probe="all", status=OutcomeStatus.RAN, checks=SCAN_CHECKS)]
 VALIDATOR = jsonschema.Draft202012Validator(
     json.loads(resources.files("iotrate").joinpath("schemas/scan-result.schema.json").read_text())
@@ -310,11 +312,11 @@ def test_unknown_check_ids_are_listed_logged_and_keep_a_out(
 
 def test_reasons_lead_with_the_grade_and_list_every_deduction() -> None:
     r = rated(LAB_FINDINGS["speaker"])
-    assert r.reasons[0].startswith("grade C under scheme iotrate 2026.1")
+    assert r.reasons[0].startswith("grade C under scheme iotrate 2026.2")
     assert any(x.startswith("-12 svc.api.unauthenticated (medium") for x in r.reasons)
     assert any(x.startswith("cap C unauthenticated-api") for x in r.reasons)
     assert r.reasons[-1].startswith("no manufacturer declaration")
-    assert (r.scheme_id, r.scheme_version) == ("iotrate", "2026.1")
+    assert (r.scheme_id, r.scheme_version) == ("iotrate", "2026.2")
     assert [c.id for c in r.categories] == [c.id for c in SCHEME.categories]
 
 

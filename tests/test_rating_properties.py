@@ -30,8 +30,10 @@ from iotrate.rating import load_scheme, rate
 
 SCHEME = load_scheme()
 TODAY = date(2026, 3, 1)
-SCAN_CHECKS = [c.id for c in SCHEME.checks if c.source == "scan"]
-EXPECTED = [c.id for c in SCHEME.checks if c.source == "scan" and c.expected]
+SCAN_CHECKS = [c.id for c in SCHEME.checks if c.source == "scan" and "ip" in c.transports]
+EXPECTED = [
+    c.id for c in SCHEME.checks if c.source == "scan" and c.expected and "ip" in c.transports
+]
 FULL = ProbeOutcome(probe="all", status=OutcomeStatus.RAN, checks=EXPECTED)
 VALIDATOR = jsonschema.Draft202012Validator(
     json.loads(resources.files("iotrate").joinpath("schemas/scan-result.schema.json").read_text())

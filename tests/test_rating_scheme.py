@@ -76,7 +76,7 @@ def referenced_ids(node: Any) -> set[str]:
 
 
 def test_identity_and_seed_checks() -> None:
-    assert (SCHEME.id, SCHEME.version) == ("iotrate", "2026.1")
+    assert (SCHEME.id, SCHEME.version) == ("iotrate", "2026.2")
     assert DEFAULT_SCHEME.name == f"{SCHEME.id}-{SCHEME.version}.yaml"
     ids = {c.id for c in SCHEME.checks}
     assert not set(SEED_IDS) - ids

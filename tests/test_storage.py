@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fleet_support import postgres  # noqa: F401  (the PostgreSQL cluster fixture)
 from sqlalchemy import create_engine, text
 
 from iotrate.errors import RuntimeFailure, UsageError
@@ -43,8 +44,6 @@ from iotrate.storage import (
     default_path,
 )
 
-from fleet_support import postgres  # noqa: F401  (the PostgreSQL cluster fixture)
-
 LEGACY = Path(__file__).with_name("fleet_data")
 Where = Callable[[str], "str | Path"]
 
@@ -67,6 +66,7 @@ def peek(location: str | Path, sql: str) -> list[tuple[Any, ...]]:
             return [tuple(r) for r in conn.execute(text(sql))]
     finally:
         engine.dispose()
+
 
 HOSTILE = "'); DROP TABLE scans;-- <script>alert(1)</script>"
 
@@ -140,7 +140,7 @@ def test_default_path_is_under_the_user_data_dir(monkeypatch: pytest.MonkeyPatch
 def test_migrations_from_an_empty_db_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "h.db"
     with Store(path) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 3
+        assert s.schema_version() == SCHEMA_VERSION == 4
     with Store(path) as s:  # opening again applies nothing twice
         assert s.schema_version() == SCHEMA_VERSION
     conn = sqlite3.connect(path)
@@ -394,7 +394,17 @@ def test_a_pre_alembic_database_is_stamped_and_upgraded_in_place(
     with Store(path) as s:  # stamped once: opening again migrates nothing
         assert len(s.scans()) == 3
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
+    # Rebuilt child tables still go with their scan, through their device.
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("DELETE FROM scans WHERE id = '11111111-0000-4000-8000-000000000001'")
+    for table in ("devices", "services", "findings", "outcomes", "observations", "ratings"):
+        n = conn.execute(
+            f"SELECT COUNT(*) FROM {table} WHERE scan_id = '11111111-0000-4000-8000-000000000001'"
+        ).fetchone()
+        assert n == (0,), table
+    assert conn.execute("SELECT COUNT(*) FROM services").fetchone() == (2,)  # the others'
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(LEGACY_PARKED,)]
     conn.close()
 

@@ -1,14 +1,30 @@
 """Target parsing and the refusals that keep iotrate off networks that are not the user's.
 
-None of these tests opens a socket: refusals must happen before any packet exists."""
+None of these tests opens a socket: refusals must happen before any packet exists. The CLI
+tests at the end run ``iotrate scan`` inside an empty network namespace and count its packets."""
 
 from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from iotrate.errors import TargetRefused, UsageError
 from iotrate.models import TargetKind
-from iotrate.targets import DEFAULT_MAX_HOSTS, resolve_targets
+from iotrate.targets import (
+    ALLOW_LIST_ENV,
+    DEFAULT_MAX_HOSTS,
+    allow_list_from_env,
+    load_allow_list,
+    resolve_targets,
+)
 
 
 def no_dns(name: str) -> list[str]:
@@ -101,3 +117,157 @@ def test_excluded_hosts_are_never_listed() -> None:
     assert ts.hosts() == ["10.0.0.1", "10.0.0.3", "10.0.0.6"]
     with pytest.raises(UsageError, match="invalid --exclude"):
         resolve_targets(["10.0.0.1"], exclude=["nope"], resolver=no_dns)
+
+
+# -- the lab allow-list ---------------------------------------------------------------------------
+
+
+def allow_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "allow.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+LAB_LIST = """# DUT network of lab 3 (public space, ours)
+81.2.69.0/25   # bench A
+81.2.69.128/25
+10.20.0.5
+
+"""
+
+
+def test_allow_list_file_is_read_with_comments(tmp_path: Path) -> None:
+    allow = load_allow_list(allow_file(tmp_path, LAB_LIST))
+    assert [str(n) for n in allow.networks] == [
+        "81.2.69.0/25",
+        "81.2.69.128/25",
+        "10.20.0.5/32",
+    ]
+    assert allow.source.endswith("allow.txt")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("10.0.0.0/24\nnot-an-address\n", "line 2: not an address"),
+        ("0.0.0.0/0\n", "wider than /8"),
+        ("2000::/3\n", "wider than /32"),
+        ("# only a comment\n\n", "lists no address"),
+    ],
+)
+def test_a_bad_allow_list_stops_the_scan(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        load_allow_list(allow_file(tmp_path, text))
+
+
+def test_a_missing_allow_list_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot read the allow-list"):
+        load_allow_list(tmp_path / "nope.txt")
+
+
+def test_public_space_inside_the_allow_list_needs_no_opt_in(tmp_path: Path) -> None:
+    allow = load_allow_list(allow_file(tmp_path, LAB_LIST))
+    with pytest.raises(TargetRefused, match="public"):  # public indeed: refused without the list
+        resolve_targets(["81.2.69.0/24"], resolver=no_dns)
+    # A /24 covered by two /25s, an address and a range inside it.
+    ts = resolve_targets(
+        ["81.2.69.0/24", "81.2.69.7", "81.2.69.120-81.2.69.130", "10.20.0.5"],
+        allow_list=allow,
+        resolver=no_dns,
+    )
+    assert len(ts.hosts()) == 254 + 1
+    ts = resolve_targets(["dut.lab"], allow_list=allow, resolver=lambda n: ["81.2.69.9"])
+    assert ts.hosts() == ["81.2.69.9"]
+
+
+@pytest.mark.parametrize(
+    "spec", ["81.2.68.0/23", "10.20.0.4/31", "10.20.0.6", "192.168.1.1", "8.8.8.8"]
+)
+def test_targets_outside_the_allow_list_are_refused(tmp_path: Path, spec: str) -> None:
+    allow = load_allow_list(allow_file(tmp_path, LAB_LIST))
+    with pytest.raises(TargetRefused, match="not inside the allow-list"):
+        resolve_targets([spec], allow_list=allow, allow_public=True, resolver=no_dns)
+
+
+def test_the_allow_list_does_not_lift_the_other_rules(tmp_path: Path) -> None:
+    allow = load_allow_list(allow_file(tmp_path, "10.0.0.0/8\n224.0.0.0/8\n"))
+    with pytest.raises(TargetRefused, match="more than 1024"):
+        resolve_targets(["10.0.0.0/16"], allow_list=allow, resolver=no_dns)
+    with pytest.raises(TargetRefused, match="multicast"):
+        resolve_targets(["224.0.0.251"], allow_list=allow, resolver=no_dns)
+    with pytest.raises(TargetRefused, match=r"\(81\.2\.69\.9 is not\)"):
+        resolve_targets(["dut.lab"], allow_list=allow, resolver=lambda n: ["81.2.69.9"])
+
+
+def test_allow_list_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ALLOW_LIST_ENV, raising=False)
+    assert allow_list_from_env() is None
+    monkeypatch.setenv(ALLOW_LIST_ENV, str(allow_file(tmp_path, LAB_LIST)))
+    allow = allow_list_from_env()
+    assert allow is not None and len(allow.networks) == 3
+
+
+# -- the refusal comes before any packet: the CLI in an empty network namespace ---------------
+
+IOTRATE = str(Path(sys.executable).with_name("iotrate"))
+
+
+@pytest.fixture
+def bare_netns() -> Iterator[str]:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run as root with iproute2: the safety tests cannot be skipped")
+        pytest.skip("needs root and iproute2 to make a network namespace")
+    name = f"iotr-allow-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _lo_tx(ns: str) -> int:
+    out = subprocess.run(
+        ["ip", "-n", ns, "-j", "-s", "link", "show", "lo"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
+
+
+def _scan_in(ns: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, IOTRATE, "scan", *args, "--no-history"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_cli_refuses_outside_the_allow_list_before_any_packet(
+    bare_netns: str, tmp_path: Path
+) -> None:
+    path = allow_file(tmp_path, LAB_LIST)
+    before = _lo_tx(bare_netns)
+    res = _scan_in(bare_netns, "10.9.9.0/24", "--allow-list", str(path))
+    assert res.returncode == 2, res.stderr
+    assert f"refusing 10.9.9.0/24: not inside the allow-list {path}" in res.stderr
+    env = {**os.environ, ALLOW_LIST_ENV: str(path)}  # the standing rule of a lab machine
+    res = _scan_in(bare_netns, "127.0.0.1", env=env)
+    assert res.returncode == 2 and "not inside the allow-list" in res.stderr, res.stderr
+    bad = _scan_in(bare_netns, "10.20.0.5", "--allow-list", str(tmp_path / "missing.txt"))
+    assert bad.returncode == 2 and "cannot read the allow-list" in bad.stderr
+    assert "Traceback" not in res.stderr + bad.stderr
+    assert _lo_tx(bare_netns) == before
+
+
+def test_cli_scans_public_space_the_allow_list_approves(bare_netns: str, tmp_path: Path) -> None:
+    """No --allow-public needed; the namespace has no route, so nothing can leave it."""
+    path = allow_file(tmp_path, LAB_LIST)
+    res = _scan_in(bare_netns, "81.2.69.7", "--allow-list", str(path), "--ports", "80", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["devices"] == []
+    assert "refusing" not in res.stderr

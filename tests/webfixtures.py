@@ -6,9 +6,9 @@ daemons, taken from the lab's scanner namespace; nothing in it points outside th
 - site ``home``: scan 1 two days ago without the camera and with the plug unrated by its
   declaration (B); scan 2 yesterday, the whole lab, the plug rated with its manufacturer
   declaration (A); scan 3 an hour ago, interrupted after two devices.
-- site ``shop-2 <i>"east"</i>`` (a hostile site name): scan 4, three lab devices at other
-  addresses plus devices whose every string attacks the page — markup, quotes, terminal escape
-  sequences, bidi overrides and a 10 kB name.
+- site ``shop-2 <i>"east"</i>`` (a hostile site name): scan 4, four lab devices at other
+  addresses (one never rated) plus devices whose every string attacks the page — markup,
+  quotes, terminal escape sequences, bidi overrides and a 10 kB name.
 
 The database is written through the store's public write methods, as ``iotrate scan`` and the
 collector write it.
@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from labelfixtures import SCRIPT, hostile_device, rating
+
 from iotrate.declarations import assign_declarations, load_declaration
 from iotrate.models import Device, Evidence, Finding, ScanResult, Service, Severity, Target, utcnow
 from iotrate.rating import load_scheme, rate_result
 from iotrate.storage import Store
-from labelfixtures import SCRIPT, hostile_device, rating
 
 DATA = Path(__file__).parent / "data"
 LAB_SCAN = DATA / "lab-scan.json"
@@ -37,11 +38,13 @@ HUGE = (f"{SCRIPT} \"quoted\" 'single' {ESCAPES} \u202eevil " * 200)[:10240]
 FRIDGE = "20:17:42:6b:31:5c"
 CAMERA = "44:47:cc:a2:07:93"
 PLUG = "54:a7:03:9d:e6:21"
+# One "now" per test session, so two databases built from the fixture hold the same times.
+NOW = utcnow().replace(microsecond=0)
 
 
 @dataclass(frozen=True)
 class WebDb:
-    path: Path
+    path: Path | str  # an SQLite file, or a database URL
     scan1: str
     scan2: str
     scan3: str
@@ -55,7 +58,7 @@ def lab_result() -> ScanResult:
 
 
 def _copy(result: ScanResult, scan_id: str, hours_ago: float, devices: list[Device]) -> ScanResult:
-    start = utcnow().replace(microsecond=0) - timedelta(hours=hours_ago)
+    start = NOW - timedelta(hours=hours_ago)
     return result.model_copy(
         update={
             "scan_id": scan_id,
@@ -98,7 +101,7 @@ def hostile_devices() -> list[Device]:
     return [hostile_device().model_copy(update={"address": "192.168.50.66"}), huge]
 
 
-def build(path: Path) -> WebDb:
+def build(path: Path | str) -> WebDb:
     lab = lab_result()
     scheme = load_scheme()
     # The lab scan as taken: the plug is B without its declaration.
@@ -117,6 +120,10 @@ def build(path: Path) -> WebDb:
         _moved(plain.devices[0], "192.168.50.10", "3c:59:1e:00:00:10"),
         _moved(plain.devices[3], "192.168.50.13", "d4:a6:51:00:00:13"),
         _moved(declared.devices[5], "192.168.50.15", "54:a7:03:00:00:15"),
+        # found but never rated (a scan stopped before rating, or an older iotrate)
+        _moved(plain.devices[4], "192.168.50.14", "f4:f5:d8:00:00:14").model_copy(
+            update={"rating": None}
+        ),
         *hostile_devices(),
     ]
     s4 = _copy(plain, "44444444-dddd-4000-8000-000000000004", 3, shop_devices)
@@ -151,6 +158,6 @@ def build(path: Path) -> WebDb:
         scan2=s2.scan_id,
         scan3=s3.scan_id,
         scan4=s4.scan_id,
-        hostile_key=shop_devices[3].id,
-        huge_key=shop_devices[4].id,
+        hostile_key=shop_devices[4].id,
+        huge_key=shop_devices[5].id,
     )

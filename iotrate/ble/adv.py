@@ -265,7 +265,10 @@ def _manufacturer(cid: int, payload: bytes, out: Decoded, address: str | None) -
     if cid == APPLE:
         _apple(payload, out, address)
         return
-    if cid not in (0x0000, 0xFFFF):  # 0x0000 and the test id 0xFFFF are used as placeholders
+    # 0x0000 and the test id 0xFFFF are placeholders; Microsoft's id on a Connected Devices
+    # Platform beacon (01 ..) is sent by every Windows PC, whoever made it.
+    cdp = cid == 0x0006 and payload[:1] == b"\x01"
+    if cid not in (0x0000, 0xFFFF) and not cdp:
         out.add("ble.company_name", company_name(cid))
     if cid == HUAMI:
         _huami(payload, out, address)
@@ -279,8 +282,8 @@ def _manufacturer(cid: int, payload: bytes, out: Decoded, address: str | None) -
 def _eddystone(payload: bytes, out: Decoded) -> None:
     frame = payload[0]
     out.add("ble.eddystone.frame", f"{frame:02x}")
-    if frame == 0x10 and len(payload) >= 3:
-        out.add("ble.eddystone.url", _eddystone_url(payload[2:], payload[1]))
+    if frame == 0x10 and len(payload) >= 4:
+        out.add("ble.eddystone.url", _eddystone_url(payload[3:], payload[2]))
     elif frame in (0x40, 0x41):
         # Google Find My Device Network: 0x41 is the unwanted-tracking-protection mode a tag
         # enters when separated from its owner (nRF Connect SDK locator tag documentation).
@@ -357,8 +360,8 @@ def _service(uuid: str, payload: bytes, out: Decoded) -> None:
         state = payload[0] & 0x07
         names = {1: "premature offline", 2: "offline", 3: "overmature offline"}
         out.add("ble.smarttag.state", names.get(state, "connected"))
-        key = payload[4:12].hex() if len(payload) >= 12 else None
-        out.trackers.append(TrackerSignal("Samsung SmartThings Find", state in names, key))
+        tag_key = payload[4:12].hex() if len(payload) >= 12 else None
+        out.trackers.append(TrackerSignal("Samsung SmartThings Find", state in names, tag_key))
     elif short == "fe33":
         separated = bool(payload[1] & 0x01) if len(payload) > 1 else None
         out.trackers.append(TrackerSignal("Chipolo", separated, None))
@@ -376,9 +379,11 @@ def _service(uuid: str, payload: bytes, out: Decoded) -> None:
             Exposure("health", "body composition", f"{len(payload)}-byte measurement", source)
         )
     elif short == "1809":
+        # Only a real Temperature Measurement (GATT 0x2A1C layout) in the range of a human body
+        # is health data; room thermometers reuse the UUID with their own text.
         temp = _float32(payload[1:5]) if len(payload) >= 5 and payload[0] <= 0x07 else None
-        detail = f"{temp:.1f} °C" if temp is not None and 20 < temp < 50 else "a temperature"
-        out.exposures.append(Exposure("health", "body temperature", detail, source))
+        if temp is not None and 30.0 <= temp <= 45.0 and not payload[0] & 0x01:
+            out.exposures.append(Exposure("health", "body temperature", f"{temp:.1f} °C", source))
     elif short == "1810" and len(payload) >= 7:
         sys_ = _sfloat(int.from_bytes(payload[1:3], "little"))
         dia = _sfloat(int.from_bytes(payload[3:5], "little"))
@@ -404,10 +409,15 @@ def _mibeacon(payload: bytes, out: Decoded) -> None:
     out.add("ble.mibeacon.encrypted", "yes" if control & 0x08 else "no")
 
 
+# Member UUIDs that name a shared standard rather than one maker's products: Eddystone and Fast
+# Pair (Google), Exposure Notification (Apple and Google), BTHome (Allterco), Nordic's DFU.
+SHARED_UUIDS = frozenset({"feaa", "fe2c", "fd6f", "fcd2", "fe59"})
+
+
 def _uuid_names(uuid: str, out: Decoded) -> None:
     out.add("ble.service_name", uuid_service_name(uuid))
     owner = uuid_owner(uuid)
-    if owner:
+    if owner and short_uuid(uuid) not in SHARED_UUIDS:
         out.add("ble.uuid_owner", owner)
 
 

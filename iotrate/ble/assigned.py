@@ -16,7 +16,6 @@ from bluetooth_numbers import company, service
 from bluetooth_numbers.exceptions import BluetoothNumbersError
 
 from iotrate.ble.observe import short_uuid
-from iotrate.identify.datafiles import load_yaml, require_mapping
 
 MEMBER_RANGE = range(0xFC00, 0x10000)  # 16-bit UUIDs the SIG assigns to member companies
 
@@ -31,6 +30,9 @@ def company_name(cid: int) -> str | None:
 
 @lru_cache(maxsize=1)
 def _members() -> dict[int, str]:
+    # Imported here: iotrate.identify imports this package's decoders while it initialises.
+    from iotrate.identify.datafiles import load_yaml, require_mapping
+
     doc = require_mapping(load_yaml("ble_uuids.yaml"), "ble_uuids.yaml")
     table = require_mapping(doc.get("member_uuids"), "ble_uuids.yaml member_uuids")
     return {int(k): str(v) for k, v in table.items()}

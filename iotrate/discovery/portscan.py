@@ -306,20 +306,33 @@ async def scan_hosts(
         p for p in specs if p.transport is Transport.TCP
     ][:8]
 
+    # Hosts whose ports are being scanned at once: half the connection slots, so that slow
+    # banners on some hosts never leave slots idle, while a thousand alive hosts do not each
+    # hold a task per port (tens of thousands of waiting tasks) before the first slot frees up.
+    scanning = asyncio.Semaphore(max(1, limits.concurrency // 2))
+
     async def one_host(host: str) -> HostScan:
         result = HostScan(address=host)
         if host not in assume_alive and not await _is_alive(host, discovery, limits, sem):
             return result
         result.alive = True
-        host_sem = asyncio.Semaphore(limits.per_host)
+        outcomes: list[Service | BaseException | None] = [None] * len(specs)
+        todo = iter(range(len(specs)))
 
-        async def guarded(spec: PortSpec) -> Service | None:
-            async with sem, host_sem:
-                if spec.transport is Transport.UDP:
-                    return await _udp(host, spec, limits)
-                return await _grab(host, spec, limits)
+        async def worker() -> None:
+            for i in todo:  # one shared iterator: each port is taken by exactly one worker
+                spec = specs[i]
+                try:
+                    async with sem:
+                        if spec.transport is Transport.UDP:
+                            outcomes[i] = await _udp(host, spec, limits)
+                        else:
+                            outcomes[i] = await _grab(host, spec, limits)
+                except Exception as exc:
+                    outcomes[i] = exc
 
-        outcomes = await asyncio.gather(*(guarded(s) for s in specs), return_exceptions=True)
+        async with scanning:
+            await asyncio.gather(*(worker() for _ in range(min(limits.per_host, len(specs)))))
         for spec, out in zip(specs, outcomes, strict=True):
             if isinstance(out, BaseException):
                 result.errors.append(f"{spec.transport}/{spec.port}: {type(out).__name__}: {out}")

@@ -12,11 +12,18 @@ ARP), every target is connect-swept as if unprivileged, so nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from iotrate.discovery import arp
-from iotrate.discovery.portscan import HostScan, PortSpec, ScanLimits, scan_hosts
+from iotrate.discovery.portscan import (
+    HostScan,
+    PortSpec,
+    ScanLimits,
+    neighbour_macs,
+    scan_hosts,
+)
 
 
 async def discover(
@@ -66,3 +73,29 @@ async def discover(
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     return [h for batch in results for h in batch], "arp + tcp-connect"
+
+
+class Neighbours:
+    """MACs from the kernel's neighbour table for hosts the ARP sweep did not answer for.
+
+    Why a cache: each pipeline used to read the table (a subprocess) for its own host, a
+    thousand reads for a thousand hosts. A read now serves every host that asked before it
+    began (the kernel had learned their MACs by then), and hosts off the link, which the table
+    cannot hold, are never looked up at all.
+    """
+
+    def __init__(self, on_link: set[str]) -> None:
+        self._on_link = on_link
+        self._table: dict[str, str] = {}
+        self._read_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def mac(self, address: str) -> str | None:
+        if address not in self._on_link:
+            return None
+        asked = time.monotonic()
+        async with self._lock:
+            if self._read_at < asked:
+                self._read_at = time.monotonic()
+                self._table = await asyncio.to_thread(neighbour_macs)
+        return self._table.get(address)

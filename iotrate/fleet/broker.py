@@ -93,9 +93,7 @@ def parse_broker(
     )
 
 
-def make_client(
-    broker: Broker, client_id: str, *, manual_ack: bool = False
-) -> mqtt.Client:
+def make_client(broker: Broker, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
     """A paho client for ``broker``, not yet connected; TLS and login set up, reconnects
     backing off from 1 to 30 seconds."""
     client = mqtt.Client(
@@ -108,9 +106,7 @@ def make_client(
     if broker.username:
         client.username_pw_set(broker.username, broker.password)
     if broker.scheme == "mqtts":
-        context = ssl.create_default_context(
-            cafile=os.fspath(broker.ca) if broker.ca else None
-        )
+        context = ssl.create_default_context(cafile=os.fspath(broker.ca) if broker.ca else None)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if broker.cert is not None and broker.key is not None:
             context.load_cert_chain(os.fspath(broker.cert), os.fspath(broker.key))
@@ -123,7 +119,7 @@ def connect_properties(
     *, session_expiry: int | None = None, receive_maximum: int | None = None,
     maximum_packet_size: int | None = None,
 ) -> Properties:  # fmt: skip
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     if session_expiry is not None:
         props.SessionExpiryInterval = session_expiry
     if receive_maximum is not None:

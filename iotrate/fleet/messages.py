@@ -3,13 +3,16 @@
 Topics (``<site>`` and ``<scan-id>`` are restricted to letters, digits and ``._-``)::
 
     iotrate/v1/<site>/<scan-id>/start              the scan begins: targets, policy, options
-    iotrate/v1/<site>/<scan-id>/device/<device-id> one device, as soon as its probes are done
-    iotrate/v1/<site>/<scan-id>/end                the final, correlated and rated result
+    iotrate/v1/<site>/<scan-id>/device/<device-id> one device, as soon as its probes are done,
+                                                   and again if the scan's end changed it
+    iotrate/v1/<site>/<scan-id>/end                the result without devices, and which stand
     iotrate/v1/<site>/command                      signed commands to the site's agent
 
 Every payload is JSON with an envelope (``schema``, ``kind``, ``site``, ``scan_id``,
 ``agent_id``, ``sent_at``, ``seq``) around the scan result's own models, so the device inside a
-device message is exactly a ``devices[]`` item of ``iotrate scan --json``. The collector takes
+device message is exactly a ``devices[]`` item of ``iotrate scan --json``. Devices travel one
+per message and only once unless the end of the scan (correlation across devices, the final
+rating) changed them, so no message grows with the size of the network. The collector takes
 nothing on trust: size first, then JSON, then the envelope against the JSON Schema of
 :func:`json_schema`, then the topic against the envelope, then the device or result inside
 against the scan-result models. Those models are what ``scan-result.schema.json`` is generated
@@ -28,6 +31,7 @@ from typing import Annotated, Any, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from iotrate.models import SCHEMA_VERSION, Device, ScanResult, Target, ToolInfo
 
@@ -76,7 +80,7 @@ class _Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     schema_: Literal["iotrate.fleet/1"] = Field(
-        default=FLEET_SCHEMA, alias="schema", description="Envelope version."
+        default="iotrate.fleet/1", alias="schema", description="Envelope version."
     )
     site: str = Field(pattern=NAME_PATTERN, description="The agent's site (--site).")
     scan_id: str = Field(pattern=ID_PATTERN)
@@ -103,11 +107,15 @@ class DeviceMessage(_Envelope):
 class EndMessage(_Envelope):
     kind: Literal["end"] = "end"
     status: Literal["complete", "interrupted"]
-    devices_included: bool = Field(
-        description="False when the result came without its devices (too large for one "
-        "message, or the agent died mid-scan): the device messages already sent stand."
+    result: ScanResult = Field(
+        description="The scan result without its devices (they came as device messages)."
     )
-    result: ScanResult
+    addresses: list[str] | None = Field(
+        max_length=65536,
+        description="The addresses of the result's devices: stored devices of the scan not "
+        "listed are dropped. Null when the agent does not know (it stopped mid-scan): every "
+        "device received stands.",
+    )
 
 
 FleetMessage = Annotated[StartMessage | DeviceMessage | EndMessage, Field(discriminator="kind")]
@@ -151,7 +159,6 @@ def validator(kind: str | None = None) -> jsonschema.protocols.Validator:
         defs = _without_payload(schema["$defs"])
         schema = {**defs[_KINDS[kind]], "$defs": defs, "$schema": schema["$schema"]}
     cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
     checker: jsonschema.protocols.Validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
     return checker
 
@@ -178,7 +185,7 @@ def decode(
     if parts[:2] != TOPIC_ROOT.split("/") or len(parts) not in (5, 6):
         raise MessageRejected("not an iotrate/v1 result topic")
     try:
-        data = json.loads(payload)
+        data = from_json(payload)
     except (ValueError, RecursionError) as exc:
         raise MessageRejected(f"not JSON: {str(exc)[:120]}") from None
     if not isinstance(data, dict) or data.get("schema") != FLEET_SCHEMA:
@@ -196,8 +203,11 @@ def decode(
         raise MessageRejected(f"invalid: {str(exc).splitlines()[0][:200]}") from None
     if topic != topic_for(message):
         raise MessageRejected("the topic does not match the message's site, scan or device")
-    if isinstance(message, EndMessage) and message.result.scan_id != message.scan_id:
-        raise MessageRejected("the result's scan id differs from the envelope's")
+    if isinstance(message, EndMessage):
+        if message.result.scan_id != message.scan_id:
+            raise MessageRejected("the result's scan id differs from the envelope's")
+        if message.result.devices:
+            raise MessageRejected("an end message carries no devices")
     return message
 
 

@@ -35,6 +35,7 @@ CATEGORIES: tuple[str, ...] = (
     "tracker",
     "phone",
     "headphones",
+    "toothbrush",
     "printer",
     "router",
     "nas",
@@ -53,6 +54,9 @@ CATEGORY_FAMILIES: dict[str, str] = {
     "switch": "plug",
     "nas": "nas",
     "media-server": "nas",
+    # Other recordings' truth labels (the BLE fixtures) use "thermometer" for what iotrate
+    # calls a sensor.
+    "thermometer": "sensor",
 }
 
 
@@ -68,7 +72,7 @@ class Claim:
     value: str
     weight: float
     rule: str
-    source: str  # the observation kind: ssdp, mdns, http, banner, mac, dhcp
+    source: str  # the observation kind: ssdp, mdns, http, banner, mac, dhcp, ble
     field: str
     observed: str
     record: str = ""  # which record (one UPnP device, one DNS-SD service...) it came from

@@ -29,7 +29,7 @@ from iotrate.identify.vendors import VendorTable, vendor_table
 from iotrate.models import Identity, IdentityEvidence
 from iotrate.net import printable
 
-RULE_FILES_SKIP = {"vendors.yaml", "recog.yaml", "hass.yaml", "keywords.yaml"}
+RULE_FILES_SKIP = {"vendors.yaml", "recog.yaml", "hass.yaml", "keywords.yaml", "ble_uuids.yaml"}
 OUI_WEIGHT = 0.45  # the MAC's registered owner: usually the maker, sometimes a module maker
 OUI_EMBEDDED_WEIGHT = 0.3  # a MAC the device reports inside an answer (may be anonymised)
 OUI_MODULE_WEIGHT = 0.1

@@ -481,7 +481,13 @@ def _ble(obs: BleObservation) -> list[Record]:
         service_uuids=obs.service_uuids,
         tx_power=obs.tx_power,
     )
-    rec = Record("ble", "ble advertisement")
+    # Records with the same frame shape (which company ids and service-data UUIDs, named or
+    # not) share one uid, so a sensor's hundred readings are one witness for its maker, not a
+    # hundred (identification counts each record once per conclusion).
+    shape = ",".join(
+        [*sorted(obs.manufacturer_data), *sorted(obs.service_data), "name" if obs.name else ""]
+    )
+    rec = Record("ble", f"ble advertisement [{shape[:200]}]")
     for name, value in decode(advert).facts:
         rec.add(name, value)
     if obs.address_type == "public" and obs.address and normalise_mac(obs.address):
@@ -535,7 +541,7 @@ def records_for(observations: Iterable[Observation]) -> list[Record]:
             seen_ble.add(key)
         out.extend(_EXTRACTORS[obs.kind](obs))
     for i, rec in enumerate(out):
-        rec.uid = f"{i}:{rec.label}"
+        rec.uid = rec.label if rec.kind == "ble" else f"{i}:{rec.label}"
     return out
 
 

@@ -169,7 +169,8 @@ def device_table() -> list[dict[str, Any]]:
     """The device table with addresses placed in the running lab's subnet, else the default."""
     state = _read_state()
     if state is not None and _profile(state) == "scale":
-        rows: list[dict[str, Any]] = _scale_status(state, resolve_subnet(state["subnet"]))["devices"]
+        status = _scale_status(state, resolve_subnet(state["subnet"]))
+        rows: list[dict[str, Any]] = status["devices"]
         return rows
     return device_rows(resolve_subnet(state["subnet"] if state else None), _profile(state))
 
@@ -278,13 +279,13 @@ def _wait_ready(
 
 
 def _build(
-    net: ipaddress.IPv4Network, profile: str, hosts: int = 0, link: str = "auto"
+    net: ipaddress.IPv4Network, profile: str, size: int = 0, link: str = "auto"
 ) -> dict[str, Any]:
     if profile == "scale":
-        temp_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
-        state = {"profile": profile, "subnet": str(net), "temp_dir": str(temp_dir)}
-        state |= {"started_at": time.time(), "complete": False, "processes": []}
-        return scale.build(net, hosts, link, temp_dir, state, _write_state, READY_TIMEOUT)
+        work = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        record: dict[str, Any] = {"profile": profile, "subnet": str(net), "temp_dir": str(work)}
+        record |= {"started_at": time.time(), "complete": False, "processes": []}
+        return scale.build(net, size, link, work, record, _write_state, READY_TIMEOUT)
     table = load_table(profile)
     tools = host.find_tools()
     busybox = host.busybox_with_telnetd()
@@ -368,10 +369,11 @@ def lab_up(
     if profile != "scale" and (hosts is not None or link != "auto"):
         raise LabError("--hosts and --link belong to the scale profile")
     net = resolve_subnet(subnet)
-    size = {"hosts": hosts or scale.DEFAULT_HOSTS, "link": link}
+    count = hosts or scale.DEFAULT_HOSTS
     if profile == "scale":
-        scale.check_size(net, size["hosts"])
-        size["link"] = scale.choose_link(size["hosts"], link)
+        scale.check_size(net, count)
+        link = scale.choose_link(count, link)
+    size: dict[str, Any] = {"hosts": count, "link": link}
     host.require_root_on_linux()
     with _locked():
         state = _read_state()
@@ -393,7 +395,7 @@ def lab_up(
         if state is not None or netns.lab_namespaces() or netns.stale_etc_dirs():
             _teardown(state)  # half-up or crashed: start clean
         try:
-            state = _build(net, profile, int(size["hosts"]), str(size["link"]))
+            state = _build(net, profile, count, link)
         except BaseException as exc:
             try:
                 _teardown(_read_state())

@@ -203,20 +203,22 @@ def _host(index: int, kind: Kind, address: str, mac: str | None, rng: random.Ran
     elif kind.name == "tarpit":
         services["tcp/23"] = {"service": "tarpit"}
         services["tcp/80"] = {"service": "tarpit"}
-    return ScaleHost(index, name, address, mac, kind.name, kind.category, kind.vendor, services, weak)
+    return ScaleHost(
+        index, name, address, mac, kind.name, kind.category, kind.vendor, services, weak
+    )
 
 
 def plan(net: ipaddress.IPv4Network, hosts: int, link: str) -> list[ScaleHost]:
     """The emulated hosts, the same for the same (subnet, size, link) every time."""
     check_size(net, hosts)
-    rng = random.Random(SEED)
+    rng = random.Random(SEED)  # noqa: S311 - a reproducible mix, not a secret
     weights = [k.weight for k in KINDS]
     out = []
     for i in range(hosts):
         kind = rng.choices(KINDS, weights)[0]
         address = str(net.network_address + FIRST_HOST + i)
         mac = _mac(kind, i) if link == "macvlan" else None
-        out.append(_host(i, kind, address, mac, random.Random(SEED * 7919 + i)))
+        out.append(_host(i, kind, address, mac, random.Random(SEED * 7919 + i)))  # noqa: S311
     return out
 
 

@@ -286,7 +286,9 @@ async def mqtt(settings: dict[str, Any], reader: Reader, writer: Writer) -> None
             writer.write(_encode(0x90, body[:2] + bytes(len(filters))))
             for topic, payload in retained.items():
                 sys_topic = topic.startswith("$")
-                if any((f == "#" and not sys_topic) or (f == "$SYS/#" and sys_topic) for f in filters):
+                if any(
+                    (f == "#" and not sys_topic) or (f == "$SYS/#" and sys_topic) for f in filters
+                ):
                     writer.write(_publish(topic, payload))
         elif kind == 12:  # PINGREQ
             writer.write(bytes([0xD0, 0]))
@@ -379,7 +381,7 @@ def tls_context(cert: str, key: str, legacy: bool) -> ssl.SSLContext:
 
 
 async def serve(plan: dict[str, Any], ready: Path) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     contexts: dict[str, ssl.SSLContext] = {}
     if "tls" in plan:
@@ -409,7 +411,7 @@ async def serve(plan: dict[str, Any], ready: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    ready.write_text(f"{len(servers)}\n", encoding="ascii")
+    await asyncio.to_thread(ready.write_text, f"{len(servers)}\n", encoding="ascii")
     await stop.wait()
     for server in servers:
         server.close()

@@ -181,9 +181,8 @@ class LoginRequired:
         if path.startswith("/api/"):
             response = JSONResponse({"error": "login required"}, status_code=401)
         else:
-            target = path + (
-                f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else ""
-            )
+            query = bytes(scope.get("query_string") or b"").decode("latin-1")
+            target = path + (f"?{query}" if query else "")
             response = RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
         await response(scope, receive, send)
 

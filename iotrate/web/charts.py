@@ -23,7 +23,7 @@ DARK_TEXT = frozenset("CDE")  # light bars (yellow-green to amber) take black le
 
 
 def colour(grade: str | None) -> str:
-    return GRADE_COLOURS.get(grade or "", UNRATED_COLOUR)
+    return str(GRADE_COLOURS.get(grade or "", UNRATED_COLOUR))
 
 
 def _n(v: float) -> str:

@@ -37,7 +37,7 @@ SORTS = ("grade", "name", "site", "address", "findings")
 # Query values longer than this are refused rather than searched: no real name is this long,
 # and a filter is echoed into the page.
 MAX_QUERY = 200
-CACHE_SIZE = 32
+CACHE_SIZE = 64
 
 
 class NotFound(Exception):
@@ -47,7 +47,7 @@ class NotFound(Exception):
 def text(value: object, limit: int = 200) -> str:
     """A device string made safe to show: printable, one line, at most ``limit`` characters
     (cut with an ellipsis, so a 10 kB name cannot stretch a table)."""
-    s = clean(value, limit=limit + 1)
+    s = str(clean(value, limit=limit + 1))
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
@@ -214,7 +214,7 @@ def device_row(device: Device, scan: ScanSummary, link_scan: bool = False) -> De
 
 def _grade_rank(grade: str | None) -> int:
     # Worst first: G before A, unrated after all graded devices.
-    return -GRADES.index(grade) if grade in GRADES else 1  # type: ignore[arg-type]
+    return -GRADES.index(grade) if grade in GRADES else 1
 
 
 def _address_key(address: str) -> tuple[int, ...] | tuple[str]:

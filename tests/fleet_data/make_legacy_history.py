@@ -37,7 +37,9 @@ from iotrate.models import (
 
 HOSTILE = "'); DROP TABLE scans;-- <script>alert(1)</script>"
 T0 = datetime(2025, 11, 3, 9, 30, tzinfo=UTC)
-TARGET = Target(spec="192.0.2.0/29", kind=TargetKind.NETWORK, first="192.0.2.0", last="192.0.2.7", size=6)
+TARGET = Target(
+    spec="192.0.2.0/29", kind=TargetKind.NETWORK, first="192.0.2.0", last="192.0.2.7", size=6
+)
 
 
 def device(address: str, mac: str | None, grade: str, name: str, checks: list[str]) -> Device:
@@ -66,7 +68,9 @@ def device(address: str, mac: str | None, grade: str, name: str, checks: list[st
             category="plug",
             confidence=0.6,
             evidence=[
-                IdentityEvidence(source="http", field="http.title", value=name, rule="r", weight=0.6)
+                IdentityEvidence(
+                    source="http", field="http.title", value=name, rule="r", weight=0.6
+                )
             ],
         ),
     )

@@ -44,9 +44,7 @@ def upgrade() -> None:
         sa.Column("discovery_mode", sa.Text),
         sa.Column("errors_json", sa.Text, nullable=False, server_default="[]"),
         sa.Column("result_json", sa.Text),
-        sa.CheckConstraint(
-            "status IN ('running', 'complete', 'interrupted')", name="scans_status"
-        ),
+        sa.CheckConstraint("status IN ('running', 'complete', 'interrupted')", name="scans_status"),
     )
     op.create_index("scans_started", "scans", ["started_at"])
     op.create_index("scans_targets", "scans", ["targets_key", "started_at"])

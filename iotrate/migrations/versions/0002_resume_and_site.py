@@ -21,9 +21,7 @@ def upgrade() -> None:
     # The options as the CLI recorded them (JSON, interpreted by the CLI, not the store).
     op.add_column("scans", sa.Column("options_json", sa.Text))
     # Which site (fleet mode) the scan belongs to; a single-user database is all 'local'.
-    op.add_column(
-        "scans", sa.Column("site", sa.Text, nullable=False, server_default="local")
-    )
+    op.add_column("scans", sa.Column("site", sa.Text, nullable=False, server_default="local"))
     # Which process writes a running scan (opaque token), so a scan left 'running' by a
     # killed process can be told from one still in progress.
     op.add_column("scans", sa.Column("owner", sa.Text))

@@ -1,0 +1,121 @@
+"""``iotrate collector`` against a real mosquitto and a real PostgreSQL: acknowledged after the
+commit, resumed from its persistent session after a kill and a broker restart, bad messages
+dropped without harm, redeliveries stored once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from fleet_support import (
+    CollectorProcess,
+    Mosquitto,
+    PostgresServer,
+    postgres,  # noqa: F401
+    wait_for,
+)
+from paho.mqtt.enums import CallbackAPIVersion
+from test_storage import device, peek, result, target
+
+from iotrate.fleet.messages import DeviceMessage, EndMessage, StartMessage, encode, topic_for
+from iotrate.models import ToolInfo, utcnow
+from iotrate.storage import Store
+
+SITE, AGENT, SCAN = "shop-7", "agent-7", "c0ffee00-0000-4000-8000-000000000007"
+
+
+def publisher(broker: Mosquitto) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-pub", protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    return c
+
+
+def send(c: mqtt.Client, topic: str, payload: bytes) -> None:
+    c.publish(topic, payload, qos=1).wait_for_publish(timeout=10)
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    b = Mosquitto()
+    b.start()
+    try:
+        yield b
+    finally:
+        b.remove()
+
+
+def test_collector_resumes_its_session_and_drops_bad_messages(
+    broker: Mosquitto,
+    postgres: PostgresServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    db = postgres.new_database()
+    coll = CollectorProcess(
+        broker, db, tmp_path / "collector.log", "test-collector", "--max-message-bytes", "65536"
+    )
+    coll.start()
+    now = utcnow()
+    env = {"site": SITE, "scan_id": SCAN, "agent_id": AGENT, "sent_at": now}
+    a, b = device("192.0.2.2", grade="E"), device("192.0.2.3", "aa:bb:cc:00:00:03")
+    final = result(SCAN, device("192.0.2.2", grade="C"), b)
+    start = StartMessage(
+        **env, seq=1, started_at=final.started_at, policy="default", targets=[target()],
+        tool=ToolInfo(),
+    )  # fmt: skip
+    dev_a = DeviceMessage(**env, seq=2, device=a)
+    pub = publisher(broker)
+    for first in (start, dev_a):
+        send(pub, topic_for(first), encode(first))
+    wait_for(lambda: peek(db, "SELECT COUNT(*) FROM devices") == [(1,)], "device a stored")
+
+    # The collector dies; its session, and the broker's queue for it, live on.
+    coll.kill()
+    dev_b = DeviceMessage(**env, seq=3, device=b)
+    lean = final.model_copy(update={"devices": []})
+    dev_a2 = DeviceMessage(**env, seq=4, device=final.devices[0])  # the end changed it
+    end = EndMessage(
+        **env, seq=5, status="complete", result=lean, addresses=["192.0.2.2", "192.0.2.3"]
+    )
+    foreign = StartMessage(**{**start.model_dump(), "site": "shop-8", "seq": 9})
+    sequence: list[StartMessage | DeviceMessage | EndMessage] = [
+        dev_b, dev_b, dev_a2, end, dev_a, foreign,
+    ]  # fmt: skip
+    for m in sequence:  # a duplicate, and a late copy after the end
+        send(pub, topic_for(m), encode(m))
+    send(pub, topic_for(dev_a), b"{not json")
+    send(pub, topic_for(dev_a), json.dumps({**json.loads(encode(dev_a)), "seq": -1}).encode())
+    send(pub, topic_for(dev_a), b'{"schema":"iotrate.fleet/1","pad":"' + b"x" * 100_000 + b'"}')
+    send(pub, f"iotrate/v1/{SITE}/command", b"for the agents, not the collector")
+    pub.disconnect()
+    pub.loop_stop()
+    broker.stop()  # and the broker restarts while the collector is away
+    broker.start()
+    pub = publisher(broker)
+    marker = StartMessage(**{**start.model_dump(), "scan_id": "marker", "seq": 10})
+    send(pub, topic_for(marker), encode(marker))
+    pub.disconnect()
+    pub.loop_stop()
+
+    coll.start()
+    wait_for(lambda: peek(db, "SELECT id FROM scans WHERE id = 'marker'"), "the queue drained")
+    assert coll.stop() == 0
+    with Store(db) as s:
+        assert s.load_scan(SCAN) == final
+        assert {x.scan_id: (x.site, x.status, x.devices) for x in s.scans()} == {
+            SCAN: (SITE, "complete", 2),
+            "marker": (SITE, "running", 0),
+        }
+    assert peek(db, "SELECT COUNT(*) FROM devices") == [(2,)]
+    log = (tmp_path / "collector.log").read_text()
+    assert "(resumed session)" in log
+    # Not JSON, against the schema, too large (the collector's own limit: the broker delivered
+    # it from the queue), and a claim on another site's scan.
+    assert log.count("dropped a message") == 4, log
+    assert "not JSON" in log and "schema: at seq" in log and "more than the limit of 65536" in log
+    assert "belongs to site 'shop-7'" in log
+    assert "command" not in log.split("dropped a message")[-1]
+    assert "Traceback" not in log
