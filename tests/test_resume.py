@@ -135,6 +135,7 @@ def test_run_scan_skips_stored_hosts_and_rates_everything(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from iotrate import scan as scan_mod
+    from iotrate.discovery import sweep as sweep_mod
     from iotrate.discovery.portscan import HostScan
     from iotrate.targets import resolve_targets
 
@@ -150,7 +151,7 @@ def test_run_scan_skips_stored_hosts_and_rates_everything(
 
     monkeypatch.setattr(scan_mod, "discover", fake_discover)
     monkeypatch.setattr(scan_mod, "local_addresses", lambda: set())
-    monkeypatch.setattr(scan_mod, "neighbour_macs", lambda: {})
+    monkeypatch.setattr(sweep_mod, "neighbour_macs", lambda: {})
     old = Device(id="127.0.0.2", address="127.0.0.2", services=[Service(port=23)])
     began = utcnow() - timedelta(hours=1)
     opts = scan_mod.ScanOptions(

@@ -271,6 +271,7 @@ def fake_scan(monkeypatch: pytest.MonkeyPatch, addresses: list[str], stall: str)
     """``run_scan`` over fabricated hosts: every pipeline finishes except ``stall``'s, whose
     probing hangs until the scan is cancelled — like Ctrl-C on a slow device."""
     from iotrate import scan as scan_mod
+    from iotrate.discovery import sweep as sweep_mod
     from iotrate.discovery.portscan import HostScan
     from iotrate.probing import ProbeRunner
 
@@ -292,7 +293,7 @@ def fake_scan(monkeypatch: pytest.MonkeyPatch, addresses: list[str], stall: str)
 
     monkeypatch.setattr(scan_mod, "scan_hosts", fake_scan_hosts)
     monkeypatch.setattr(scan_mod, "local_addresses", lambda: set())
-    monkeypatch.setattr(scan_mod, "neighbour_macs", lambda: {})
+    monkeypatch.setattr(sweep_mod, "neighbour_macs", lambda: {})
     monkeypatch.setattr(ProbeRunner, "probe_device", probe_device)
 
 
@@ -337,6 +338,7 @@ def test_run_scan_reports_each_device_and_uses_the_given_id(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from iotrate import scan as scan_mod
+    from iotrate.discovery import sweep as sweep_mod
     from iotrate.discovery.portscan import HostScan
     from iotrate.targets import resolve_targets
 
@@ -349,7 +351,7 @@ def test_run_scan_reports_each_device_and_uses_the_given_id(
 
     monkeypatch.setattr(scan_mod, "scan_hosts", fake_scan_hosts)
     monkeypatch.setattr(scan_mod, "local_addresses", lambda: set())
-    monkeypatch.setattr(scan_mod, "neighbour_macs", lambda: {})
+    monkeypatch.setattr(sweep_mod, "neighbour_macs", lambda: {})
     seen: list[str] = []
 
     def broken(d: Device) -> None:
