@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import re
 import secrets
 import socket
@@ -136,7 +137,13 @@ class Publisher:
 
     paho keeps a message it was handed until it is acknowledged and sends it again after a
     reconnect, so the publisher hands each spooled message to paho once per process; after a
-    restart, whatever is still spooled is handed over again, oldest first."""
+    restart, whatever is still spooled is handed over again, oldest first.
+
+    Only the pump thread touches the hand-over state. paho calls ``on_publish`` while holding
+    its own message lock, and ``publish()`` takes that same lock: an acknowledgement handler
+    that took our lock while the pump held it inside ``publish()`` deadlocked both threads
+    (keep-alives stopped and the broker dropped the agent). So the handler only queues the
+    acknowledgement and the pump settles it."""
 
     def __init__(
         self,
@@ -154,7 +161,7 @@ class Publisher:
         self.connected = threading.Event()
         self._commands_topic = commands_topic
         self._on_command = on_command
-        self._lock = threading.Lock()
+        self._acks: queue.SimpleQueue[tuple[int, ReasonCode]] = queue.SimpleQueue()
         self._handed: dict[int, int] = {}  # paho mid -> spool seq
         self._last = 0  # highest seq handed to paho by this process
         self._wake = threading.Event()
@@ -234,20 +241,7 @@ class Publisher:
         reason: ReasonCode,
         _props: Properties | None,
     ) -> None:
-        with self._lock:
-            seq = self._handed.pop(mid, None)
-            if seq is None:
-                return
-            if reason.is_failure and reason.value not in _PERMANENT:
-                # Refused for now (quota, server busy): hand it over again later.
-                self._last = min(self._last, seq - 1)
-                log.warning("broker refused message %d for now: %s", seq, reason)
-                return
-        if reason.is_failure:
-            log.error(
-                "broker refused message %d for good (%s); dropped from the spool", seq, reason
-            )
-        self.spool.done(seq)
+        self._acks.put((mid, reason))
         self._wake.set()
 
     def _message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -260,25 +254,45 @@ class Publisher:
         while not self._stop.is_set():
             self._wake.wait(timeout=1.0)
             self._wake.clear()
-            if not self.connected.is_set():
-                continue
             try:
-                self._hand_over()
+                self._settle()
+                if self.connected.is_set():
+                    self._hand_over()
             except IotrateError as exc:
                 log.error("%s", exc)
                 time.sleep(1)
 
-    def _hand_over(self) -> None:
-        with self._lock:
-            room = self.window - len(self._handed)
-            if room <= 0:
+    def _settle(self) -> None:
+        """Apply the acknowledgements paho's thread queued: delete what the broker took."""
+        while True:
+            try:
+                mid, reason = self._acks.get_nowait()
+            except queue.Empty:
                 return
-            for seq, topic, payload in self.spool.pending(self._last, room):
-                info = self.client.publish(topic, payload, qos=1)
-                if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-                    return
-                self._handed[info.mid] = seq
-                self._last = seq
+            seq = self._handed.pop(mid, None)
+            if seq is None:
+                continue
+            if reason.is_failure and reason.value not in _PERMANENT:
+                # Refused for now (quota, server busy): hand it over again later.
+                self._last = min(self._last, seq - 1)
+                log.warning("broker refused message %d for now: %s", seq, reason)
+                continue
+            if reason.is_failure:
+                log.error(
+                    "broker refused message %d for good (%s); dropped from the spool", seq, reason
+                )
+            self.spool.done(seq)
+
+    def _hand_over(self) -> None:
+        room = self.window - len(self._handed)
+        if room <= 0:
+            return
+        for seq, topic, payload in self.spool.pending(self._last, room):
+            info = self.client.publish(topic, payload, qos=1)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                return
+            self._handed[info.mid] = seq
+            self._last = seq
 
 
 class Agent:
