@@ -24,7 +24,7 @@ import re
 import uuid as uuidlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from iotrate.ble.assigned import company_name, uuid_owner, uuid_service_name
 from iotrate.ble.errors import BleFormatError
@@ -91,6 +91,26 @@ def _hex_bytes(value: str | bytes, what: str) -> bytes:
         return bytes.fromhex(value)
     except ValueError:
         raise BleFormatError(f"{what} is not hex") from None
+
+
+#: The fields of a ``ble`` observation that make an :class:`Advert`.
+ADVERT_FIELDS = (
+    "address",
+    "address_type",
+    "name",
+    "manufacturer_data",
+    "service_data",
+    "service_uuids",
+    "tx_power",
+)
+
+
+def advert_from_observation(obs: Mapping[str, Any] | object) -> Advert:
+    """An :class:`Advert` from a ``ble`` observation: the validated model or its JSON object
+    (the live scanner groups raw objects before they become models)."""
+    if isinstance(obs, Mapping):
+        return advert_from_fields(**{f: obs[f] for f in ADVERT_FIELDS})
+    return advert_from_fields(**{f: getattr(obs, f) for f in ADVERT_FIELDS})
 
 
 def advert_from_fields(

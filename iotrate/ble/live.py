@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from iotrate.ble.adv import advert_from_fields, decode
+from iotrate.ble.adv import advert_from_observation, decode
 from iotrate.ble.errors import BleFormatError, BleUnavailable
 from iotrate.ble.observe import classify_random, normalise_hex, normalise_uuid, observation_dict
 from iotrate.identify.errors import ObservationError
@@ -46,17 +46,7 @@ def device_key(obs: dict[str, Any]) -> str:
     """What groups advertisements into one device: the identifier a tracker broadcasts when it
     has one (its address may rotate while the identifier stays), else the address."""
     try:
-        decoded = decode(
-            advert_from_fields(
-                address=obs["address"],
-                address_type=obs["address_type"],
-                name=obs["name"],
-                manufacturer_data=obs["manufacturer_data"],
-                service_data=obs["service_data"],
-                service_uuids=obs["service_uuids"],
-                tx_power=obs["tx_power"],
-            )
-        )
+        decoded = decode(advert_from_observation(obs))
     except BleFormatError:
         decoded = None
     if decoded is not None:

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from iotrate.ble.adv import Decoded, Exposure, advert_from_fields, decode
+from iotrate.ble.adv import Decoded, Exposure, advert_from_observation, decode
 from iotrate.identify.facts import ble_content_key
 from iotrate.identify.observations import BleObservation
 from iotrate.models import (
@@ -124,19 +124,7 @@ def decoded_of(observations: Sequence[BleObservation]) -> list[Decoded]:
         if key in seen:
             continue
         seen.add(key)
-        out.append(
-            decode(
-                advert_from_fields(
-                    address=obs.address,
-                    address_type=obs.address_type,
-                    name=obs.name,
-                    manufacturer_data=obs.manufacturer_data,
-                    service_data=obs.service_data,
-                    service_uuids=obs.service_uuids,
-                    tx_power=obs.tx_power,
-                )
-            )
-        )
+        out.append(decode(advert_from_observation(obs)))
     return out
 
 

@@ -21,7 +21,7 @@ from xml.etree.ElementTree import Element
 
 from defusedxml import ElementTree as SafeET
 
-from iotrate.ble.adv import advert_from_fields, decode
+from iotrate.ble.adv import advert_from_observation, decode
 from iotrate.identify.observations import (
     BannerObservation,
     BleObservation,
@@ -472,15 +472,7 @@ def _dhcp(obs: DhcpObservation) -> list[Record]:
 def _ble(obs: BleObservation) -> list[Record]:
     """One advertisement is one record: its facts come from the documented payload layouts
     (:mod:`iotrate.ble.adv`); a public address also names its IEEE registrant."""
-    advert = advert_from_fields(
-        address=obs.address,
-        address_type=obs.address_type,
-        name=obs.name,
-        manufacturer_data=obs.manufacturer_data,
-        service_data=obs.service_data,
-        service_uuids=obs.service_uuids,
-        tx_power=obs.tx_power,
-    )
+    advert = advert_from_observation(obs)
     # Records with the same frame shape (which company ids and service-data UUIDs, named or
     # not) share one uid, so a sensor's hundred readings are one witness for its maker, not a
     # hundred (identification counts each record once per conclusion).
