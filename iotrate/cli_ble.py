@@ -14,13 +14,13 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from iotrate.errors import IotrateError, UsageError
-from iotrate.identify.observations import BleObservation, Observation, read_observations
+from iotrate.identify.observations import BleObservation, Observation
 from iotrate.models import ScanResult
 
 EXIT_USAGE, EXIT_RUNTIME = 2, 3
@@ -176,19 +176,10 @@ def replay_cmd(
     The time-based checks use the recording's own clock (each observation's ``time``).
     """
     from iotrate.ble.devices import capture_result
+    from iotrate.cli_identify import read_observation_file
 
     out, err = _consoles()
-    try:
-        fh: TextIO
-        with sys.stdin if str(file) == "-" else file.open(encoding="utf-8", errors="replace") as fh:
-            read = read_observations(fh)
-    except OSError as exc:
-        err.print(f"iotrate: error: cannot read {file}: {exc.strerror or exc}", markup=False)
-        raise typer.Exit(EXIT_USAGE) from None
-    for w in read.warnings:
-        err.print(f"iotrate: warning: {w}", markup=False, highlight=False)
-    for e in read.errors:
-        err.print(f"iotrate: error: {e}", markup=False, highlight=False)
+    read = read_observation_file(file, err)
     ble: list[Observation] = [o for o in read.observations if isinstance(o, BleObservation)]
     try:
         result = capture_result(ble)

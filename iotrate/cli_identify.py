@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from iotrate.identify import IdentifyError, identify, read_observations
+from iotrate.identify.observations import ReadResult
 from iotrate.models import Identity
 
 EXIT_USAGE, EXIT_RUNTIME = 2, 3
@@ -91,7 +92,6 @@ def identify_cmd(
     if pcap is not None:
         from iotrate.discovery.pcap import read_pcap
         from iotrate.errors import UsageError
-        from iotrate.identify.observations import ReadResult
 
         try:
             read = ReadResult(observations=read_pcap(pcap))
@@ -100,21 +100,10 @@ def identify_cmd(
             raise typer.Exit(EXIT_USAGE) from None
         file = pcap
     assert file is not None
-    try:
-        if pcap is not None:
-            pass
-        elif str(file) == "-":
-            read = read_observations(sys.stdin)
-        else:
-            with file.open(encoding="utf-8", errors="replace") as fh:
-                read = read_observations(fh)
-    except OSError as exc:
-        err.print(f"iotrate: error: cannot read {file}: {exc.strerror or exc}", markup=False)
-        raise typer.Exit(EXIT_USAGE) from None
-    for w in read.warnings:
-        err.print(f"iotrate: warning: {w}", markup=False, highlight=False)
-    for e in read.errors:
-        err.print(f"iotrate: error: {e}", markup=False, highlight=False)
+    if pcap is None:
+        read = read_observation_file(file, err)
+    else:
+        _tell_read_problems(read, err)
     try:
         results = identify(read.observations)
     except IdentifyError as exc:
@@ -126,3 +115,26 @@ def identify_cmd(
         render_table(results, out)
     if read.errors:
         raise typer.Exit(EXIT_USAGE)
+
+
+def read_observation_file(file: Path, err: Console) -> ReadResult:
+    """Observations from a JSON Lines file (``-``: stdin), their warnings and errors printed;
+    a file that cannot be read at all is a usage error (exit 2)."""
+    try:
+        if str(file) == "-":
+            read = read_observations(sys.stdin)
+        else:
+            with file.open(encoding="utf-8", errors="replace") as fh:
+                read = read_observations(fh)
+    except OSError as exc:
+        err.print(f"iotrate: error: cannot read {file}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    _tell_read_problems(read, err)
+    return read
+
+
+def _tell_read_problems(read: ReadResult, err: Console) -> None:
+    for w in read.warnings:
+        err.print(f"iotrate: warning: {w}", markup=False, highlight=False)
+    for e in read.errors:
+        err.print(f"iotrate: error: {e}", markup=False, highlight=False)
