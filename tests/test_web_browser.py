@@ -105,6 +105,20 @@ def server(db: WebDb, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         assert code == 0
 
 
+def submit(driver: Any, button: Any) -> None:
+    """Click a form's button and wait for the page it loads: ``click()`` returns once the
+    click is sent, and on a busy machine the old page can still be there a moment later."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element("tag name", "html")
+    button.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+
+
 def page_state(driver: Any) -> dict[str, Any]:
     return dict(
         driver.execute_script(
@@ -171,7 +185,7 @@ def test_filter_through_the_form(driver: Any, server: str) -> None:
     before = page_state(driver)["rows"]
     Select(driver.find_element(By.NAME, "grade")).select_by_value("G")
     Select(driver.find_element(By.NAME, "site")).select_by_value("home")
-    driver.find_element(By.ID, "apply").click()
+    submit(driver, driver.find_element(By.ID, "apply"))
     assert "grade=G" in driver.current_url and "site=home" in driver.current_url
     state = page_state(driver)
     assert 0 < state["rows"] < before, (before, state["rows"])
@@ -182,7 +196,7 @@ def test_filter_through_the_form(driver: Any, server: str) -> None:
     box = driver.find_element(By.NAME, "q")
     box.clear()
     box.send_keys("hikvision")
-    driver.find_element(By.ID, "apply").click()
+    submit(driver, driver.find_element(By.ID, "apply"))
     assert page_state(driver)["rows"] == 1
     driver.get(driver.current_url)
     assert page_state(driver)["rows"] == 1
@@ -196,7 +210,7 @@ def test_compare_form(driver: Any, server: str, db: WebDb) -> None:
     driver.get(server + "/scans")
     Select(driver.find_element(By.NAME, "a")).select_by_value(db.scan1)
     Select(driver.find_element(By.NAME, "b")).select_by_value(db.scan2)
-    driver.find_element(By.CSS_SELECTOR, "#compare button").click()
+    submit(driver, driver.find_element(By.CSS_SELECTOR, "#compare button"))
     assert driver.current_url.endswith(f"/diff?a={db.scan1}&b={db.scan2}")
     state = page_state(driver)
     assert "better" in state["text"] and "Hikvision" in state["text"]
