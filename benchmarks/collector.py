@@ -23,6 +23,9 @@ Both start their own PostgreSQL 15 with the stock durability settings (fsync on)
 own mosquitto (persistence saved every 60 s), on 127.0.0.1 with free ports;
 run as root, the servers run as their own system users. The rate is device results per
 second: devices stored divided by the wall time from the first message to the last commit.
+On a machine shared with other work the rate says little on its own, so each phase also
+reports the CPU milliseconds per device of the collector, PostgreSQL and mosquitto, and the
+rate that CPU allows on two idle cores; and the benchmark process's peak RSS.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import platform
+import resource
 import sys
 import threading
 import time
@@ -59,6 +65,50 @@ from iotrate.models import Device, ScanResult, ToolInfo, utcnow  # noqa: E402
 from iotrate.storage import Store  # noqa: E402
 
 DEFAULT_RESULT = ROOT / "tests" / "data" / "lab-scan.json"
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds of a process (and, for PostgreSQL's postmaster, of its exited children:
+    the backends of closed connections)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / _TICK
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class CpuMeter:
+    """CPU time spent by the collector (this process), PostgreSQL (the postmaster, its live
+    backends and the exited ones) and mosquitto: rates depend on what else the machine runs,
+    CPU time per device much less."""
+
+    def __init__(self, postmaster: int, broker: int | None = None) -> None:
+        self.postmaster, self.broker = postmaster, broker
+
+    def snapshot(self) -> dict[str, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        pg = _proc_cpu(self.postmaster, children=True)
+        pg += sum(_proc_cpu(c) for c in _children(self.postmaster))
+        return {
+            "collector": own.ru_utime + own.ru_stime,
+            "postgres": pg,
+            "mosquitto": _proc_cpu(self.broker) if self.broker else 0.0,
+        }
+
+    @staticmethod
+    def delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+        return {k: b[k] - a[k] for k in a}
 
 
 def workload(template: ScanResult, scans: int, per_scan: int) -> list[tuple[str, bytes]]:
@@ -121,8 +171,11 @@ def count(db: str, sql: str) -> int:
         engine.dispose()
 
 
-def write_path(db: str, messages: list[tuple[str, bytes]], batch: int, writers: int) -> float:
-    """Seconds for the collector to decode and store ``messages`` fed from memory."""
+def write_path(
+    db: str, messages: list[tuple[str, bytes]], batch: int, writers: int, postmaster: int
+) -> tuple[float, dict[str, float]]:
+    """Seconds (and CPU seconds) for the collector to decode and store ``messages`` fed from
+    memory."""
     with Store(db) as store:
         collector = Collector(
             parse_broker("mqtt://127.0.0.1:1"), store, batch_size=batch, writers=writers
@@ -144,13 +197,16 @@ def write_path(db: str, messages: list[tuple[str, bytes]], batch: int, writers: 
             stop.set()
 
         feeder = threading.Thread(target=feed)
+        meter = CpuMeter(postmaster)
+        c0 = meter.snapshot()
         t0 = time.perf_counter()
         feeder.start()
         collector.serve(stop)
         feeder.join()
         elapsed = time.perf_counter() - t0
+        cpu = meter.delta(c0, meter.snapshot())
         assert collector.stats.rejected == 0, collector.stats
-    return elapsed
+    return elapsed, cpu
 
 
 def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
@@ -174,7 +230,8 @@ def end_to_end(
     batch: int,
     writers: int,
     backlog: bool,
-) -> float:
+    postmaster: int,
+) -> tuple[float, dict[str, float]]:
     """Seconds until the collector has committed the last end message, through mosquitto.
 
     Live: an agent process publishes while the collector runs (timed from its first
@@ -208,27 +265,50 @@ def end_to_end(
                 target=_publish, args=(broker.port, messages)
             )
             coll, stop, runner = collector()
+            assert broker.proc is not None
+            meter = CpuMeter(postmaster, broker.proc.pid)
             if backlog:
                 stop.set()
                 runner.join(60)
                 agent.start()
                 agent.join()
+                c0 = meter.snapshot()
                 t0 = time.perf_counter()
                 coll, stop, runner = collector()
             else:
+                c0 = meter.snapshot()
                 t0 = time.perf_counter()
                 agent.start()
-            sql = "SELECT COUNT(*) FROM scans WHERE status = 'complete'"
-            while count(db, sql) < scans:
-                time.sleep(0.05)
+            # One connection for the polling: a new one each time would fork a backend and
+            # build an engine every 50 ms, and be counted as the collector's work.
+            sql = text("SELECT COUNT(*) FROM scans WHERE status = 'complete'")
+            engine = create_engine(db)
+            try:
+                with engine.connect() as conn:
+                    while int(conn.execute(sql).scalar_one()) < scans:
+                        conn.rollback()  # a fresh snapshot next time
+                        time.sleep(0.05)
+            finally:
+                engine.dispose()
             elapsed = time.perf_counter() - t0
+            cpu = meter.delta(c0, meter.snapshot())
             agent.join()
             stop.set()
             runner.join(60)
             assert coll.stats.rejected == 0, coll.stats
     finally:
         broker.remove()
-    return elapsed
+    return elapsed, cpu
+
+
+def per_device(phase: str, cpu: dict[str, float], n: int) -> dict[str, float]:
+    """CPU milliseconds per device by process, and the rate they allow on two idle cores:
+    the collector's share is bound to one core (Python), the whole to two."""
+    ms = {k: 1000 * v / n for k, v in cpu.items()}
+    total = sum(ms.values())
+    out = {f"{phase}_cpu_ms_per_device_{k}": round(v, 3) for k, v in ms.items()}
+    out[f"{phase}_devices_per_s_on_2_idle_cores"] = round(min(1000 / ms["collector"], 2000 / total))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             f"no scan result at {args.result}: iotrate lab exec -- iotrate scan SUBNET -o FILE"
         )
+    load_at_start = round(os.getloadavg()[0], 2)
     tune_gc()  # as ``iotrate collector`` does
     template = ScanResult.model_validate_json(args.result.read_text(encoding="utf-8"))
     messages = workload(template, args.scans, args.devices)
@@ -252,30 +333,43 @@ def main(argv: list[str] | None = None) -> int:
     pg = PostgresServer(fast=False)
     try:
         dbs = [pg.new_database("bench") for _ in range(3)]
-        t_write = write_path(dbs[0], messages, args.batch, args.writers)
-        t_live = end_to_end(dbs[1], messages, args.scans, args.batch, args.writers, backlog=False)
-        t_backlog = end_to_end(dbs[2], messages, args.scans, args.batch, args.writers, backlog=True)
+        pm = pg.proc.pid
+        t_write, cpu_write = write_path(dbs[0], messages, args.batch, args.writers, pm)
+        run = (dbs[1], messages, args.scans, args.batch, args.writers)
+        t_live, cpu_live = end_to_end(*run, backlog=False, postmaster=pm)
+        run = (dbs[2], messages, args.scans, args.batch, args.writers)
+        t_backlog, cpu_backlog = end_to_end(*run, backlog=True, postmaster=pm)
         stored = [count(db, "SELECT COUNT(*) FROM devices") for db in dbs]
     finally:
         pg.stop()
     assert stored == [n_devices] * 3, (stored, n_devices)
     figures = {
+        "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+        "load_average_at_start": load_at_start,
         "scans": args.scans,
         "devices": n_devices,
         "messages": len(messages),
         "device_message_bytes_mean": round(size),
+        "batch_size": args.batch,
+        "writers": args.writers,
         "write_path_s": round(t_write, 2),
         "write_path_devices_per_s": round(n_devices / t_write),
         "end_to_end_live_s": round(t_live, 2),
         "end_to_end_live_devices_per_s": round(n_devices / t_live),
         "end_to_end_backlog_s": round(t_backlog, 2),
         "end_to_end_backlog_devices_per_s": round(n_devices / t_backlog),
+        **per_device("write_path", cpu_write, n_devices),
+        **per_device("end_to_end_live", cpu_live, n_devices),
+        **per_device("end_to_end_backlog", cpu_backlog, n_devices),
+        # The collector runs in this process: its peak, plus the workload held in memory.
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "workload_mib": round(sum(len(p) for _, p in messages) / 2**20),
     }
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
         for k, v in figures.items():
-            print(f"{k:28} {v}")
+            print(f"{k:34} {v}")
     return 0
 
 

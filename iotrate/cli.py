@@ -253,6 +253,7 @@ def scan(
             concurrency, safe = p.get("concurrency", concurrency), p.get("safe", safe)
             intrusive, exclude = p.get("intrusive", intrusive), p.get("exclude", exclude)
             use_nmap, rate_limit = p.get("use_nmap", use_nmap), p.get("rate_limit", rate_limit)
+            budget = p.get("budget", budget)  # the rest gets the same budget again
             allow_list = Path(p["allow_list"]) if p.get("allow_list") else None
         if safe and intrusive:
             raise UsageError("--safe and --intrusive exclude each other")

@@ -334,15 +334,26 @@ def agent_command_cmd(
         payload = commands.sign(commands.load_key(command_key), site, command)
         mqtt = parse_broker(broker, ca=ca, cert=cert, key=key, password_file=password_file)
         client = make_client(mqtt, f"iotrate-command-{int(time.time() * 1000) % 10**9}")
+        connected = threading.Event()
+        client.on_connect = lambda _c, _u, _f, reason, _p: (
+            None if reason.is_failure else connected.set()
+        )
         connect_async(client, mqtt)
         client.loop_start()
+        late = RuntimeFailure(f"the broker {mqtt} did not take the command in time")
         try:
-            info = client.publish(command_topic(site), payload, qos=1)
+            # paho refuses a publish before the connection is up: wait for it first.
             deadline = time.monotonic() + timeout
-            while not info.is_published():
-                if time.monotonic() > deadline:
-                    raise RuntimeFailure(f"the broker {mqtt} did not take the command in time")
-                time.sleep(0.05)
+            if not connected.wait(timeout):
+                raise late
+            info = client.publish(command_topic(site), payload, qos=1)
+            try:
+                while not info.is_published():
+                    if time.monotonic() > deadline:
+                        raise late
+                    time.sleep(0.05)
+            except RuntimeError as exc:  # paho: the connection dropped before the PUBACK
+                raise RuntimeFailure(f"the broker {mqtt} did not take the command: {exc}") from None
         finally:
             client.disconnect()
             client.loop_stop()

@@ -40,6 +40,7 @@ SCAN_PARAMS: tuple[str, ...] = (
     "use_nmap",
     "allow_list",
     "rate_limit",
+    "budget",
 )
 #: Version of the recorded options' layout; a resume refuses a layout it does not know.
 OPTIONS_VERSION = 1

@@ -126,7 +126,9 @@ async def _run_scan(targets: TargetSet, options: ScanOptions) -> ScanResult:
     # Multicast discovery listens for the whole network while the sweep and probes run.
     shared: SharedDiscovery | None = None
     if options.multicast and hosts:
-        shared = SharedDiscovery(frozenset(hosts), listen=options.listen)
+        # A budget shorter than the listening window shortens it: the scan ends on time.
+        listen = min(options.listen, options.budget) if options.budget else options.listen
+        shared = SharedDiscovery(frozenset(hosts), listen=listen)
         shared.start()
     # ARP answers tell which on-link hosts exist at all, so dead addresses cost nothing more;
     # the sweep fills this as replies arrive (iotrate.discovery.sweep).

@@ -285,6 +285,7 @@ def _device_view(
         coverage_pct=round(cov.fraction * 100) if cov else None,
         coverage_text=(
             f"{cov.checks_run} of {cov.checks_total} checks could be tested"
+            + (f" — scan stopped at {data.budget:g} s budget" if data.budget else "")
             if cov
             else "not measured"
         ),

@@ -89,6 +89,8 @@ def test_collector_resumes_its_session_and_drops_bad_messages(
     send(pub, topic_for(dev_a), b"{not json")
     send(pub, topic_for(dev_a), json.dumps({**json.loads(encode(dev_a)), "seq": -1}).encode())
     send(pub, topic_for(dev_a), b'{"schema":"iotrate.fleet/1","pad":"' + b"x" * 100_000 + b'"}')
+    # A valid message on another site's topic: a publisher claiming what is not its own.
+    send(pub, topic_for(dev_a).replace(f"/{SITE}/", "/shop-9/"), encode(dev_a))
     send(pub, f"iotrate/v1/{SITE}/command", b"for the agents, not the collector")
     pub.disconnect()
     pub.loop_stop()
@@ -113,9 +115,11 @@ def test_collector_resumes_its_session_and_drops_bad_messages(
     log = (tmp_path / "collector.log").read_text()
     assert "(resumed session)" in log
     # Not JSON, against the schema, too large (the collector's own limit: the broker delivered
-    # it from the queue), and a claim on another site's scan.
-    assert log.count("dropped a message") == 4, log
+    # it from the queue), on a topic that is not the message's, and a claim on another site's
+    # scan.
+    assert log.count("dropped a message") == 5, log
     assert "not JSON" in log and "schema: at seq" in log and "more than the limit of 65536" in log
+    assert "dropped a message on 'iotrate/v1/shop-9/" in log and "topic does not match" in log
     assert "belongs to site 'shop-7'" in log
     assert "command" not in log.split("dropped a message")[-1]
     assert "Traceback" not in log

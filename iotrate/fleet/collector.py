@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 Message = StartMessage | DeviceMessage | EndMessage
 #: A received message: its arrival number, the MQTT message, and what it decoded to (None:
-#: rejected, or not for the collector).
+#: not decoded yet, rejected, or not for the collector).
 Received = tuple[int, mqtt.MQTTMessage, Message | None]
 
 
@@ -91,8 +91,9 @@ class Collector:
         self.writers = max(1, writers) if store.dialect == "postgresql" else 1
         self.stats = Stats()
         self.connected = threading.Event()
-        # Messages decoded and checked by paho's thread, numbered in arrival order so they can
-        # be acknowledged in that order whichever writer stored them.
+        # Messages as paho's thread received them, numbered in arrival order so they can be
+        # acknowledged in that order whichever writer checked and stored them. The checks run
+        # in the writers: paho's thread, left to the network, takes the GIL less often.
         self._inbox: queue.Queue[Received] = queue.Queue()
         self._arrivals = itertools.count()
         self._stats_lock = threading.Lock()
@@ -142,7 +143,7 @@ class Collector:
         self.connected.clear()
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put((next(self._arrivals), msg, self._decode(msg)))
+        self._inbox.put((next(self._arrivals), msg, None))
 
     # -- dispatch, writers and acknowledgements ----------------------------------------------
 
@@ -178,13 +179,16 @@ class Collector:
                     if stop.is_set():
                         break
                     continue
-                decoded = item[2]
-                if decoded is None:
+                topic = item[1].topic
+                if topic.endswith("/command"):
                     with self._stats_lock:
                         self.stats.received += 1
-                    self._finished([item])  # rejected or not ours: acknowledged, never stored
+                    self._finished([item])  # the agents' commands: acknowledged, not ours
                 else:
-                    lanes[zlib.crc32(decoded.scan_id.encode()) % len(lanes)].put(item)
+                    # By the topic's scan level: a message whose topic and content disagree
+                    # is rejected by its writer anyway.
+                    scan = topic.split("/", 4)[3:4]
+                    lanes[zlib.crc32(scan[0].encode() if scan else b"") % len(lanes)].put(item)
                 self._ack_ready()
         finally:
             for lane in lanes:
@@ -209,6 +213,7 @@ class Collector:
                     closing = True
                     break
                 batch.append(more)
+            batch = [(seq, msg, self._decode(msg)) for seq, msg, _ in batch]
             if self._handle(batch, stop):
                 self._finished(batch)
 
