@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from iotrate.errors import IotrateError, UsageError
-from iotrate.models import Device, ScanResult, Target, utcnow
+from iotrate.models import Target, utcnow
 from iotrate.storage import Recorder, Store, default_path, is_url
 
 _out = Console(soft_wrap=True, highlight=False)
@@ -81,24 +81,12 @@ def scan_recorder(
     it is stored, so an interrupted scan still has grades; the scan's final rating (after
     cross-device correlation) replaces them when it finishes. ``store`` (already open, e.g.
     for ``--resume``) and ``recorder_kw`` (options, owner, resumed) go to the Recorder."""
-    from iotrate.rating import load_scheme, rate_result
+    from iotrate.rating import device_rater
 
     started = started or utcnow()
     if store is None and not no_history:
         store = Store(db or default_path())
-    try:
-        scheme = load_scheme()
-    except IotrateError:
-        scheme = None
-
-    def prepare(device: Device) -> Device:
-        if scheme is None:
-            return device
-        try:
-            one = ScanResult(scan_id=scan_id, started_at=started, devices=[device])
-            return rate_result(one, scheme).devices[0]
-        except IotrateError:
-            return device
+    prepare = device_rater(scan_id, started)
 
     try:
         return Recorder(store, scan_id, started, targets, policy, prepare, **recorder_kw)

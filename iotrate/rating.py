@@ -18,7 +18,7 @@ import logging
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -773,3 +773,27 @@ def rate_result(
         findings += declaration_findings(scheme, decl, today=day)
         devices.append(device.model_copy(update={"findings": findings, "rating": rating}))
     return result.model_copy(update={"devices": devices})
+
+
+def device_rater(scan_id: str, started: datetime) -> Callable[[Device], Device]:
+    """Rates one device on its own, as it is stored or published mid-scan: an interrupted scan
+    still has grades, and the scan's final rating (after cross-device correlation) replaces
+    them. Without a loadable scheme, or when rating fails, the device goes on unrated rather
+    than costing the scan its result."""
+    from iotrate.errors import IotrateError
+
+    try:
+        scheme: Scheme | None = load_scheme()
+    except IotrateError:
+        scheme = None
+
+    def rate(device: Device) -> Device:
+        if scheme is None:
+            return device
+        try:
+            one = ScanResult(scan_id=scan_id, started_at=started, devices=[device])
+            return rate_result(one, scheme).devices[0]
+        except IotrateError:
+            return device
+
+    return rate

@@ -411,7 +411,7 @@ class Agent:
 
     def scan_once(self) -> ScanResult:
         from iotrate.discovery.portscan import ScanLimits
-        from iotrate.rating import load_scheme, rate_result
+        from iotrate.rating import device_rater
         from iotrate.scan import ScanOptions, run_scan
         from iotrate.storage import Recorder
 
@@ -420,19 +420,7 @@ class Agent:
         targets = list(target_set.targets)
         scan_id = str(uuid.uuid4())
         started = utcnow()
-        try:
-            scheme = load_scheme()
-        except IotrateError:
-            scheme = None
-
-        def prepare(device: Device) -> Device:
-            if scheme is None:
-                return device
-            try:
-                one = ScanResult(scan_id=scan_id, started_at=started, devices=[device])
-                return rate_result(one, scheme).devices[0]
-            except IotrateError:
-                return device
+        prepare = device_rater(scan_id, started)
 
         self._queue(
             lambda seq: StartMessage(
