@@ -11,8 +11,8 @@ FILE``), copied into ``--scans`` scans of ``--devices`` devices each with fresh 
 and scan ids, and wrapped in the messages an agent sends: a start, one message per device, an
 end (the result without its devices, and the addresses that stand).
 
-1. **write path**: the collector's own message handling (size check, JSON, the envelope's JSON
-   Schema, the models, the database transactions) fed from memory by a thread standing in for
+1. **write path**: the collector's own message handling (size check, the strict models over
+   the whole message, the database transactions) fed from memory by a thread standing in for
    paho's;
 2. **end to end** through a real mosquitto, QoS 1, persistent session, manual acknowledgement
    after each commit, until the last end message is stored: *live* (an agent process

@@ -66,8 +66,8 @@ from iotrate.models import Device, ScanResult, Target, ToolInfo, utcnow
 
 ScanStatus = Literal["running", "complete", "interrupted"]
 
-#: The schema this iotrate writes: the number of the newest Alembic revision (``0004``).
-SCHEMA_VERSION = 4
+#: The schema this iotrate writes: the number of the newest Alembic revision (``0005``).
+SCHEMA_VERSION = 5
 #: The revision a pre-Alembic database with ``schema_version`` N already has.
 LEGACY_REVISIONS = ("0001", "0002")
 #: The value the old counter is set to once Alembic manages the database: higher than any
@@ -90,10 +90,11 @@ def _scan_of_device() -> Column[str]:
     return Column("scan_id", Text, nullable=False)
 
 
-def _device_fk() -> Column[int]:
-    return Column(
-        "device_id", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False
-    )
+def _device_of_child() -> Column[int]:
+    """A child row's device. No foreign key (migration 0005): the store writes a device's
+    children in the device's own transaction and deletes them with it (:meth:`Store._drop`),
+    and the per-row check cost the collector half of its database time."""
+    return Column("device_id", Integer, nullable=False)
 
 
 scans = Table(
@@ -143,7 +144,7 @@ services = Table(
     "services",
     metadata,
     _scan_of_device(),
-    _device_fk(),
+    _device_of_child(),
     Column("port", Integer, nullable=False),
     Column("transport", Text, nullable=False),
     Column("protocol", Text),
@@ -157,7 +158,7 @@ observations = Table(
     "observations",
     metadata,
     _scan_of_device(),
-    _device_fk(),
+    _device_of_child(),
     Column("source", Text, nullable=False),
     Column("field", Text, nullable=False),
     Column("value", Text, nullable=False),
@@ -169,7 +170,7 @@ findings = Table(
     "findings",
     metadata,
     _scan_of_device(),
-    _device_fk(),
+    _device_of_child(),
     Column("check_id", Text, nullable=False),
     Column("severity", Text, nullable=False),
     Column("title", Text, nullable=False),
@@ -183,7 +184,7 @@ outcomes = Table(
     "outcomes",
     metadata,
     _scan_of_device(),
-    _device_fk(),
+    _device_of_child(),
     Column("probe", Text, nullable=False),
     Column("status", Text, nullable=False),
     Column("port", Integer),
@@ -197,13 +198,7 @@ ratings = Table(
     "ratings",
     metadata,
     _scan_of_device(),
-    Column(
-        "device_id",
-        Integer,
-        ForeignKey("devices.id", ondelete="CASCADE"),
-        primary_key=True,
-        autoincrement=False,
-    ),
+    Column("device_id", Integer, primary_key=True, autoincrement=False),
     Column("grade", Text),
     Column("score", Float),
     Column("scheme_id", Text),
@@ -658,13 +653,7 @@ class Store:
         # A provisional row that already says exactly what the final result says stays:
         # most devices come out of correlation and rating unchanged, and rewriting them
         # would double the work of every scan.
-        gone = [a for a in stored if a not in final]
-        for i in range(0, len(gone), 500):
-            c.execute(
-                delete(devices).where(
-                    devices.c.scan_id == result.scan_id, devices.c.address.in_(gone[i : i + 500])
-                )
-            )
+        self._drop(c, result.scan_id, [a for a in stored if a not in final])
         changed = [d for a, d in final.items() if stored.get(a) != d.model_dump_json()]
         self._insert_devices(c, result.scan_id, changed)
         c.execute(
@@ -710,19 +699,33 @@ class Store:
             },
         )
 
+    def _drop(self, c: Connection, scan_id: str, addresses: Sequence[str]) -> None:
+        """Delete devices of a scan by address, and their rows in the child tables, which no
+        foreign key ties to them any more (migration 0005). One statement when none of them
+        was stored yet, as for every device a collector receives once."""
+        for i in range(0, len(addresses), 500):
+            ids = list(
+                c.execute(
+                    delete(devices)
+                    .where(
+                        devices.c.scan_id == scan_id,
+                        devices.c.address.in_(addresses[i : i + 500]),
+                    )
+                    .returning(devices.c.id)
+                ).scalars()
+            )
+            if ids:
+                for table in _CHILD_COLUMNS:
+                    if table is not devices:
+                        c.execute(delete(table).where(table.c.device_id.in_(ids)))
+
     def _insert_devices(self, c: Connection, scan_id: str, devs: Sequence[Device]) -> None:
         """Devices of one scan, each replacing any row of the same address (the scan's device
-        key), children included through the cascade; a few statements per call, not per row."""
+        key) and its child rows; a few statements per call, not per row."""
         latest = {d.address: d for d in devs}
         if not latest:
             return
-        addresses = list(latest)
-        for i in range(0, len(addresses), 500):
-            c.execute(
-                delete(devices).where(
-                    devices.c.scan_id == scan_id, devices.c.address.in_(addresses[i : i + 500])
-                )
-            )
+        self._drop(c, scan_id, list(latest))
         now = _when(utcnow())
         jsons = {a: d.model_dump_json() for a, d in latest.items()}
         rows = [
@@ -897,14 +900,7 @@ class Store:
                 stored = c.execute(
                     select(devices.c.address).where(devices.c.scan_id == result.scan_id)
                 ).scalars()
-                gone = [a for a in stored if a not in keep]
-                for i in range(0, len(gone), 500):
-                    c.execute(
-                        delete(devices).where(
-                            devices.c.scan_id == result.scan_id,
-                            devices.c.address.in_(gone[i : i + 500]),
-                        )
-                    )
+                self._drop(c, result.scan_id, [a for a in stored if a not in keep])
             c.execute(
                 update(scans)
                 .where(scans.c.id == result.scan_id)

@@ -104,8 +104,9 @@ def test_bad_foreign_and_oversized_messages_are_rejected_with_a_reason() -> None
 
 
 def test_the_fast_check_and_the_full_json_schema_agree() -> None:
-    """The collector checks the envelope with the JSON Schema and the device inside with the
-    models the scan-result schema is made from; both must judge like the full schema does."""
+    """The collector checks a message with the strict models the schema is made from, and
+    only a refused one against the envelope's JSON Schema (to say why): both must judge like
+    the full schema does."""
     full = validator()
     start, dev, end = messages()
     samples: list[tuple[str, dict[str, Any]]] = [
@@ -120,8 +121,30 @@ def test_the_fast_check_and_the_full_json_schema_agree() -> None:
         {k: v for k, v in d["device"].items() if k != "address"},
     ):
         samples.append((topic_for(dev), {**d, "device": bad_device}))
+    # The envelope, which the strict models now check alone on the fast path: every way it
+    # can be wrong, including the values a lax check would coerce.
+    for bad_envelope in (
+        {**d, "seq": "2"},
+        {**d, "seq": -1},
+        {**d, "seq": 2.5},
+        {**d, "seq": True},
+        {**d, "sent_at": 1_700_000_000},
+        {**d, "site": "a/b"},
+        {**d, "site": ""},
+        {**d, "scan_id": "x" * 129},
+        {**d, "agent_id": None},
+        {**d, "extra": 1},
+        {**d, "schema": "iotrate.fleet/2"},
+        {**d, "kind": "start"},
+        {k: v for k, v in d.items() if k != "agent_id"},
+        {k: v for k, v in d.items() if k != "device"},
+        {**d, "device": [d["device"]]},
+        {**d, "device": {**d["device"], "services": [{"port": "80", "transport": "tcp"}]}},
+    ):
+        samples.append((topic_for(dev), bad_envelope))
     e = json.loads(encode(end))
     samples.append((topic_for(end), {**e, "status": "exploded"}))
+    samples.append((topic_for(end), {**e, "addresses": "192.0.2.3"}))
     samples.append((topic_for(end), {**e, "result": {**e["result"], "devices": "all"}}))
     verdicts = []
     for topic, data in samples:
@@ -132,6 +155,9 @@ def test_the_fast_check_and_the_full_json_schema_agree() -> None:
             fast = False
         verdicts.append((fast, full.is_valid(data)))
     assert [f for f, _ in verdicts] == [s for _, s in verdicts]
+    # Stricter than the schema where jsonschema leaves a "format" unchecked (no RFC 3339
+    # checker installed): a date that is no date never gets in.
+    reject(topic_for(dev), {**d, "sent_at": "yesterday"}, "invalid")
     assert verdicts[:3] == [(True, True)] * 3 and not any(f for f, _ in verdicts[3:])
     assert json_schema()["$id"].endswith("fleet-message-1.json")
 

@@ -140,7 +140,7 @@ def test_default_path_is_under_the_user_data_dir(monkeypatch: pytest.MonkeyPatch
 def test_migrations_from_an_empty_db_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "h.db"
     with Store(path) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 4
+        assert s.schema_version() == SCHEMA_VERSION == 5
     with Store(path) as s:  # opening again applies nothing twice
         assert s.schema_version() == SCHEMA_VERSION
     conn = sqlite3.connect(path)
@@ -378,6 +378,9 @@ def test_a_pre_alembic_database_is_stamped_and_upgraded_in_place(
     fleet_data/make_legacy_history.py) keep every scan and gain the new columns."""
     path = tmp_path / "h.db"
     shutil.copy(LEGACY / legacy, path)
+    old = sqlite3.connect(path)
+    services_before = old.execute("SELECT COUNT(*) FROM services").fetchone()[0]
+    old.close()
     with Store(path) as s:
         assert s.schema_version() == SCHEMA_VERSION
         done, killed = s.scans()
@@ -396,16 +399,21 @@ def test_a_pre_alembic_database_is_stamped_and_upgraded_in_place(
     with Store(path) as s:  # stamped once: opening again migrates nothing
         assert len(s.scans()) == 3
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
-    # Rebuilt child tables still go with their scan, through their device.
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("DELETE FROM scans WHERE id = '11111111-0000-4000-8000-000000000001'")
-    for table in ("devices", "services", "findings", "outcomes", "observations", "ratings"):
-        n = conn.execute(
-            f"SELECT COUNT(*) FROM {table} WHERE scan_id = '11111111-0000-4000-8000-000000000001'"
-        ).fetchone()
-        assert n == (0,), table
-    assert conn.execute("SELECT COUNT(*) FROM services").fetchone() == (2,)  # the others'
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0005",)]
+    # The rebuilt child tables kept their rows and index and lost every foreign key (0004 the
+    # scan's, 0005 the device's); the device's own key to its scan stays.
+    for table in ("services", "findings", "outcomes", "observations", "ratings"):
+        assert conn.execute(f"PRAGMA foreign_key_list({table})").fetchall() == [], table
+    assert [r[2] for r in conn.execute("PRAGMA foreign_key_list(devices)")] == ["scans"]
+    assert {r[1] for r in conn.execute("PRAGMA index_list(services)")} == {"services_device"}
+    orphans = (
+        "SELECT COUNT(*) FROM {} WHERE device_id NOT IN (SELECT id FROM devices)"
+        " OR scan_id <> (SELECT scan_id FROM devices WHERE id = device_id)"
+    )
+    for table in ("services", "findings", "outcomes", "observations", "ratings"):
+        assert conn.execute(orphans.format(table)).fetchone() == (0,), table
+    added = len(device("192.0.2.9").services)
+    assert conn.execute("SELECT COUNT(*) FROM services").fetchone() == (services_before + added,)
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(LEGACY_PARKED,)]
     conn.close()

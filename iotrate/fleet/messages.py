@@ -13,11 +13,12 @@ Every payload is JSON with an envelope (``schema``, ``kind``, ``site``, ``scan_i
 device message is exactly a ``devices[]`` item of ``iotrate scan --json``. Devices travel one
 per message and only once unless the end of the scan (correlation across devices, the final
 rating) changed them, so no message grows with the size of the network. The collector takes
-nothing on trust: size first, then JSON, then the envelope against the JSON Schema of
-:func:`json_schema`, then the topic against the envelope, then the device or result inside
-against the scan-result models. Those models are what ``scan-result.schema.json`` is generated
-from, and pydantic's compiled validator checks the same constraints some sixty times faster
-than walking the schema, which is what lets one collector take thousands of devices a second
+nothing on trust: size first, then the whole message against the models in strict mode (JSON
+and models in one pass), then the topic against the envelope. The models are what
+:func:`json_schema` and ``scan-result.schema.json`` are generated from, and pydantic's
+compiled validator checks the same constraints many times faster than walking the schema,
+which is what lets one collector take a thousand devices a second; a refused message is then
+checked the slow way (JSON, the envelope against the JSON Schema) to say why
 (``tests/test_fleet_messages.py`` checks both judge alike).
 """
 
@@ -178,12 +179,38 @@ def topic_for(message: StartMessage | DeviceMessage | EndMessage) -> str:
 def decode(
     topic: str, payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES
 ) -> StartMessage | DeviceMessage | EndMessage:
-    """Check a received message all the way; raise :class:`MessageRejected` saying why."""
+    """Check a received message all the way; raise :class:`MessageRejected` saying why.
+
+    A well-formed message goes through one pass of pydantic's strict JSON validator, which
+    parses and checks envelope and payload at once and is stricter than the JSON Schema
+    (no "5" for 5, no number for a date). Only a message it refuses takes the slow path —
+    JSON, envelope against the JSON Schema, then the models — which exists to say why."""
     if len(payload) > max_bytes:
         raise MessageRejected(f"{len(payload)} bytes is more than the limit of {max_bytes}")
     parts = topic.split("/")
     if parts[:2] != TOPIC_ROOT.split("/") or len(parts) not in (5, 6):
         raise MessageRejected("not an iotrate/v1 result topic")
+    try:
+        message = _ADAPTER.validate_json(payload, strict=True)
+    except ValidationError as exc:
+        _diagnose(payload)
+        raise MessageRejected(f"invalid: {str(exc).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise MessageRejected("not JSON: nested too deeply") from None
+    if topic != topic_for(message):
+        raise MessageRejected("the topic does not match the message's site, scan or device")
+    if isinstance(message, EndMessage):
+        if message.result.scan_id != message.scan_id:
+            raise MessageRejected("the result's scan id differs from the envelope's")
+        if message.result.devices:
+            raise MessageRejected("an end message carries no devices")
+    return message
+
+
+def _diagnose(payload: bytes) -> None:
+    """Why a message the strict validator refused is wrong, in the terms of the published
+    schema: raises :class:`MessageRejected` for the first fault found, returns if the JSON
+    and the envelope are fine (the fault is then inside the device or result)."""
     try:
         data = from_json(payload)
     except (ValueError, RecursionError) as exc:
@@ -197,18 +224,6 @@ def decode(
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top)"
         raise MessageRejected(f"schema: at {where[:120]}: {error.message[:200]}")
-    try:
-        message = _ADAPTER.validate_python(data)
-    except ValidationError as exc:
-        raise MessageRejected(f"invalid: {str(exc).splitlines()[0][:200]}") from None
-    if topic != topic_for(message):
-        raise MessageRejected("the topic does not match the message's site, scan or device")
-    if isinstance(message, EndMessage):
-        if message.result.scan_id != message.scan_id:
-            raise MessageRejected("the result's scan id differs from the envelope's")
-        if message.result.devices:
-            raise MessageRejected("an end message carries no devices")
-    return message
 
 
 if __name__ == "__main__":  # pragma: no cover - a convenience for the docs
