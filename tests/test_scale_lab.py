@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostneeds import need_namespaces
 
 HOSTS = 40
 INSTANCE = os.environ.get("IOTRATE_SCALE_LAB_INSTANCE", "sct")
@@ -64,15 +65,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture()
 def scale_lab() -> Any:
-    why = None
-    if not sys.platform.startswith("linux"):
-        why = "the lab needs Linux network namespaces"
-    elif os.geteuid() != 0:
-        why = "the lab needs root (network namespaces); CI runs as root"
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the lab tests, but {why}")
-        pytest.skip(why)
+    need_namespaces("the scale lab")
     _iotrate("lab", "up", "--profile", "scale", "--hosts", str(HOSTS), "--link", "macvlan")
     try:
         yield json.loads(_iotrate("lab", "status", "--json").stdout)

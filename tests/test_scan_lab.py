@@ -3,15 +3,13 @@ with exactly the ports its real daemons listen on; refusals hold inside an empty
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hostneeds import lo_tx_packets
 
 from iotrate.models import ScanResult
 
@@ -86,31 +84,6 @@ def test_outside_address_is_unreachable_from_the_scanner(lab: dict[str, Any]) ->
     res = lab_scan("192.0.2.1", "--json")
     assert res.returncode == 0
     assert ScanResult.model_validate_json(res.stdout).devices == []
-
-
-@pytest.fixture
-def empty_netns() -> Any:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run as root with iproute2: the safety tests cannot be skipped")
-        pytest.skip("needs root and iproute2 to make a network namespace")
-    name = f"iotr-empty-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def lo_tx_packets(ns: str) -> int:
-    out = subprocess.run(
-        ["ip", "-n", ns, "-j", "-s", "link", "show", "lo"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
 
 
 @pytest.mark.parametrize(

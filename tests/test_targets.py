@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hostneeds import lo_tx_packets
 
 from iotrate.errors import TargetRefused, UsageError
 from iotrate.models import TargetKind
@@ -212,31 +211,6 @@ def test_allow_list_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mon
 IOTRATE = str(Path(sys.executable).with_name("iotrate"))
 
 
-@pytest.fixture
-def bare_netns() -> Iterator[str]:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run as root with iproute2: the safety tests cannot be skipped")
-        pytest.skip("needs root and iproute2 to make a network namespace")
-    name = f"iotr-allow-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def _lo_tx(ns: str) -> int:
-    out = subprocess.run(
-        ["ip", "-n", ns, "-j", "-s", "link", "show", "lo"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
-
-
 def _scan_in(ns: str, *args: str, env: dict[str, str] | None = None) -> Any:
     return subprocess.run(
         ["ip", "netns", "exec", ns, IOTRATE, "scan", *args, "--no-history"],
@@ -248,26 +222,26 @@ def _scan_in(ns: str, *args: str, env: dict[str, str] | None = None) -> Any:
 
 
 def test_cli_refuses_outside_the_allow_list_before_any_packet(
-    bare_netns: str, tmp_path: Path
+    empty_netns: str, tmp_path: Path
 ) -> None:
     path = allow_file(tmp_path, LAB_LIST)
-    before = _lo_tx(bare_netns)
-    res = _scan_in(bare_netns, "10.9.9.0/24", "--allow-list", str(path))
+    before = lo_tx_packets(empty_netns)
+    res = _scan_in(empty_netns, "10.9.9.0/24", "--allow-list", str(path))
     assert res.returncode == 2, res.stderr
     assert f"refusing 10.9.9.0/24: not inside the allow-list {path}" in res.stderr
     env = {**os.environ, ALLOW_LIST_ENV: str(path)}  # the standing rule of a lab machine
-    res = _scan_in(bare_netns, "127.0.0.1", env=env)
+    res = _scan_in(empty_netns, "127.0.0.1", env=env)
     assert res.returncode == 2 and "not inside the allow-list" in res.stderr, res.stderr
-    bad = _scan_in(bare_netns, "10.20.0.5", "--allow-list", str(tmp_path / "missing.txt"))
+    bad = _scan_in(empty_netns, "10.20.0.5", "--allow-list", str(tmp_path / "missing.txt"))
     assert bad.returncode == 2 and "cannot read the allow-list" in bad.stderr
     assert "Traceback" not in res.stderr + bad.stderr
-    assert _lo_tx(bare_netns) == before
+    assert lo_tx_packets(empty_netns) == before
 
 
-def test_cli_scans_public_space_the_allow_list_approves(bare_netns: str, tmp_path: Path) -> None:
+def test_cli_scans_public_space_the_allow_list_approves(empty_netns: str, tmp_path: Path) -> None:
     """No --allow-public needed; the namespace has no route, so nothing can leave it."""
     path = allow_file(tmp_path, LAB_LIST)
-    res = _scan_in(bare_netns, "81.2.69.7", "--allow-list", str(path), "--ports", "80", "--json")
+    res = _scan_in(empty_netns, "81.2.69.7", "--allow-list", str(path), "--ports", "80", "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["devices"] == []
     assert "refusing" not in res.stderr
