@@ -8,61 +8,21 @@ the test skips on a developer machine but fails in CI, so a broken page cannot p
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hostneeds import chromium_driver
 from iotrate.reports import html
 from labelfixtures import LONG_NAME, fridge, hostile_device, rating, result
 
 SECTIONS = ("summary", "overview", "devices", "about", "not-a-certification")
 
 
-def _find(*names: str) -> str | None:
-    return next((p for n in names if (p := shutil.which(n))), None)
-
-
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
-    chromium = _find("chromium", "chromium-browser", "google-chrome")
-    chromedriver = _find("chromedriver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        chromium = None
-    if chromium is None or chromedriver is None:
-        msg = "needs chromium, chromium-driver and selenium (see scripts/lab-packages.txt)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    profile = tempfile.mkdtemp(prefix="iotrate-chromium-")
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",  # runs as root in CI
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,900",
-    ):
-        opts.add_argument(arg)
-    d = webdriver.Chrome(options=opts, service=Service(executable_path=chromedriver))
-    try:
-        yield d
-    finally:
-        d.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+    yield from chromium_driver()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,53 +23,14 @@ from urllib.parse import quote
 
 import pytest
 import webfixtures
+from hostneeds import chromium_driver
 from iotrate.reports.label import GRADE_COLOURS
 from webfixtures import FRIDGE, PLUG, WebDb
 
 
-def _find(*names: str) -> str | None:
-    return next((p for n in names if (p := shutil.which(n))), None)
-
-
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
-    chromium = _find("chromium", "chromium-browser", "google-chrome")
-    chromedriver = _find("chromedriver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        chromium = None
-    if chromium is None or chromedriver is None:
-        msg = "needs chromium, chromium-driver and selenium (see scripts/lab-packages.txt)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    profile = tempfile.mkdtemp(prefix="iotrate-chromium-")
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",  # runs as root in CI
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--force-color-profile=srgb",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,900",
-    ):
-        opts.add_argument(arg)
-    d = webdriver.Chrome(options=opts, service=Service(executable_path=chromedriver))
-    try:
-        yield d
-    finally:
-        d.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+    yield from chromium_driver()
 
 
 @pytest.fixture(scope="module")
