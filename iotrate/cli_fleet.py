@@ -259,6 +259,15 @@ def collector_cmd(
             help="Seconds the broker keeps queueing for a stopped collector.",
         ),
     ] = 7 * 24 * 3600,
+    writers: Annotated[
+        int,
+        typer.Option(
+            "--writers",
+            min=1,
+            max=64,
+            help="Processes that check and store messages (PostgreSQL; SQLite uses one).",
+        ),
+    ] = 2,
     schema: Annotated[
         bool, typer.Option("--schema", help="Print the messages' JSON Schema and exit.")
     ] = False,
@@ -288,8 +297,15 @@ def collector_cmd(
                 client_id=client_id,
                 max_bytes=max_message_bytes,
                 session_expiry=session_expiry,
+                writers=writers,
             )
-            log.info("collecting from %s into %s as %s", mqtt, store.path, client_id)
+            log.info(
+                "collecting from %s into %s as %s, %d writer process(es)",
+                mqtt,
+                store.path,
+                client_id,
+                collector.writers,
+            )
             tune_gc()
             _stop_on_signals(stop, raise_interrupt=False)
             stats = collector.run(stop)

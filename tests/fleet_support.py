@@ -220,13 +220,15 @@ class CollectorProcess:
         self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *, own_group: bool = False) -> None:
+        """``own_group``: in a process group of its own, which :meth:`signal_group` can
+        signal as a terminal's Ctrl-C or a service manager would."""
         mark = len(self.broker.log_text())
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [IOTRATE, "collector", "--broker", self.broker.url, "--db", self.db,
                  "--client-id", self.client_id, *self.extra],
-                stderr=out, stdout=out,
+                stderr=out, stdout=out, start_new_session=own_group,
             )  # fmt: skip
         # Subscribed (or its session resumed): from here on the broker keeps its messages.
         wait_for(
@@ -243,3 +245,41 @@ class CollectorProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=20)
+
+    def signal_group(self, sig: int) -> int:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, sig)
+        return self.proc.wait(timeout=30)
+
+    def writer_pids(self) -> list[int]:
+        """The collector's writer processes (spawned interpreters; not multiprocessing's
+        resource tracker), once they are all up."""
+        assert self.proc is not None
+        pid = self.proc.pid
+
+        def writers() -> list[int]:
+            try:
+                kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                return []
+            out = []
+            for kid in kids:
+                try:
+                    cmd = Path(f"/proc/{kid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"spawn_main" in cmd:
+                    out.append(int(kid))
+            return out
+
+        wait_for(lambda: len(writers()) >= 2, "the writer processes")
+        return writers()
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (or is a zombie waiting for whoever adopted it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")

@@ -1,12 +1,16 @@
 """Fleet faults the other tests do not reach, against a real mosquitto and PostgreSQL: the
-collector killed while the broker is still handing it a backlog, and the dashboard reading the
-database a collector filled."""
+collector killed while the broker is still handing it a backlog, one of its writer processes
+killed, the whole process group signalled, and the dashboard reading the database a collector
+filled."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from fleet_support import (
     CollectorProcess,
     Mosquitto,
     PostgresServer,
+    gone,
     postgres,  # noqa: F401
     wait_for,
 )
@@ -103,10 +108,13 @@ def test_collector_killed_mid_backlog_resumes_and_stores_each_device_once(
     publish_all(broker, scan_messages("store-1", scan_id, N_DEVICES))
 
     coll.start()
+    writers = coll.writer_pids()
     # Killed while the broker is still delivering the backlog: some batches committed, the
     # ones in flight received but neither committed nor acknowledged.
     wait_for(lambda: peek(db, "SELECT COUNT(*) FROM devices")[0][0] > 0, "the first stored batch")
     coll.kill()
+    # Its writer processes do not outlive it (the kernel ends them with it).
+    wait_for(lambda: all(map(gone, writers)), "the writers to end with the collector", 5)
     stored_at_kill = peek(db, "SELECT COUNT(*) FROM devices")[0][0]
     assert 0 < stored_at_kill < N_DEVICES, stored_at_kill
     assert peek(db, "SELECT status FROM scans") == [("running",)]
@@ -118,16 +126,61 @@ def test_collector_killed_mid_backlog_resumes_and_stores_each_device_once(
     # What the killed collector had been sent but not acknowledged came again (DUP flag)...
     assert re.search(r"Sending PUBLISH to fault-collector \(d1, q1", broker.log_text(mark))
     # ...and is stored once: every device, every child row, exactly once.
-    assert peek(db, "SELECT COUNT(*), COUNT(DISTINCT address) FROM devices") == [
-        (N_DEVICES, N_DEVICES)
-    ]
-    for table in ("ratings", "findings", "services"):
-        assert peek(db, f"SELECT COUNT(*) FROM {table}") == [(N_DEVICES,)], table
+    assert_stored_once(db, N_DEVICES)
     grades = dict(peek(db, "SELECT grade, COUNT(*) FROM ratings GROUP BY grade"))
     assert grades == {"E": N_DEVICES // 2, "G": N_DEVICES // 2}
     log = (tmp_path / "collector.log").read_text()
     assert "(resumed session)" in log and "dropped a message" not in log, log[-3000:]
     assert "Traceback" not in log
+
+
+def assert_stored_once(db: str, n: int) -> None:
+    assert peek(db, "SELECT COUNT(*), COUNT(DISTINCT address) FROM devices") == [(n, n)]
+    for table in ("ratings", "findings", "services"):
+        assert peek(db, f"SELECT COUNT(*) FROM {table}") == [(n,)], table
+
+
+def test_a_writer_process_dying_stops_the_collector_and_loses_nothing(
+    broker: Mosquitto,
+    postgres: PostgresServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    db = postgres.new_database("writer")
+    log_path = tmp_path / "collector.log"
+    coll = CollectorProcess(broker, db, log_path, "writer-collector")
+    coll.start()
+    coll.kill()
+    scan_id = "bada55ed-0000-4000-8000-000000000002"
+    publish_all(broker, scan_messages("store-2", scan_id, N_DEVICES))
+
+    coll.start()
+    writers = coll.writer_pids()
+    assert len(writers) == 2, writers
+    wait_for(lambda: peek(db, "SELECT COUNT(*) FROM devices")[0][0] > 0, "the first stored batch")
+    # The writer that owns this scan (the collector picks it by a CRC-32 of the scan id) is
+    # killed (out of memory, say) in the middle of the backlog: the collector says which and
+    # stops with a runtime failure (exit 3) for its supervisor to restart it, rather than go
+    # on with a gap it could never acknowledge past.
+    busy = zlib.crc32(scan_id.encode()) % len(writers)
+    os.kill(writers[busy], signal.SIGKILL)
+    assert coll.proc is not None
+    assert coll.proc.wait(timeout=60) == 3
+    log = log_path.read_text()
+    said = f"the writer process iotrate-writer-{busy} ended (exit code -9)"
+    assert said in log, log[-2000:]
+    assert "Traceback" not in log
+    assert peek(db, "SELECT status FROM scans") == [("running",)]
+    wait_for(lambda: all(map(gone, writers)), "the other writer to end", 5)
+
+    # Restarted in its own process group, which then gets a terminal's Ctrl-C: the writers
+    # ignore it and finish what they hold; the collector stops cleanly.
+    coll.start(own_group=True)
+    wait_for(lambda: peek(db, "SELECT status FROM scans") == [("complete",)], "the end", timeout=60)
+    assert coll.signal_group(signal.SIGINT) == 0
+    assert_stored_once(db, N_DEVICES)
+    log = log_path.read_text()
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log[-3000:]
+    assert re.search(r"stopped: \d+ message\(s\) received", log)
 
 
 def test_dashboard_lists_the_sites_a_collector_filled(

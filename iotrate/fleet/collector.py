@@ -15,42 +15,32 @@ stored, so it can neither poison the database nor block the queue behind it.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import logging
 import queue
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from iotrate.errors import RuntimeFailure
 from iotrate.fleet.broker import Broker, connect_async, connect_properties, make_client
-from iotrate.fleet.messages import (
-    MAX_MESSAGE_BYTES,
-    TOPIC_ROOT,
-    DeviceMessage,
-    EndMessage,
-    MessageRejected,
-    StartMessage,
-    decode,
-)
-from iotrate.models import utcnow
-from iotrate.storage import ForeignScan, Store
+from iotrate.fleet.messages import MAX_MESSAGE_BYTES, TOPIC_ROOT
+from iotrate.fleet.writer import WriterProcess, spawn_context, tune_gc
+from iotrate.storage import Store
+
+__all__ = ["Collector", "Stats", "tune_gc", "wait_connected"]
 
 log = logging.getLogger(__name__)
 
-Message = StartMessage | DeviceMessage | EndMessage
-#: A received message: its arrival number, the MQTT message, and what it decoded to (None:
-#: not decoded yet, rejected, or not for the collector).
-Received = tuple[int, mqtt.MQTTMessage, Message | None]
+#: A received message: its arrival number and the MQTT message.
+Received = tuple[int, mqtt.MQTTMessage]
 
 
 @dataclass
@@ -62,13 +52,9 @@ class Stats:
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def _shown(topic: str) -> str:
-    """A topic from the wire, safe for a log line."""
-    return repr(topic[:160])
-
-
 class Collector:
-    """Subscribes to ``iotrate/v1/#`` and writes through a :class:`Store` in batches."""
+    """Subscribes to ``iotrate/v1/#`` and has writer processes (:mod:`iotrate.fleet.writer`)
+    check and store what arrives, in batches, in the database of ``store``."""
 
     def __init__(
         self,
@@ -83,17 +69,20 @@ class Collector:
         writers: int = 2,
     ) -> None:
         self.broker = broker
-        self.store = store
         self.max_bytes = max_bytes
         self.batch_size = batch_size
-        # PostgreSQL works on one writer's transaction while the next writer prepares its
-        # rows; SQLite takes one writer at a time anyway.
+        # Each writer process opens the database itself (the URL keeps its password).
+        self._db_url = store.url.render_as_string(hide_password=False)
+        # Writer processes check and store in parallel on PostgreSQL; SQLite takes one
+        # writer at a time anyway.
         self.writers = max(1, writers) if store.dialect == "postgresql" else 1
+        self._failure: RuntimeFailure | None = None
+        #: The running writer processes' ids (for measurements and diagnostics).
+        self.writer_pids: list[int] = []
         self.stats = Stats()
         self.connected = threading.Event()
         # Messages as paho's thread received them, numbered in arrival order so they can be
-        # acknowledged in that order whichever writer checked and stored them. The checks run
-        # in the writers: paho's thread, left to the network, takes the GIL less often.
+        # acknowledged in that order whichever writer checked and stored them.
         self._inbox: queue.Queue[Received] = queue.Queue()
         self._arrivals = itertools.count()
         self._stats_lock = threading.Lock()
@@ -143,35 +132,64 @@ class Collector:
         self.connected.clear()
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put((next(self._arrivals), msg, None))
+        self._inbox.put((next(self._arrivals), msg))
 
     # -- dispatch, writers and acknowledgements ----------------------------------------------
 
     def run(self, stop: threading.Event) -> Stats:
         """Collect until ``stop`` is set; what was received by then is stored and acked."""
-        connect_async(self.client, self.broker, clean_start=False, properties=self._props)
-        self.client.loop_start()
+
+        def connect() -> None:
+            connect_async(self.client, self.broker, clean_start=False, properties=self._props)
+            self.client.loop_start()
+
         try:
-            self.serve(stop)
+            self.serve(stop, connect)
         finally:
             self.connected.clear()  # a disconnect asked for is no news
             self.client.disconnect()
             self.client.loop_stop()
         return self.stats
 
-    def serve(self, stop: threading.Event) -> None:
-        """Hand received messages to the writers — all of one scan to the same writer, so a
-        scan's messages are stored in the order they came — and acknowledge each once it is
-        committed, in arrival order. On ``stop``, what has arrived is still stored."""
+    def serve(self, stop: threading.Event, then: Callable[[], None] | None = None) -> None:
+        """Start the writer processes, then (``then``: connect to the broker, so nothing
+        arrives before it can be stored) hand them the received messages — all of one scan
+        to the same writer, so a scan's messages are stored in the order they came — and
+        acknowledge each once it is committed, in arrival order. On ``stop``, what has
+        arrived is still stored. Raises :class:`RuntimeFailure` if a writer cannot start or
+        dies; what it held stays unacknowledged, for the broker to deliver again."""
+        ctx = spawn_context()
+        # Closed on stop: a writer waiting for the database gives up.
+        give_up, give_up_sender = ctx.Pipe(duplex=False)
+        procs: list[WriterProcess] = []
         lanes: list[queue.Queue[Received | None]] = [queue.Queue() for _ in range(self.writers)]
-        threads = [
-            threading.Thread(target=self._writer, args=(lane, stop), name=f"iotrate-writer-{i}")
-            for i, lane in enumerate(lanes)
-        ]
-        for t in threads:
-            t.start()
+        threads: list[threading.Thread] = []
+        self._failure = None
         try:
-            while True:
+            for i in range(self.writers):
+                procs.append(
+                    WriterProcess(ctx, f"iotrate-writer-{i}", self._db_url, self.max_bytes, give_up)
+                )
+            give_up.close()  # the writers have theirs
+            self.writer_pids = [p.proc.pid for p in procs if p.proc.pid is not None]
+            for proc in procs:
+                proc.wait_ready(120)
+            if then is not None:
+                then()
+            threads = [
+                threading.Thread(
+                    target=self._feed, args=(lane, proc), name=f"iotrate-feed-{proc.name}"
+                )
+                for lane, proc in zip(lanes, procs, strict=True)
+            ]
+            for t in threads:
+                t.start()
+            checked = time.monotonic()
+            while self._failure is None:
+                if time.monotonic() - checked > 0.5:
+                    # A writer that died idle is noticed now, not at its next batch.
+                    self._check(procs)
+                    checked = time.monotonic()
                 try:
                     item = self._inbox.get(timeout=0.05)
                 except queue.Empty:
@@ -191,15 +209,32 @@ class Collector:
                     lanes[zlib.crc32(scan[0].encode() if scan else b"") % len(lanes)].put(item)
                 self._ack_ready()
         finally:
+            if stop.is_set():
+                give_up_sender.close()
             for lane in lanes:
                 lane.put(None)
             for t in threads:
                 t.join()
+            for proc in procs:
+                proc.close()
+            give_up_sender.close()
             self._ack_ready()
+        if self._failure is not None:
+            log.error("%s; what it held stays with the broker", self._failure)
+            raise self._failure
 
-    def _writer(self, lane: queue.Queue[Received | None], stop: threading.Event) -> None:
+    def _check(self, procs: list[WriterProcess]) -> None:
+        for proc in procs:
+            try:
+                proc.check()
+            except RuntimeFailure as exc:
+                self._failure = self._failure or exc
+
+    def _feed(self, lane: queue.Queue[Received | None], proc: WriterProcess) -> None:
+        """One writer's batches: whatever has queued up for it, up to the batch size, while
+        it stores the previous one."""
         closing = False
-        while not closing:
+        while not closing and self._failure is None:
             first = lane.get()
             if first is None:
                 break
@@ -213,13 +248,27 @@ class Collector:
                     closing = True
                     break
                 batch.append(more)
-            batch = [(seq, msg, self._decode(msg)) for seq, msg, _ in batch]
-            if self._handle(batch, stop):
+            try:
+                report = proc.store([(msg.topic, bytes(msg.payload)) for _, msg in batch])
+            except RuntimeFailure as exc:
+                self._failure = self._failure or exc
+                return
+            for level, line in report.logs:
+                log.log(level, "%s", line)
+            with self._stats_lock:
+                s = self.stats
+                s.received += len(batch) if report.committed else 0
+                s.stored += report.stored
+                s.ignored += report.ignored
+                s.rejected += report.rejected
+                for key, n in report.by_reason.items():
+                    s.by_reason[key] = s.by_reason.get(key, 0) + n
+            if report.committed:
                 self._finished(batch)
 
     def _finished(self, batch: list[Received]) -> None:
         with self._done_lock:
-            for seq, msg, _ in batch:
+            for seq, msg in batch:
                 self._done[seq] = msg
 
     def _ack_ready(self) -> None:
@@ -233,158 +282,6 @@ class Collector:
                 self._next_ack += 1
         for msg in ready:
             self.client.ack(msg.mid, msg.qos)
-
-    def _handle(self, received: list[Received], stop: threading.Event) -> bool:
-        """Store a batch in one transaction; True once it is committed (or its bad messages
-        are set aside), False if the database stayed away until ``stop``."""
-        batch = [msg for _, msg, _ in received]
-        items = [item for _, _, item in received]
-        delay = 1.0
-        while True:
-            try:
-                stored, ignored = self._store_all(items)
-                with self._stats_lock:
-                    self.stats.received += len(batch)
-                    self.stats.stored += stored
-                    self.stats.ignored += ignored
-                return True
-            except RuntimeFailure as exc:
-                if _unreachable(exc):
-                    # The database is away: keep the batch unacknowledged and try again; the
-                    # broker holds the rest. On stop, leave it to the broker's redelivery.
-                    log.error("%s; retrying in %.0fs", exc, delay)
-                    if stop.wait(delay):
-                        return False
-                    delay = min(delay * 2, 30.0)
-                    continue
-                # Something in the batch the database will not take: store one by one, so
-                # only the culprit is dropped.
-                log.warning("a batch failed (%s); storing its messages one at a time", exc)
-                with self._stats_lock:
-                    self.stats.received += len(batch)
-                self._store_one_by_one(batch, items)
-                return True
-
-    def _decode(self, msg: mqtt.MQTTMessage) -> Message | None:
-        if msg.topic.endswith("/command"):
-            return None  # the agents' commands share the tree; not ours to store
-        try:
-            return decode(msg.topic, bytes(msg.payload), self.max_bytes)
-        except MessageRejected as exc:
-            self._reject(msg.topic, str(exc))
-            return None
-
-    def _reject(self, topic: str, why: str) -> None:
-        key = why.split(":")[0][:60]
-        with self._stats_lock:
-            self.stats.rejected += 1
-            self.stats.by_reason[key] = self.stats.by_reason.get(key, 0) + 1
-        log.warning("dropped a message on %s: %s", _shown(topic), why)
-
-    def _store_all(self, items: Sequence[Message | None]) -> tuple[int, int]:
-        """Everything in one transaction; (stored, ignored) once it has committed."""
-        stored = ignored = 0
-        with self.store.batch():
-            i = 0
-            while i < len(items):
-                item = items[i]
-                if item is None:
-                    i += 1
-                    continue
-                if isinstance(item, DeviceMessage):
-                    # A run of devices of one scan goes in with a few statements in all.
-                    j = i
-                    while (
-                        j < len(items)
-                        and isinstance(items[j], DeviceMessage)
-                        and _same_scan(items[j], item)
-                    ):
-                        j += 1
-                    group = [m for m in items[i:j] if m is not None]
-                    i = j
-                else:
-                    group = [item]
-                    i += 1
-                changed = self._apply(group)
-                stored += len(group) if changed else 0
-                ignored += 0 if changed or changed is None else len(group)
-        return stored, ignored
-
-    def _store_one_by_one(
-        self, batch: list[mqtt.MQTTMessage], items: Sequence[Message | None]
-    ) -> None:
-        for msg, item in zip(batch, items, strict=True):
-            if item is None:
-                continue
-            try:
-                with self.store.batch():
-                    changed = self._apply([item])
-            except RuntimeFailure as exc:
-                self._reject(msg.topic, f"the database refused it: {exc}")
-                continue
-            with self._stats_lock:
-                if changed:
-                    self.stats.stored += 1
-                elif changed is not None:
-                    self.stats.ignored += 1
-
-    def _apply(self, group: list[Message]) -> bool | None:
-        """Store one message, or a run of devices of one scan: True if stored, False if
-        superseded, None if rejected (a scan another site owns)."""
-        first = group[0]
-        try:
-            if isinstance(first, StartMessage):
-                changed = self.store.ingest_start(
-                    scan_id=first.scan_id,
-                    site=first.site,
-                    agent_id=first.agent_id,
-                    started_at=first.started_at,
-                    targets=first.targets,
-                    policy=first.policy,
-                    tool_version=first.tool.version,
-                    options=first.options,
-                )
-            elif isinstance(first, DeviceMessage):
-                changed = self.store.ingest_devices(
-                    first.scan_id,
-                    [m.device for m in group if isinstance(m, DeviceMessage)],
-                    site=first.site,
-                    agent_id=first.agent_id,
-                    received_at=utcnow(),
-                )
-            else:
-                self.store.ingest_end(
-                    first.result,
-                    first.status,
-                    site=first.site,
-                    agent_id=first.agent_id,
-                    addresses=first.addresses,
-                )
-                changed = True
-        except ForeignScan as exc:
-            for m in group:
-                self._reject(f"{TOPIC_ROOT}/{m.site}/{m.scan_id}", str(exc))
-            return None
-        return changed
-
-
-def _same_scan(a: Message | None, b: Message) -> bool:
-    return a is not None and (a.site, a.scan_id, a.agent_id) == (b.site, b.scan_id, b.agent_id)
-
-
-def _unreachable(exc: RuntimeFailure) -> bool:
-    """A lost or refused database connection (worth retrying), not a bad row."""
-    return isinstance(exc.__cause__, OperationalError | InterfaceError)
-
-
-def tune_gc() -> None:
-    """For the collector process: the cyclic garbage collector's default thresholds make it
-    walk every live object after each few hundred allocations, and decoding one device
-    allocates thousands, so a busy collector spent a third of its time there. The messages'
-    objects are acyclic and freed by reference counting; a collection every 50,000
-    allocations still catches any cycle."""
-    gc.freeze()  # what start-up made lives for the whole process
-    gc.set_threshold(50_000, 50, 100)
 
 
 def wait_connected(collector: Collector, timeout: float) -> bool:
