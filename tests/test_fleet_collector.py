@@ -123,3 +123,86 @@ def test_collector_resumes_its_session_and_drops_bad_messages(
     assert "belongs to site 'shop-7'" in log
     assert "command" not in log.split("dropped a message")[-1]
     assert "Traceback" not in log
+
+
+def scan_of(scan_id: str, n: int) -> list[StartMessage | DeviceMessage | EndMessage]:
+    """A start, ``n`` devices and the end of one scan of SITE."""
+    env = {"site": SITE, "scan_id": scan_id, "agent_id": AGENT, "sent_at": utcnow()}
+    devs = [device(f"192.0.2.{i + 2}", f"aa:bb:cc:00:01:{i:02x}") for i in range(n)]
+    final = result(scan_id)
+    return [
+        StartMessage(
+            **env, seq=1, started_at=final.started_at, policy="default", targets=[target()],
+            tool=ToolInfo(),
+        ),
+        *(DeviceMessage(**env, seq=2 + i, device=d) for i, d in enumerate(devs)),
+        EndMessage(
+            **env, seq=2 + n, status="complete",
+            result=final.model_copy(update={"devices": []}),
+            addresses=[d.address for d in devs],
+        ),
+    ]  # fmt: skip
+
+
+def admin(postgres: PostgresServer, sql: str) -> None:  # noqa: F811
+    import psycopg
+
+    with psycopg.connect(postgres.url().replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def test_database_away_keeps_messages_unacknowledged_until_it_is_back(
+    broker: Mosquitto,
+    postgres: PostgresServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    db = postgres.new_database("away")
+    name = db.rsplit("/", 1)[1]
+    log_path = tmp_path / "collector.log"
+    coll = CollectorProcess(broker, db, log_path, "away-collector")
+    coll.start()
+    # The database goes away under the running collector: no new connections, and the
+    # writers' open ones cut.
+    admin(postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    admin(
+        postgres, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    )
+    pub = publisher(broker)
+    for m in scan_of(SCAN, 3):
+        send(pub, topic_for(m), encode(m))
+    wait_for(lambda: "retrying in" in log_path.read_text(), "the writer to retry")
+    # Stopped while it waits (its back-off is up to 30 s): it gives up the wait at once and
+    # leaves the batch unacknowledged, for the broker to keep.
+    assert coll.stop() == 0
+    log = log_path.read_text()
+    assert "stopped: 0 message(s) received, 0 stored" in log, log[-2000:]
+
+    admin(postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    coll.start()
+    wait_for(lambda: peek(db, "SELECT status FROM scans") == [("complete",)], "the scan stored")
+    assert coll.stop() == 0
+    pub.disconnect()
+    pub.loop_stop()
+    assert peek(db, "SELECT COUNT(*), COUNT(DISTINCT address) FROM devices") == [(3, 3)]
+    assert "Traceback" not in log_path.read_text()
+
+
+def test_collector_into_sqlite_uses_one_writer(broker: Mosquitto, tmp_path: Path) -> None:
+    db = tmp_path / "fleet.db"
+    log_path = tmp_path / "collector.log"
+    coll = CollectorProcess(broker, str(db), log_path, "lite-collector", "--writers", "3")
+    coll.start()
+    pub = publisher(broker)
+    for scan_id in (SCAN, "c0ffee00-0000-4000-8000-000000000008"):
+        for m in scan_of(scan_id, 4):
+            send(pub, topic_for(m), encode(m))
+    pub.disconnect()
+    pub.loop_stop()
+    wait_for(
+        lambda: peek(db, "SELECT COUNT(*) FROM scans WHERE status = 'complete'") == [(2,)],
+        "both scans stored",
+    )
+    assert coll.stop() == 0
+    assert peek(db, "SELECT COUNT(*) FROM devices") == [(8,)]
+    log = log_path.read_text()
+    assert "1 writer process(es)" in log and "Traceback" not in log, log

@@ -249,12 +249,13 @@ class Collector:
                     break
                 batch.append(more)
             try:
-                report = proc.store([(msg.topic, bytes(msg.payload)) for _, msg in batch])
+                report = proc.store(
+                    [(msg.topic, bytes(msg.payload)) for _, msg in batch],
+                    lambda level, line: log.log(level, "%s", line),
+                )
             except RuntimeFailure as exc:
                 self._failure = self._failure or exc
                 return
-            for level, line in report.logs:
-                log.log(level, "%s", line)
             with self._stats_lock:
                 s = self.stats
                 s.received += len(batch) if report.committed else 0

@@ -49,26 +49,31 @@ Message = StartMessage | DeviceMessage | EndMessage
 Batch = list[tuple[str, bytes]]
 
 
+#: How a writer says something for the log: (level, message). Its lines go to the collector's
+#: process as they happen, so the log stays one stream in one format whichever process saw
+#: the message, and a writer waiting for the database says so while it waits.
+Say = Callable[[int, str], None]
+
+
 @dataclass
 class Report:
-    """A writer's answer for one batch; the log lines are the collector's to write, so the
-    log stays one stream in one format whichever process saw the message."""
+    """A writer's answer for one batch."""
 
     committed: bool = True  # False: kept back (the database was away when asked to stop)
     stored: int = 0  # messages whose content is in the database
     ignored: int = 0  # valid but superseded (a device after its scan's end)
     rejected: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
-    logs: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Writer:
     """Checks and stores batches through one :class:`Store`; runs in a writer process (or
     in-process, for tests of its logic)."""
 
-    def __init__(self, store: Store, max_bytes: int) -> None:
+    def __init__(self, store: Store, max_bytes: int, say: Say) -> None:
         self.store = store
         self.max_bytes = max_bytes
+        self.say = say
 
     def handle(self, batch: Batch, give_up: Callable[[float], bool]) -> Report:
         """Store a batch in one transaction. While the database is away it retries; between
@@ -86,18 +91,18 @@ class Writer:
             except RuntimeFailure as exc:
                 if _unreachable(exc):
                     # The database is away: keep the batch unacknowledged and try again; the
-                    # broker holds the rest. On stop, leave it to the broker's redelivery.
-                    report.logs.append((logging.ERROR, f"{exc}; retrying in {delay:.0f}s"))
-                    if give_up(delay):
-                        report.committed = False
-                        return report
-                    delay = min(delay * 2, 30.0)
-                    continue
+                    # broker holds the rest. On stop, leave it to the broker's redelivery
+                    # (and say nothing more of the batches still queued behind it).
+                    if not give_up(0):
+                        self.say(logging.ERROR, f"{exc}; retrying in {delay:.0f}s")
+                        if not give_up(delay):
+                            delay = min(delay * 2, 30.0)
+                            continue
+                    report.committed = False
+                    return report
                 # Something in the batch the database will not take: store one by one, so
                 # only the culprit is dropped.
-                report.logs.append(
-                    (logging.WARNING, f"a batch failed ({exc}); storing its messages one at a time")
-                )
+                self.say(logging.WARNING, f"a batch failed ({exc}); storing one at a time")
                 self._store_one_by_one(batch, items, report)
                 return report
 
@@ -105,7 +110,7 @@ class Writer:
         try:
             return decode(topic, payload, self.max_bytes)
         except MessageRejected as exc:
-            _reject(report, topic, str(exc))
+            self._reject(report, topic, str(exc))
             return None
 
     def _store_all(self, items: Sequence[Message | None], report: Report) -> tuple[int, int]:
@@ -147,7 +152,7 @@ class Writer:
                 with self.store.batch():
                     changed = self._apply([item], report)
             except RuntimeFailure as exc:
-                _reject(report, topic, f"the database refused it: {exc}")
+                self._reject(report, topic, f"the database refused it: {exc}")
                 continue
             if changed:
                 report.stored += 1
@@ -189,16 +194,15 @@ class Writer:
                 changed = True
         except ForeignScan as exc:
             for m in group:
-                _reject(report, f"{TOPIC_ROOT}/{m.site}/{m.scan_id}", str(exc))
+                self._reject(report, f"{TOPIC_ROOT}/{m.site}/{m.scan_id}", str(exc))
             return None
         return changed
 
-
-def _reject(report: Report, topic: str, why: str) -> None:
-    key = why.split(":")[0][:60]
-    report.rejected += 1
-    report.by_reason[key] = report.by_reason.get(key, 0) + 1
-    report.logs.append((logging.WARNING, f"dropped a message on {topic[:160]!r}: {why}"))
+    def _reject(self, report: Report, topic: str, why: str) -> None:
+        key = why.split(":")[0][:60]
+        report.rejected += 1
+        report.by_reason[key] = report.by_reason.get(key, 0) + 1
+        self.say(logging.WARNING, f"dropped a message on {topic[:160]!r}: {why}")
 
 
 def _same_scan(a: Message | None, b: Message) -> bool:
@@ -249,7 +253,7 @@ def writer_main(conn: Connection, db_url: str, max_bytes: int, give_up: Connecti
         conn.send(("failed", str(exc)))
         return
     with store:
-        writer = Writer(store, max_bytes)
+        writer = Writer(store, max_bytes, lambda level, line: conn.send(("log", (level, line))))
         conn.send(("ready", None))
         while True:
             try:
@@ -299,15 +303,21 @@ class WriterProcess:
         if kind != "ready":
             raise RuntimeFailure(str(detail))
 
-    def store(self, batch: Batch) -> Report:
+    def store(self, batch: Batch, say: Say) -> Report:
+        """The batch's report once committed; what the writer says meanwhile goes to
+        ``say``."""
         try:
             self._conn.send(batch)
-            _kind, report = self._conn.recv()
+            while True:
+                kind, detail = self._conn.recv()
+                if kind != "log":
+                    break
+                say(*detail)
         except (EOFError, OSError):
             raise self._gone() from None
-        if not isinstance(report, Report):
-            raise RuntimeFailure(f"the writer process {self.name} answered {report!r}")
-        return report
+        if not isinstance(detail, Report):
+            raise RuntimeFailure(f"the writer process {self.name} answered {detail!r}")
+        return detail
 
     def close(self, timeout: float = 30.0) -> None:
         try:
