@@ -118,12 +118,15 @@ class CpuMeter:
         return {k: b[k] - a[k] for k in a}
 
 
-def workload(template: ScanResult, scans: int, per_scan: int) -> list[tuple[str, bytes]]:
-    """(topic, payload) of ``scans`` agents' scans, in the order an agent sends them."""
+def workload(
+    template: ScanResult, scans: int, per_scan: int, sites: int = 20
+) -> list[tuple[str, bytes]]:
+    """(topic, payload) of ``scans`` agents' scans, in the order an agent sends them: scan n
+    comes from site n mod ``sites``."""
     out: list[tuple[str, bytes]] = []
     seq = 0
     for n in range(scans):
-        site, agent, scan_id = f"site-{n % 20}", f"agent-{n % 20}", str(uuid.uuid4())
+        site, agent, scan_id = f"site-{n % sites}", f"agent-{n % sites}", str(uuid.uuid4())
         started = utcnow() - timedelta(minutes=scans - n)
         devices: list[Device] = []
         for i in range(per_scan):

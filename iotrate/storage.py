@@ -302,6 +302,43 @@ class DeviceRecord:
     findings: int
 
 
+@dataclass(frozen=True)
+class DeviceBrief:
+    """One stored device as a list shows it, read from its columns and its findings' rows
+    rather than its JSON: a fleet's dashboard lists thousands of devices, and parsing each
+    one's full result (some 20 kB) took most of the time of such a page."""
+
+    scan_id: str
+    device_key: str
+    address: str
+    mac: str | None
+    vendor: str | None
+    model: str | None
+    category: str | None
+    names: list[str]
+    grade: str | None
+    score: float | None
+    findings: list[tuple[str, str]]  # (check id, severity) of each finding
+
+    @classmethod
+    def of(cls, device: Device, scan_id: str) -> DeviceBrief:
+        """The same from a loaded device: what its rows hold."""
+        r = device.rating
+        return cls(
+            scan_id=scan_id,
+            device_key=device.id,
+            address=device.address,
+            mac=device.mac,
+            vendor=device.vendor,
+            model=device.model,
+            category=device.category,
+            names=list(device.names),
+            grade=r.grade if r else None,
+            score=r.score if r else None,
+            findings=[(f.check, str(f.severity)) for f in device.findings],
+        )
+
+
 class ForeignScan(IotrateError):
     """A fleet message about a scan that another site or agent owns: never merged into it."""
 
@@ -1073,6 +1110,54 @@ class Store:
             f"only one complete scan of {latest['targets_key'] or 'these targets'} is stored; "
             "scan again, or name two scans"
         )
+
+    def device_briefs(self, scan_ids: Sequence[str]) -> list[DeviceBrief]:
+        """The devices of these scans, in the order they were stored, without their JSON."""
+        out: list[DeviceBrief] = []
+        ids = list(dict.fromkeys(scan_ids))
+        for i in range(0, len(ids), 200):
+            chunk = ids[i : i + 200]
+            found: dict[int, list[tuple[str, str]]] = {}
+            for f in self._query(
+                select(findings.c.device_id, findings.c.check_id, findings.c.severity)
+                .select_from(findings.join(devices, devices.c.id == findings.c.device_id))
+                .where(devices.c.scan_id.in_(chunk))
+            ):
+                found.setdefault(f["device_id"], []).append((f["check_id"], f["severity"]))
+            for r in self._query(
+                select(
+                    devices.c.id,
+                    devices.c.scan_id,
+                    devices.c.device_key,
+                    devices.c.address,
+                    devices.c.mac,
+                    devices.c.vendor,
+                    devices.c.model,
+                    devices.c.category,
+                    devices.c.names_json,
+                    ratings.c.grade,
+                    ratings.c.score,
+                )
+                .select_from(devices.outerjoin(ratings, ratings.c.device_id == devices.c.id))
+                .where(devices.c.scan_id.in_(chunk))
+                .order_by(devices.c.id)
+            ):
+                out.append(
+                    DeviceBrief(
+                        scan_id=r["scan_id"],
+                        device_key=r["device_key"],
+                        address=r["address"],
+                        mac=r["mac"],
+                        vendor=r["vendor"],
+                        model=r["model"],
+                        category=r["category"],
+                        names=json.loads(r["names_json"]),
+                        grade=r["grade"],
+                        score=r["score"],
+                        findings=found.get(r["id"], []),
+                    )
+                )
+        return out
 
     def device_history(self, ref: str) -> list[DeviceRecord]:
         """One device's grade over time, found by its key (MAC, else address) or address."""

@@ -38,6 +38,7 @@ from iotrate.models import (
 from iotrate.storage import (
     LEGACY_PARKED,
     SCHEMA_VERSION,
+    DeviceBrief,
     Recorder,
     Store,
     database_url,
@@ -561,3 +562,66 @@ def test_diff_of_identical_scans_is_empty() -> None:
     d = diff_results(a, b)
     assert d.changed == [] and d.new_devices == [] and d.gone_devices == []
     assert d.unchanged == 1
+
+
+def test_every_migration_downgrades_and_upgrades_again_with_the_data(where: Where) -> None:
+    """Each revision's downgrade takes a database with history back one step, and the upgrade
+    brings it forward again, on both databases, without losing a scan, device or finding."""
+    from alembic import command
+    from alembic.config import Config
+
+    from iotrate.storage import MIGRATIONS_DIR
+
+    path = where("m.db")
+    first = result("s1", device("192.0.2.2", grade="E"), device("192.0.2.3", "aa:bb:cc:00:00:03"))
+    with Store(path) as s:
+        s.begin_scan("s1", first.started_at, first.targets, "default")
+        for d in first.devices:
+            s.record_device("s1", d)
+        s.finish_scan(first)
+    counts = "SELECT (SELECT COUNT(*) FROM scans), (SELECT COUNT(*) FROM devices), " + ", ".join(
+        f"(SELECT COUNT(*) FROM {t})" for t in ("services", "findings", "ratings")
+    )
+    before = peek(path, counts)
+    assert before[0][:2] == (1, 2)
+    engine = create_engine(database_url(path))
+    try:
+        for step in range(4, 0, -1):  # 0005 -> 0004 -> ... -> 0001, then back to the head
+            with engine.begin() as conn:
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, f"{step:04d}")
+            assert peek(path, "SELECT version_num FROM alembic_version") == [(f"{step:04d}",)]
+            assert peek(path, counts) == before, step
+    finally:
+        engine.dispose()
+    with Store(path) as s:  # opening it upgrades it to the head again
+        assert s.schema_version() == 5
+        assert s.load_scan("s1") == first
+    assert peek(path, counts) == before
+
+
+def test_device_briefs_read_from_the_rows_say_what_the_devices_say(where: Where) -> None:
+    """The dashboard lists devices from their columns and findings' rows; they must agree with
+    the stored JSON, hostile strings and devices without a rating included."""
+    path = where("b.db")
+    a = device(
+        "192.0.2.2",
+        "aa:bb:cc:00:00:02",
+        grade="E",
+        findings=(finding("telnet-open", 23), finding("tls-weak", 443, HOSTILE)),
+        name=HOSTILE,
+    )
+    b = device("192.0.2.3", grade=None)
+    first, second = result("s1", a, b), result("s2", device("192.0.2.9", grade="A"))
+    with Store(path) as s:
+        for r in (first, second):
+            s.finish_scan(r)
+        briefs = s.device_briefs(["s2", "s1", "s1"])  # a scan named twice is read once
+        expected = [DeviceBrief.of(d, r.scan_id) for r in (first, second) for d in r.devices]
+        assert sorted(briefs, key=lambda x: x.address) == sorted(expected, key=lambda x: x.address)
+        assert s.device_briefs(["nope"]) == [] and s.device_briefs([]) == []
+    (brief_a,) = [x for x in briefs if x.address == "192.0.2.2"]
+    assert sorted(brief_a.findings) == [("telnet-open", "high"), ("tls-weak", "high")]
+    assert brief_a.names == [HOSTILE] and brief_a.grade == "E" and brief_a.vendor == "Acme"

@@ -28,7 +28,7 @@ from iotrate.reports import html as html_report
 from iotrate.reports.label import display_name
 from iotrate.reports.textfit import clean
 from iotrate.signing import result_digest
-from iotrate.storage import DeviceRecord, ScanSummary, Store
+from iotrate.storage import DeviceBrief, DeviceRecord, ScanSummary, Store
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 UNRATED = "unrated"
@@ -82,8 +82,8 @@ def _grade_counts(grades: Iterable[str | None]) -> list[tuple[str, int]]:
     return list(counts.items())
 
 
-def _worst_severity(device: Device) -> str | None:
-    found = {f.severity.value for f in device.findings}
+def _worst_severity(device: DeviceBrief) -> str | None:
+    found = {severity for _, severity in device.findings}
     return next((s for s in SEVERITIES if s in found), None)
 
 
@@ -189,26 +189,34 @@ class DeviceRow:
     href: str
 
 
-def device_row(device: Device, scan: ScanSummary, link_scan: bool = False) -> DeviceRow:
-    r = device.rating
+def device_row(device: DeviceBrief, scan: ScanSummary, link_scan: bool = False) -> DeviceRow:
+    """A list's row, from the device's columns (:meth:`Store.device_briefs`), not its JSON."""
+    named = Device.model_construct(
+        id=device.device_key,
+        address=device.address,
+        vendor=device.vendor,
+        model=device.model,
+        category=device.category,
+        names=device.names,
+    )
     return DeviceRow(
-        key=device.id,
+        key=device.device_key,
         site=site_name(scan),
         scan_id=scan.scan_id,
         scanned=iso(scan.started_at),
         scanned_text=when(scan.started_at),
-        name=text(display_name(device), 120),
+        name=text(display_name(named), 120),
         vendor=text(device.vendor, 80),
         model=text(device.model, 80),
         category=text(device.category, 40) or "unknown",
         address=text(device.address, 64),
         mac=text(device.mac, 40),
-        grade=r.grade if r else None,
-        score=r.score if r else None,
+        grade=device.grade,
+        score=device.score,
         findings=len(device.findings),
         worst=_worst_severity(device),
-        checks=sorted({text(f.check, 80) for f in device.findings}),
-        href=device_href(device.id, site_name(scan), scan.scan_id if link_scan else None),
+        checks=sorted({text(check, 80) for check, _ in device.findings}),
+        href=device_href(device.device_key, site_name(scan), scan.scan_id if link_scan else None),
     )
 
 
@@ -330,7 +338,7 @@ class DeviceList:
 def devices_page(reader: Reader, filters: DeviceFilter) -> DeviceList:
     if filters.scan:
         s = reader.summary(filters.scan)
-        rows = [device_row(d, s, link_scan=True) for d in reader.result(s).devices]
+        rows = [device_row(d, s, link_scan=True) for d in reader.store.device_briefs([s.scan_id])]
         scan_row: ScanRow | None = scan_row_of(s)
     else:
         rows = current_devices(reader)
@@ -349,10 +357,15 @@ def devices_page(reader: Reader, filters: DeviceFilter) -> DeviceList:
 
 
 def current_devices(reader: Reader) -> list[DeviceRow]:
+    current = current_scans(reader.scans())
+    by_id = {s.scan_id: s for s in current}
+    briefs = reader.store.device_briefs([s.scan_id for s in current])
+    order = {s.scan_id: i for i, s in enumerate(current)}
     rows: dict[tuple[str, str], DeviceRow] = {}
-    for s in current_scans(reader.scans()):  # oldest first: a newer scan's record wins
-        for d in reader.result(s).devices:
-            rows[(s.site, d.id.lower())] = device_row(d, s)
+    # Oldest scan first: a newer scan's record of the same device wins.
+    for d in sorted(briefs, key=lambda d: order[d.scan_id]):
+        s = by_id[d.scan_id]
+        rows[(s.site, d.device_key.lower())] = device_row(d, s)
     return list(rows.values())
 
 
@@ -524,7 +537,10 @@ def scan_page(reader: Reader, ref: str) -> ScanDetail:
         discovery_mode=text(result.discovery_mode, 40),
         tool=text(f"{result.tool.name} {result.tool.version}", 60),
         errors=[text(e, 300) for e in result.errors[:100]],
-        devices=_sort_rows([device_row(d, s, link_scan=True) for d in result.devices], "grade"),
+        devices=_sort_rows(
+            [device_row(DeviceBrief.of(d, s.scan_id), s, link_scan=True) for d in result.devices],
+            "grade",
+        ),
         previous=previous,
         diff_href=(f"/diff?{urlencode({'a': previous, 'b': s.scan_id})}" if previous else None),
     )
