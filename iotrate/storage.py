@@ -963,6 +963,13 @@ class Store:
         with self._errors(), self._engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
+    def _tuples(self, stmt: Executable) -> list[tuple[Any, ...]]:
+        """Rows as plain tuples: for the many-row reads, where a dict per row shows."""
+        if self._batch is not None:
+            return [tuple(r) for r in self._batch.execute(stmt)]
+        with self._errors(), self._engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(stmt)]
+
     def scans(self) -> list[ScanSummary]:
         """Every stored scan, oldest first, with a count of devices per grade."""
         rows = self._query(
@@ -1118,12 +1125,12 @@ class Store:
         for i in range(0, len(ids), 200):
             chunk = ids[i : i + 200]
             found: dict[int, list[tuple[str, str]]] = {}
-            for f in self._query(
+            for device_id, check, severity in self._tuples(
                 select(findings.c.device_id, findings.c.check_id, findings.c.severity)
                 .select_from(findings.join(devices, devices.c.id == findings.c.device_id))
                 .where(devices.c.scan_id.in_(chunk))
             ):
-                found.setdefault(f["device_id"], []).append((f["check_id"], f["severity"]))
+                found.setdefault(device_id, []).append((check, severity))
             for r in self._query(
                 select(
                     devices.c.id,

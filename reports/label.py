@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from types import ModuleType
@@ -158,26 +159,40 @@ def check_report_url(url: str) -> str:
 
 def device_names(device: Device) -> tuple[str, str]:
     """(vendor line, model line) for a device, falling back to what discovery knew."""
-    vendor = clean(device.vendor) or "Unknown manufacturer"
-    model = clean(device.model) or (clean(device.names[0]) if device.names else "")
-    if not model:
-        model = f"Unidentified {clean(device.category) or 'device'} at {clean(device.address)}"
-    return vendor, model
+    return _names(device.vendor, device.model, device.names, device.category, device.address)
+
+
+def _names(
+    vendor: str | None, model: str | None, names: Sequence[str], category: str | None, address: str
+) -> tuple[str, str]:
+    vendor_line = clean(vendor) or "Unknown manufacturer"
+    model_line = clean(model) or (clean(names[0]) if names else "")
+    if not model_line:
+        model_line = f"Unidentified {clean(category) or 'device'} at {clean(address)}"
+    return vendor_line, model_line
 
 
 def display_name(device: Device) -> str:
     """One line naming the device for tables and reports: "LG appliance at 10.0.0.11" rather
     than "Unidentified appliance…" when the maker is known, and "Google Home Mini" rather than
     "Google Google Home Mini" when the model already carries the maker's name."""
-    vendor, model = device_names(device)
-    known_vendor = bool(clean(device.vendor))
-    if model.startswith("Unidentified "):
+    d = device
+    return display_name_of(d.vendor, d.model, d.names, d.category, d.address)
+
+
+def display_name_of(
+    vendor: str | None, model: str | None, names: Sequence[str], category: str | None, address: str
+) -> str:
+    """:func:`display_name` from the fields it reads, for lists built from stored columns."""
+    vendor_line, model_line = _names(vendor, model, names, category, address)
+    known_vendor = bool(clean(vendor))
+    if model_line.startswith("Unidentified "):
         if not known_vendor:
-            return model
-        return f"{vendor} {model.removeprefix('Unidentified ')}"
-    if known_vendor and model.lower().startswith(vendor.lower()):
-        return model
-    return f"{vendor} {model}" if known_vendor else model
+            return model_line
+        return f"{vendor_line} {model_line.removeprefix('Unidentified ')}"
+    if known_vendor and model_line.lower().startswith(vendor_line.lower()):
+        return model_line
+    return f"{vendor_line} {model_line}" if known_vendor else model_line
 
 
 def scheme_text(rating: Rating | None) -> str:

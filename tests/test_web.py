@@ -256,6 +256,45 @@ def test_unrated_device_and_empty_database(client: TestClient, tmp_path: Path) -
         assert c.get("/scans").status_code == 200
 
 
+def test_a_large_list_comes_a_page_at_a_time(tmp_path: Path) -> None:
+    """A fleet's thousands of devices: 500 rows a page, links keep the filters, the counts and
+    the grade scale stay those of the whole list, and any other change starts at page 1."""
+    lab = webfixtures.lab_result()
+    base = lab.devices[0]
+    many = [
+        base.model_copy(
+            update={
+                "id": f"02:00:00:00:{i // 256:02x}:{i % 256:02x}",
+                "address": f"10.9.{i // 250}.{i % 250 + 1}",
+                "addresses": [f"10.9.{i // 250}.{i % 250 + 1}"],
+                "mac": f"02:00:00:00:{i // 256:02x}:{i % 256:02x}",
+            }
+        )
+        for i in range(1101)
+    ]
+    path = tmp_path / "big.db"
+    with Store(path) as s:
+        s.finish_scan(lab.model_copy(update={"devices": many}))
+    with TestClient(make_app(WebDb(path, "", "", "", "", "", "")), base_url=BASE) as c:
+        first = api(c, "/api/devices")
+        assert (first["matched"], first["pages"], first["first"]) == (1101, 3, 1)
+        assert len(first["devices"]) == 500
+        assert sum(n for _, n in first["grades"]) == 1101
+        third = api(c, "/api/devices?page=3")
+        assert len(third["devices"]) == 101 and third["first"] == 1001
+        keys = {d["key"] for p in (1, 2, 3) for d in api(c, f"/api/devices?page={p}")["devices"]}
+        assert len(keys) == 1101  # every device on exactly one page
+        html = c.get("/devices?page=2&sort=address").text
+        assert "1101 devices. Showing 501–1000." in html and "page 2 of 3" in html
+        assert '<a href="/devices?sort=address" rel="prev">' in html  # the sort stays
+        assert '<a href="/devices?sort=address&amp;page=3" rel="next">' in html
+        # Sorting or filtering again goes back to the first page.
+        assert 'href="/devices?sort=name"' in html
+        assert c.get("/devices?page=4").status_code == 404
+        assert c.get("/devices?page=0").status_code == 400
+        assert c.get("/devices?page=x").status_code == 400
+
+
 # --- hostile strings --------------------------------------------------------------------------
 
 RAW = (SCRIPT, '<i>"east"</i>', "<b>bold</b>", "\x1b", "\x07", "\u202e", "\x00")

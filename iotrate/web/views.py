@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from iotrate.errors import UsageError
 from iotrate.history import DeviceRef, FindingRef, diff_results
-from iotrate.models import GRADES, Device, ScanResult
+from iotrate.models import GRADES, ScanResult
 from iotrate.reports import html as html_report
-from iotrate.reports.label import display_name
+from iotrate.reports.label import display_name_of
 from iotrate.reports.textfit import clean
 from iotrate.signing import result_digest
 from iotrate.storage import DeviceBrief, DeviceRecord, ScanSummary, Store
@@ -38,6 +39,10 @@ SORTS = ("grade", "name", "site", "address", "findings")
 # and a filter is echoed into the page.
 MAX_QUERY = 200
 CACHE_SIZE = 64
+#: Device list rows kept (a few hundred bytes each).
+ROW_CACHE_ROWS = 200_000
+#: Devices on one page of the device list.
+PAGE_ROWS = 500
 
 
 class NotFound(Exception):
@@ -93,14 +98,22 @@ def _worst_severity(device: DeviceBrief) -> str | None:
 class ResultCache:
     """Loaded results, newest-used last. A finished scan never changes, so its result is kept
     while its row says the same status, end time and device count; a running scan is always
-    read again. Used from one thread only (the dashboard's database thread)."""
+    read again. The rows of the device lists are kept the same way, by scan, up to
+    ``max_rows`` rows. Used from one thread only (the dashboard's database thread)."""
 
-    def __init__(self, size: int = CACHE_SIZE) -> None:
+    def __init__(self, size: int = CACHE_SIZE, max_rows: int = ROW_CACHE_ROWS) -> None:
         self.size = size
+        self.max_rows = max_rows
         self._items: OrderedDict[str, tuple[tuple[object, ...], ScanResult]] = OrderedDict()
+        self._rows: OrderedDict[str, tuple[tuple[object, ...], list[DeviceRow]]] = OrderedDict()
+        self._row_count = 0
+
+    @staticmethod
+    def _stamp(summary: ScanSummary) -> tuple[object, ...]:
+        return (summary.status, summary.finished_at, summary.devices)
 
     def get(self, summary: ScanSummary, load: Any) -> ScanResult:
-        stamp = (summary.status, summary.finished_at, summary.devices)
+        stamp = self._stamp(summary)
         hit = self._items.get(summary.scan_id)
         if hit is not None and hit[0] == stamp and summary.status != "running":
             self._items.move_to_end(summary.scan_id)
@@ -111,6 +124,34 @@ class ResultCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return result
+
+    def device_rows(
+        self,
+        summaries: Sequence[ScanSummary],
+        make: Callable[[list[ScanSummary]], dict[str, list[DeviceRow]]],
+    ) -> dict[str, list[DeviceRow]]:
+        """Each scan's list rows; ``make`` builds those not kept, all in one go."""
+        out: dict[str, list[DeviceRow]] = {}
+        missing: list[ScanSummary] = []
+        for s in summaries:
+            hit = self._rows.get(s.scan_id)
+            if hit is not None and hit[0] == self._stamp(s) and s.status != "running":
+                self._rows.move_to_end(s.scan_id)
+                out[s.scan_id] = hit[1]
+            else:
+                missing.append(s)
+        made = make(missing) if missing else {}
+        for s in missing:
+            rows = out[s.scan_id] = made.get(s.scan_id, [])
+            if s.status == "running":
+                continue
+            old = self._rows.pop(s.scan_id, None)
+            self._row_count += len(rows) - (len(old[1]) if old else 0)
+            self._rows[s.scan_id] = (self._stamp(s), rows)
+            while self._row_count > self.max_rows and len(self._rows) > 1:
+                _, (_, dropped) = self._rows.popitem(last=False)
+                self._row_count -= len(dropped)
+        return out
 
 
 class Reader:
@@ -189,15 +230,16 @@ class DeviceRow:
     href: str
 
 
+@lru_cache(maxsize=4096)
+def _check_text(check: str) -> str:
+    """A check id as shown; a few dozen ids recur on thousands of rows."""
+    return text(check, 80)
+
+
 def device_row(device: DeviceBrief, scan: ScanSummary, link_scan: bool = False) -> DeviceRow:
     """A list's row, from the device's columns (:meth:`Store.device_briefs`), not its JSON."""
-    named = Device.model_construct(
-        id=device.device_key,
-        address=device.address,
-        vendor=device.vendor,
-        model=device.model,
-        category=device.category,
-        names=device.names,
+    name = display_name_of(
+        device.vendor, device.model, device.names, device.category, device.address
     )
     return DeviceRow(
         key=device.device_key,
@@ -205,7 +247,7 @@ def device_row(device: DeviceBrief, scan: ScanSummary, link_scan: bool = False) 
         scan_id=scan.scan_id,
         scanned=iso(scan.started_at),
         scanned_text=when(scan.started_at),
-        name=text(display_name(named), 120),
+        name=text(name, 120),
         vendor=text(device.vendor, 80),
         model=text(device.model, 80),
         category=text(device.category, 40) or "unknown",
@@ -215,7 +257,7 @@ def device_row(device: DeviceBrief, scan: ScanSummary, link_scan: bool = False) 
         score=device.score,
         findings=len(device.findings),
         worst=_worst_severity(device),
-        checks=sorted({text(check, 80) for check, _ in device.findings}),
+        checks=sorted({_check_text(check) for check, _ in device.findings}),
         href=device_href(device.device_key, site_name(scan), scan.scan_id if link_scan else None),
     )
 
@@ -257,6 +299,7 @@ class DeviceFilter:
     severity: str = ""
     scan: str = ""
     sort: str = "grade"
+    page: str = ""  # 1-based; "" is the first
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> DeviceFilter:
@@ -281,7 +324,15 @@ class DeviceFilter:
         if sort not in SORTS:
             raise UsageError(f"sort must be one of {', '.join(SORTS)}")
         values["sort"] = sort
+        page = values["page"]
+        if page and not (page.isdigit() and 0 < int(page) < 10**6):
+            raise UsageError(f"page must be a number from 1, not {text(page, 20)!r}")
+        values["page"] = "" if page in ("", "1") else str(int(page))
         return cls(**values)
+
+    @property
+    def page_number(self) -> int:
+        return int(self.page or 1)
 
     def matches(self, row: DeviceRow) -> bool:
         if self.site and row.site != self.site:
@@ -305,8 +356,15 @@ class DeviceFilter:
         return True
 
     def params(self, **changes: str) -> dict[str, str]:
+        """The query parameters; any other change than the page starts again at page 1."""
+        if set(changes) - {"page"}:
+            changes = {"page": "", **changes}
         values = {**dataclasses.asdict(self), **changes}
-        return {k: v for k, v in values.items() if v and not (k == "sort" and v == "grade")}
+        return {
+            k: v
+            for k, v in values.items()
+            if v and not (k == "sort" and v == "grade") and not (k == "page" and v == "1")
+        }
 
     def query(self, **changes: str) -> str:
         """This filter as a query string (with some values changed), for links."""
@@ -321,13 +379,33 @@ class DeviceFilter:
 @dataclass(frozen=True)
 class DeviceList:
     filters: DeviceFilter
-    devices: list[DeviceRow]
-    total: int
+    devices: list[DeviceRow]  # this page's
+    total: int  # devices in the list before the filters
+    matched: int  # devices the filters let through, on all pages
     grades: list[tuple[str, int]]
     sites: list[str]
     categories: list[str]
     checks: list[str]
     scan: ScanRow | None = None
+    page: int = 1
+    pages: int = 1
+    first: int = 0  # 1-based number of this page's first device; 0 when none
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.devices) - 1 if self.devices else 0
+
+    @property
+    def previous_href(self) -> str | None:
+        if self.page <= 1:
+            return None
+        return "/devices" + self.filters.query(page=str(self.page - 1))
+
+    @property
+    def next_href(self) -> str | None:
+        if self.page >= self.pages:
+            return None
+        return "/devices" + self.filters.query(page=str(self.page + 1))
 
     @property
     def grade_links(self) -> list[tuple[str, int, str]]:
@@ -344,28 +422,44 @@ def devices_page(reader: Reader, filters: DeviceFilter) -> DeviceList:
         rows = current_devices(reader)
         scan_row = None
     shown = _sort_rows([r for r in rows if filters.matches(r)], filters.sort)
+    # A page at a time: a browser renders a few hundred rows at once comfortably, not the
+    # tens of thousands a fleet has.
+    pages = max(1, -(-len(shown) // PAGE_ROWS))
+    page = filters.page_number
+    if page > pages:
+        raise NotFound(f"there is no page {page}: this list has {pages}")
+    start = (page - 1) * PAGE_ROWS
     return DeviceList(
         filters=filters,
-        devices=shown,
+        devices=shown[start : start + PAGE_ROWS],
         total=len(rows),
+        matched=len(shown),
         grades=_grade_counts(r.grade for r in shown),
         sites=reader.sites(),
         categories=sorted({r.category for r in rows}),
         checks=sorted({c for r in rows for c in r.checks}),
         scan=scan_row,
+        page=page,
+        pages=pages,
+        first=start + 1 if shown else 0,
     )
 
 
 def current_devices(reader: Reader) -> list[DeviceRow]:
     current = current_scans(reader.scans())
-    by_id = {s.scan_id: s for s in current}
-    briefs = reader.store.device_briefs([s.scan_id for s in current])
-    order = {s.scan_id: i for i, s in enumerate(current)}
+
+    def make(missing: list[ScanSummary]) -> dict[str, list[DeviceRow]]:
+        by_id = {s.scan_id: s for s in missing}
+        out: dict[str, list[DeviceRow]] = {s.scan_id: [] for s in missing}
+        for d in reader.store.device_briefs(list(by_id)):
+            out[d.scan_id].append(device_row(d, by_id[d.scan_id]))
+        return out
+
+    per_scan = reader.cache.device_rows(current, make)
     rows: dict[tuple[str, str], DeviceRow] = {}
-    # Oldest scan first: a newer scan's record of the same device wins.
-    for d in sorted(briefs, key=lambda d: order[d.scan_id]):
-        s = by_id[d.scan_id]
-        rows[(s.site, d.device_key.lower())] = device_row(d, s)
+    for s in current:  # oldest first: a newer scan's record of the same device wins
+        for row in per_scan[s.scan_id]:
+            rows[(s.site, row.key.lower())] = row
     return list(rows.values())
 
 
