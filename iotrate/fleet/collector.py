@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from iotrate.errors import RuntimeFailure
 from iotrate.fleet.broker import Broker, connect_async, connect_properties, make_client
 from iotrate.fleet.messages import MAX_MESSAGE_BYTES, TOPIC_ROOT
-from iotrate.fleet.writer import WriterProcess, spawn_context, tune_gc
+from iotrate.fleet.writer import Report, WriterProcess, spawn_context, tune_gc
 from iotrate.storage import Store
 
 __all__ = ["Collector", "Stats", "tune_gc", "wait_connected"]
@@ -50,6 +50,15 @@ class Stats:
     ignored: int = 0  # valid but superseded (a device after its scan's end)
     rejected: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, report: Report, received: int) -> None:
+        """Count a writer's batch: ``received`` messages, with what became of them."""
+        self.received += received
+        self.stored += report.stored
+        self.ignored += report.ignored
+        self.rejected += report.rejected
+        for key, n in report.by_reason.items():
+            self.by_reason[key] = self.by_reason.get(key, 0) + n
 
 
 class Collector:
@@ -257,13 +266,7 @@ class Collector:
                 self._failure = self._failure or exc
                 return
             with self._stats_lock:
-                s = self.stats
-                s.received += len(batch) if report.committed else 0
-                s.stored += report.stored
-                s.ignored += report.ignored
-                s.rejected += report.rejected
-                for key, n in report.by_reason.items():
-                    s.by_reason[key] = s.by_reason.get(key, 0) + n
+                self.stats.add(report, len(batch) if report.committed else 0)
             if report.committed:
                 self._finished(batch)
 
