@@ -21,6 +21,15 @@ def _history_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     monkeypatch.setenv("IOTRATE_DB", str(path))
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_collectors() -> Iterator[None]:
+    """A fleet test that fails half-way must not leave its ``iotrate collector`` running."""
+    yield
+    from fleet_support import kill_leftovers
+
+    kill_leftovers()
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[dict[str, Any]]:
     """The running lab's status; torn down at the end, even when tests fail.

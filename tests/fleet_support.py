@@ -212,6 +212,18 @@ def wait_for(check: Callable[[], object], what: str, timeout: float = 20) -> Non
         time.sleep(0.1)
 
 
+#: Collectors a test started and has not stopped; conftest kills what a failed test left.
+RUNNING: set[subprocess.Popen[bytes]] = set()
+
+
+def kill_leftovers() -> None:
+    while RUNNING:
+        proc = RUNNING.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class CollectorProcess:
     """``iotrate collector`` as a separate process, so the test can SIGKILL it."""
 
@@ -230,6 +242,7 @@ class CollectorProcess:
                  "--client-id", self.client_id, *self.extra],
                 stderr=out, stdout=out, start_new_session=own_group,
             )  # fmt: skip
+        RUNNING.add(self.proc)
         # Subscribed (or its session resumed): from here on the broker keeps its messages.
         wait_for(
             lambda: f"{self.client_id} 1 iotrate/v1/#" in self.broker.log_text(mark),
