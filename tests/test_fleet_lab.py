@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executables import IOTRATE
 from fleet_support import (
-    IOTRATE,
     CollectorProcess,
     Mosquitto,
     PostgresServer,
