@@ -32,10 +32,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from executables import IOTRATE
+
 INSTANCE = "bnch"
 SUBNET = "10.231.60.0/24"
 ENV = {**os.environ, "IOTRATE_LAB_INSTANCE": INSTANCE, "IOTRATE_LAB_SUBNET": SUBNET}
-IOTRATE = str(Path(sys.executable).with_name("iotrate"))
 
 
 @dataclass

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from executables import IOTRATE
+
 INSTANCE = "scl"
 SUBNET = "10.232.0.0/16"
 ENV = {**os.environ, "IOTRATE_LAB_INSTANCE": INSTANCE, "IOTRATE_LAB_SUBNET": SUBNET}
-IOTRATE = str(Path(sys.executable).with_name("iotrate"))
 # Peak RSS of the scan, from a parent that does nothing else: RUSAGE_CHILDREN's ru_maxrss is
 # the largest resident set any waited-for descendant reached (the scan is one process).
 MEASURE = (

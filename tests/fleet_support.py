@@ -16,18 +16,17 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from executables import IOTRATE
 from hostneeds import missing
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-IOTRATE = str(Path(sys.executable).with_name("iotrate"))
 
 
 def free_port() -> int:

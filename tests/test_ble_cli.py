@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from ble_recordings import findmy_separated, rotating_phone, travelling_airtag, uuid16
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
+from executables import IOTRATE
 from typer.testing import CliRunner
 
 from iotrate.ble.live import KEEP_EVERY_S, Recorder, address_type_of, observation_from
@@ -108,7 +108,7 @@ def test_the_recorder_keeps_changes_and_a_sample_of_repeats() -> None:
 def test_no_adapter_is_one_line_and_exit_code_3(tmp_path: Path) -> None:
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path}/no-such-bus"}
     proc = subprocess.run(
-        [sys.executable, "-m", "iotrate", "ble", "scan", "--seconds", "1"],
+        [IOTRATE, "ble", "scan", "--seconds", "1"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
+from executables import IOTRATE
 from iotrate.probes.base import Probe, ProbeContext
 from probefakes import device
 from typer.testing import CliRunner
@@ -347,7 +348,7 @@ def test_a_budgeted_lab_scan_ends_on_time_and_says_so(lab: dict[str, Any], tmp_p
     namespace = lab["scanner"]["namespace"]
     argv = [
         "ip", "netns", "exec", namespace,
-        sys.executable, "-m", "iotrate", "scan", lab["subnet"], "--budget", f"{BUDGET_S:g}s",
+        IOTRATE, "scan", lab["subnet"], "--budget", f"{BUDGET_S:g}s",
         "--json", "-o", str(out), "--no-history",
     ]  # fmt: skip
     startup = _startup(namespace)
@@ -389,9 +390,7 @@ def test_a_budgeted_lab_scan_ends_on_time_and_says_so(lab: dict[str, Any], tmp_p
         ["report", str(out), "-o", str(html)],
         ["label", str(out), "--out", str(labels), "--format", "svg"],
     ):
-        render = subprocess.run(
-            [sys.executable, "-m", "iotrate", *cmd], capture_output=True, text=True, timeout=120
-        )
+        render = subprocess.run([IOTRATE, *cmd], capture_output=True, text=True, timeout=120)
         assert render.returncode == 0, render.stderr[-2000:]
     page = html.read_text()
     budget_text = f"stopped at {BUDGET_S:g} s budget"

@@ -174,14 +174,7 @@ def test_agent_over_tls_spool_restart_and_signed_commands(
     spool = Spool(tmp_path / "spool.db")
 
     # 1. The broker is down: a --once run scans, cannot deliver, and keeps it all.
-    first = Agent(settings, agent_login, spool, agent_id="agent-7", command_key=KEY)
-    assert not first.run(once=True, drain_timeout=1.0, stop=threading.Event())
-    assert spool.count() == 4  # start, two devices, end
-    # As if a later run had been killed mid-scan: its start is spooled, its end never came.
-    spool.set("open_scan", json.dumps({
-        "scan_id": "killed-scan", "started_at": utcnow().isoformat(), "policy": "default",
-        "targets": [],
-    }))  # fmt: skip
+    run_once_while_broker_down(settings, agent_login, spool)
 
     # 2. The broker is back; the agent starts again on the same spool, scheduled this time.
     mosq.start()
@@ -193,54 +186,88 @@ def test_agent_over_tls_spool_restart_and_signed_commands(
     )
     runner.start()
     try:
-        wait_for(lambda: len(reader.ends()) == 3, "the spooled scan, the killed one and a new one")
-        ends = reader.ends()
-        assert [e.scan_id for e in ends] == [scans[0], "killed-scan", scans[1]]
-        assert [(e.status, e.addresses) for e in ends] == [
-            ("complete", ["192.0.2.2", "192.0.2.3"]),
-            ("interrupted", None),
-            ("complete", ["192.0.2.2", "192.0.2.3"]),
-        ]
-        assert [json.loads(p)["seq"] for _, p in reader.got] == sorted(
-            json.loads(p)["seq"] for _, p in reader.got
-        )  # oldest first, across the restart
-        assert [t.rsplit("/", 2)[-1] for t, _ in reader.got[:4]] == [
-            "start", "192.0.2.2", "192.0.2.3", "end",
-        ]  # fmt: skip
-        wait_for(lambda: spool.count() == 0, "every PUBACK")
-
+        check_spool_delivered_after_restart(reader, scans, spool)
         # 3. Commands: only an authentic, fresh, first-time scan-now starts a scan.
-        operator = mqtt.Client(CallbackAPIVersion.VERSION2, "test-op", protocol=mqtt.MQTTv5)
-        operator.username_pw_set("operator", "operator-pw")
-        operator.tls_set(ca_certs=str(tls.ca), certfile=str(tls.cert), keyfile=str(tls.key))
-        operator.connect("127.0.0.1", mosq.port)
-        operator.loop_start()
-        topic = "iotrate/v1/shop-7/command"
-        good = commands.sign(KEY, "shop-7", "scan-now")
-        for payload in (
-            b"rm -rf /",
-            commands.sign(b"not-the-key-but-long-enough", "shop-7", "scan-now"),
-            good,
-        ):
-            operator.publish(topic, payload, qos=1).wait_for_publish(5)
-        wait_for(lambda: len(reader.ends()) == 4, "the commanded scan")
-        operator.publish(topic, good, qos=1).wait_for_publish(5)  # replayed
-        wait_for(lambda: "replayed" in caplog.text, "the replay to be seen")
-        time.sleep(0.5)
-        assert len(scans) == 3 and len(reader.ends()) == 4
-        assert caplog.text.count("ignored a command") == 3
-        assert "not JSON" in caplog.text and "bad signature" in caplog.text
-        operator.disconnect()
-        operator.loop_stop()
+        check_only_authentic_commands_scan(mosq, tls, reader, scans, caplog)
     finally:
         stop.set()
         runner.join(timeout=20)
     assert not runner.is_alive()
 
     # 4. The broker's ACL refuses another site's topic: PUBACK "not authorised", for good.
+    check_refused_for_good(agent_login, tmp_path, reader, caplog)
+
+    # 5. A wrong password or no client certificate: no connection at all.
+    check_no_connection_without_credentials(mosq, tls, tmp_path)
+    reader.close()
+
+
+def run_once_while_broker_down(settings: AgentSettings, login: Broker, spool: Spool) -> None:
+    first = Agent(settings, login, spool, agent_id="agent-7", command_key=KEY)
+    assert not first.run(once=True, drain_timeout=1.0, stop=threading.Event())
+    assert spool.count() == 4  # start, two devices, end
+    # As if a later run had been killed mid-scan: its start is spooled, its end never came.
+    spool.set("open_scan", json.dumps({
+        "scan_id": "killed-scan", "started_at": utcnow().isoformat(), "policy": "default",
+        "targets": [],
+    }))  # fmt: skip
+
+
+def check_spool_delivered_after_restart(reader: Reader, scans: list[str], spool: Spool) -> None:
+    wait_for(lambda: len(reader.ends()) == 3, "the spooled scan, the killed one and a new one")
+    ends = reader.ends()
+    assert [e.scan_id for e in ends] == [scans[0], "killed-scan", scans[1]]
+    assert [(e.status, e.addresses) for e in ends] == [
+        ("complete", ["192.0.2.2", "192.0.2.3"]),
+        ("interrupted", None),
+        ("complete", ["192.0.2.2", "192.0.2.3"]),
+    ]
+    assert [json.loads(p)["seq"] for _, p in reader.got] == sorted(
+        json.loads(p)["seq"] for _, p in reader.got
+    )  # oldest first, across the restart
+    assert [t.rsplit("/", 2)[-1] for t, _ in reader.got[:4]] == [
+        "start", "192.0.2.2", "192.0.2.3", "end",
+    ]  # fmt: skip
+    wait_for(lambda: spool.count() == 0, "every PUBACK")
+
+
+def check_only_authentic_commands_scan(
+    mosq: Mosquitto,
+    tls: Tls,
+    reader: Reader,
+    scans: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    operator = mqtt.Client(CallbackAPIVersion.VERSION2, "test-op", protocol=mqtt.MQTTv5)
+    operator.username_pw_set("operator", "operator-pw")
+    operator.tls_set(ca_certs=str(tls.ca), certfile=str(tls.cert), keyfile=str(tls.key))
+    operator.connect("127.0.0.1", mosq.port)
+    operator.loop_start()
+    topic = "iotrate/v1/shop-7/command"
+    good = commands.sign(KEY, "shop-7", "scan-now")
+    for payload in (
+        b"rm -rf /",
+        commands.sign(b"not-the-key-but-long-enough", "shop-7", "scan-now"),
+        good,
+    ):
+        operator.publish(topic, payload, qos=1).wait_for_publish(5)
+    wait_for(lambda: len(reader.ends()) == 4, "the commanded scan")
+    operator.publish(topic, good, qos=1).wait_for_publish(5)  # replayed
+    wait_for(lambda: "replayed" in caplog.text, "the replay to be seen")
+    time.sleep(0.5)
+    assert len(scans) == 3 and len(reader.ends()) == 4
+    assert caplog.text.count("ignored a command") == 3
+    assert "not JSON" in caplog.text and "bad signature" in caplog.text
+    operator.disconnect()
+    operator.loop_stop()
+
+
+def check_refused_for_good(
+    login: Broker, tmp_path: Path, reader: Reader, caplog: pytest.LogCaptureFixture
+) -> None:
     other = Spool(tmp_path / "other.db")
     other.put(lambda seq: ("iotrate/v1/shop-8/x/start", b"{}"))
-    pub = Publisher(agent_login, "test-intruder", other)
+    pub = Publisher(login, "test-intruder", other)
     pub.start()
     try:
         assert pub.wait_drained(10)
@@ -249,7 +276,8 @@ def test_agent_over_tls_spool_restart_and_signed_commands(
     assert "refused message 1 for good" in caplog.text
     assert not any("/shop-8/" in t for t, _ in reader.got)
 
-    # 5. A wrong password or no client certificate: no connection at all.
+
+def check_no_connection_without_credentials(mosq: Mosquitto, tls: Tls, tmp_path: Path) -> None:
     for broker in (
         tls.broker(mosq.port, "agent7", "wrong"),
         parse_broker(f"mqtts://agent7:agent7-pw@127.0.0.1:{mosq.port}", ca=tls.ca),
@@ -260,4 +288,3 @@ def test_agent_over_tls_spool_restart_and_signed_commands(
             assert not denied.connected.wait(1.5)
         finally:
             denied.stop()
-    reader.close()

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from executables import IOTRATE
 from fleet_support import (
-    IOTRATE,
     CollectorProcess,
     Mosquitto,
     PostgresServer,

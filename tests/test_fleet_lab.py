@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executables import IOTRATE
 from fleet_support import (
-    IOTRATE,
     CollectorProcess,
     Mosquitto,
     PostgresServer,
@@ -84,39 +84,9 @@ def test_two_agents_two_labs_broker_restart_and_collector_down(
         # The collector's session exists, then the collector is gone for the whole scan.
         collector.start()
         collector.kill()
-        for lab in two_labs:
-            name = lab["instance"]
-            with (tmp_path / f"agent-{name}.log").open("wb") as log:
-                agents[name] = subprocess.Popen(
-                    ["ip", "netns", "exec", lab["scanner"]["namespace"], IOTRATE, "agent",
-                     "--broker", f"unix://{broker.socket}", "--site", f"lab-{name}",
-                     "--agent-id", f"agent-{name}", "--targets", lab["subnet"], "--once",
-                     "--spool", str(tmp_path / f"spool-{name}.db"), "--drain-timeout", "90"],
-                    stdout=log, stderr=subprocess.STDOUT,
-                )  # fmt: skip
-        first = two_labs[0]["instance"]
-        # Mid-scan: once the first device result is in, the broker goes down and comes back.
-        wait_for(
-            lambda: (
-                f"from iotrate-agent-agent-{first} " in broker.log_text()
-                and "/device/" in broker.log_text()
-            ),
-            "a first device result",
-            timeout=90,
-        )
-        broker.stop()
-        time.sleep(2)
-        restart = len(broker.log_text())
-        broker.start()
-        for name, proc in agents.items():
-            assert proc.wait(timeout=150) == 0, (tmp_path / f"agent-{name}.log").read_text()
-        after = broker.log_text(restart)
-        for lab in two_labs:  # both scans ended after the restart: it was mid-scan
-            assert f"Received PUBLISH from iotrate-agent-agent-{lab['instance']}" in after
-            assert f"/lab-{lab['instance']}/" in after and "/end'" in after
-            spool = sqlite3.connect(tmp_path / f"spool-{lab['instance']}.db")
-            assert spool.execute("SELECT COUNT(*) FROM outbox").fetchone() == (0,)
-            spool.close()
+        _start_agents(two_labs, broker, tmp_path, agents)
+        restart = _restart_broker_mid_scan(broker, two_labs[0]["instance"])
+        _check_agents_delivered_after_restart(two_labs, agents, broker, restart, tmp_path)
 
         # The collector comes back and finds everything queued in its session.
         collector.start()
@@ -135,6 +105,68 @@ def test_two_agents_two_labs_broker_restart_and_collector_down(
                 proc.wait()
         broker.remove()
 
+    _check_stored(db, two_labs)
+    text = (tmp_path / "collector.log").read_text()
+    assert "(resumed session)" in text and "dropped a message" not in text, text
+
+
+def _start_agents(
+    two_labs: list[dict[str, Any]],
+    broker: Mosquitto,
+    tmp_path: Path,
+    agents: dict[str, subprocess.Popen[bytes]],
+) -> None:
+    """One ``--once`` agent per lab, in its scanner namespace; each is added to ``agents`` as
+    soon as it runs, so the caller can stop it whatever happens next."""
+    for lab in two_labs:
+        name = lab["instance"]
+        with (tmp_path / f"agent-{name}.log").open("wb") as log:
+            agents[name] = subprocess.Popen(
+                ["ip", "netns", "exec", lab["scanner"]["namespace"], IOTRATE, "agent",
+                 "--broker", f"unix://{broker.socket}", "--site", f"lab-{name}",
+                 "--agent-id", f"agent-{name}", "--targets", lab["subnet"], "--once",
+                 "--spool", str(tmp_path / f"spool-{name}.db"), "--drain-timeout", "90"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+
+def _restart_broker_mid_scan(broker: Mosquitto, first: str) -> int:
+    """Once the first device result is in, the broker goes down and comes back; returns where
+    the restarted broker's log begins."""
+    wait_for(
+        lambda: (
+            f"from iotrate-agent-agent-{first} " in broker.log_text()
+            and "/device/" in broker.log_text()
+        ),
+        "a first device result",
+        timeout=90,
+    )
+    broker.stop()
+    time.sleep(2)
+    restart = len(broker.log_text())
+    broker.start()
+    return restart
+
+
+def _check_agents_delivered_after_restart(
+    two_labs: list[dict[str, Any]],
+    agents: dict[str, subprocess.Popen[bytes]],
+    broker: Mosquitto,
+    restart: int,
+    tmp_path: Path,
+) -> None:
+    for name, proc in agents.items():
+        assert proc.wait(timeout=150) == 0, (tmp_path / f"agent-{name}.log").read_text()
+    after = broker.log_text(restart)
+    for lab in two_labs:  # both scans ended after the restart: it was mid-scan
+        assert f"Received PUBLISH from iotrate-agent-agent-{lab['instance']}" in after
+        assert f"/lab-{lab['instance']}/" in after and "/end'" in after
+        spool = sqlite3.connect(tmp_path / f"spool-{lab['instance']}.db")
+        assert spool.execute("SELECT COUNT(*) FROM outbox").fetchone() == (0,)
+        spool.close()
+
+
+def _check_stored(db: str, two_labs: list[dict[str, Any]]) -> None:
     with Store(db) as s:
         summaries = {x.site: x for x in s.scans()}
         assert set(summaries) == {f"lab-{lab['instance']}" for lab in two_labs}
@@ -159,8 +191,6 @@ def test_two_agents_two_labs_broker_restart_and_collector_down(
                 sum(len(d.findings) for d in result.devices),
                 sum(1 for d in result.devices if d.rating is not None),
             )
-    text = (tmp_path / "collector.log").read_text()
-    assert "(resumed session)" in text and "dropped a message" not in text, text
 
 
 def _counts(db: str, scan_id: str) -> tuple[int, int, int]:

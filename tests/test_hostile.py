@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executables import IOTRATE
 
 from iotrate import ratelimit
 from iotrate.discovery.portscan import port_specs
 from iotrate.models import OutcomeStatus, ScanResult
 
-IOTRATE = str(Path(sys.executable).with_name("iotrate"))
 INSTANCE = "hx"
 SUBNET = "10.231.56.0/24"
 ENV = {**os.environ, "IOTRATE_LAB_INSTANCE": INSTANCE, "IOTRATE_LAB_SUBNET": SUBNET}

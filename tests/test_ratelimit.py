@@ -9,7 +9,6 @@ import heapq
 import itertools
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -19,13 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
+from executables import IOTRATE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iotrate import ratelimit
 from iotrate.ratelimit import HostRateLimiter, limiting
-
-IOTRATE = str(Path(sys.executable).with_name("iotrate"))
 
 
 class Clock:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -21,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from executables import IOTRATE
 
 from iotrate.models import Device, ScanResult
 
-IOTRATE = str(Path(sys.executable).with_name("iotrate"))
 pytestmark = pytest.mark.lab
 
 

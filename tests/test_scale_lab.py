@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from executables import IOTRATE
 from hostneeds import need_namespaces
 
 HOSTS = 40
@@ -38,7 +38,7 @@ def _env() -> dict[str, str]:
 
 def _iotrate(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(
-        [sys.executable, "-m", "iotrate", *args],
+        [IOTRATE, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -70,9 +70,7 @@ def scale_lab() -> Any:
     try:
         yield json.loads(_iotrate("lab", "status", "--json").stdout)
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "iotrate", "lab", "down"], env=_env(), timeout=120, check=False
-        )
+        subprocess.run([IOTRATE, "lab", "down"], env=_env(), timeout=120, check=False)
 
 
 @pytest.mark.lab
@@ -90,7 +88,7 @@ def test_the_scale_lab_is_found_rated_and_torn_down(
     out = tmp_path / "scan.json"
     scanner = status["scanner"]["namespace"]
     res = subprocess.run(
-        ["ip", "netns", "exec", scanner, sys.executable, "-m", "iotrate", "scan",
+        ["ip", "netns", "exec", scanner, IOTRATE, "scan",
          status["targets"], "--json", "-o", str(out), "--no-history"],
         capture_output=True, text=True, timeout=180, env=_env(),
     )  # fmt: skip
@@ -124,9 +122,7 @@ def test_the_scale_lab_is_found_rated_and_torn_down(
     # lab down: no namespace, process or state file of this instance is left.
     pids = [p["pid"] for p in status["daemons"]]
     assert pids
-    subprocess.run(
-        [sys.executable, "-m", "iotrate", "lab", "down"], env=_env(), timeout=120, check=True
-    )
+    subprocess.run([IOTRATE, "lab", "down"], env=_env(), timeout=120, check=True)
     assert not [ns for ns in _namespaces() if ns.startswith(f"iotr{INSTANCE}-")]
     assert not [p for p in pids if _alive(p)]
     assert not Path(status["state_file"]).exists()

@@ -4,16 +4,15 @@ with exactly the ports its real daemons listen on; refusals hold inside an empty
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from executables import IOTRATE
 from hostneeds import lo_tx_packets
 
 from iotrate.models import ScanResult
 
-IOTRATE = str(Path(sys.executable).with_name("iotrate"))
 pytestmark = pytest.mark.lab
 
 

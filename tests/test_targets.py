@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from executables import IOTRATE
 from hostneeds import lo_tx_packets
 
 from iotrate.errors import TargetRefused, UsageError
@@ -207,8 +207,6 @@ def test_allow_list_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 # -- the refusal comes before any packet: the CLI in an empty network namespace ---------------
-
-IOTRATE = str(Path(sys.executable).with_name("iotrate"))
 
 
 def _scan_in(ns: str, *args: str, env: dict[str, str] | None = None) -> Any:

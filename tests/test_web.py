@@ -15,7 +15,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import webfixtures
+from executables import IOTRATE
 from fleet_support import postgres  # noqa: F401  (the PostgreSQL server fixture)
 from iotrate.reports.label import GRADE_COLOURS
 from labelfixtures import SCRIPT
@@ -51,7 +51,6 @@ with warnings.catch_warnings():
 
 BASE = "http://127.0.0.1:8765"
 PASSWORD = "correct horse battery"
-IOTRATE = [sys.executable, "-m", "iotrate"]
 
 
 @pytest.fixture(scope="module")
@@ -581,7 +580,7 @@ def test_busy_port_is_exit_3(db: WebDb) -> None:
 
 def start_serve(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [*IOTRATE, "serve", "--port", "0", *args],
+        [IOTRATE, "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from urllib.parse import quote
 
 import pytest
 import webfixtures
+from executables import IOTRATE
 from hostneeds import chromium_driver
 from iotrate.reports.label import GRADE_COLOURS
 from webfixtures import FRIDGE, PLUG, WebDb
@@ -43,7 +43,7 @@ def server(db: WebDb, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     """The real command, as a user starts it; its first line says where it listens."""
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path_factory.mktemp("config"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "iotrate", "serve", "--db", str(db.path), "--port", "0"],
+        [IOTRATE, "serve", "--db", str(db.path), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

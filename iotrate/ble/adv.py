@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import uuid as uuidlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -298,8 +298,11 @@ def _manufacturer(cid: int, payload: bytes, out: Decoded, address: str | None) -
 
 # --- service data -----------------------------------------------------------------------------
 
+#: Reads one service's data (payload, facts to add to, evidence source).
+_ServiceDecoder = Callable[[bytes, Decoded, str], None]
 
-def _eddystone(payload: bytes, out: Decoded) -> None:
+
+def _eddystone(payload: bytes, out: Decoded, source: str) -> None:
     frame = payload[0]
     out.add("ble.eddystone.frame", f"{frame:02x}")
     if frame == 0x10 and len(payload) >= 4:
@@ -355,6 +358,113 @@ def _weight(payload: bytes, out: Decoded, source: str) -> None:
     out.exposures.append(Exposure("health", "body weight", detail, source))
 
 
+def _tile(payload: bytes, out: Decoded, source: str) -> None:
+    if len(payload) >= 10 and payload[:2] == b"\x02\x00":
+        ident = payload[2:10].hex()
+        out.add("ble.tile.id", ident)
+        out.identifiers.append(("Tile identifier", ident))
+        out.trackers.append(TrackerSignal("Tile", None, ident))
+    else:
+        out.trackers.append(TrackerSignal("Tile", None, None))
+
+
+def _smarttag(payload: bytes, out: Decoded, source: str) -> None:
+    if payload[0] & 0xF8 != 0x10:
+        return
+    state = payload[0] & 0x07
+    names = {1: "premature offline", 2: "offline", 3: "overmature offline"}
+    out.add("ble.smarttag.state", names.get(state, "connected"))
+    tag_key = payload[4:12].hex() if len(payload) >= 12 else None
+    out.trackers.append(TrackerSignal("Samsung SmartThings Find", state in names, tag_key))
+
+
+def _chipolo(payload: bytes, out: Decoded, source: str) -> None:
+    separated = bool(payload[1] & 0x01) if len(payload) > 1 else None
+    out.trackers.append(TrackerSignal("Chipolo", separated, None))
+
+
+def _heart_rate(payload: bytes, out: Decoded, source: str) -> None:
+    if len(payload) < 2:
+        return
+    flags = payload[0]
+    bpm = int.from_bytes(payload[1:3], "little") if flags & 0x01 else payload[1]
+    if 0 < bpm < 300:
+        out.exposures.append(Exposure("health", "heart rate", f"{bpm} bpm", source))
+
+
+def _body_composition(payload: bytes, out: Decoded, source: str) -> None:
+    out.exposures.append(
+        Exposure("health", "body composition", f"{len(payload)}-byte measurement", source)
+    )
+
+
+def _thermometer(payload: bytes, out: Decoded, source: str) -> None:
+    # Only a real Temperature Measurement (GATT 0x2A1C layout) in the range of a human body
+    # is health data; room thermometers reuse the UUID with their own text.
+    temp = _float32(payload[1:5]) if len(payload) >= 5 and payload[0] <= 0x07 else None
+    if temp is not None and 30.0 <= temp <= 45.0 and not payload[0] & 0x01:
+        out.exposures.append(Exposure("health", "body temperature", f"{temp:.1f} °C", source))
+
+
+def _blood_pressure(payload: bytes, out: Decoded, source: str) -> None:
+    if len(payload) < 7:
+        return
+    sys_ = _sfloat(int.from_bytes(payload[1:3], "little"))
+    dia = _sfloat(int.from_bytes(payload[3:5], "little"))
+    detail = f"{sys_:.0f}/{dia:.0f}" if sys_ is not None and dia is not None else "a reading"
+    out.exposures.append(Exposure("health", "blood pressure", detail, source))
+
+
+def _reading(what: str) -> _ServiceDecoder:
+    """A decoder that records only that a reading of ``what`` is there, and its size."""
+
+    def decode(payload: bytes, out: Decoded, source: str) -> None:
+        out.exposures.append(Exposure("health", what, f"{len(payload)}-byte reading", source))
+
+    return decode
+
+
+def _huami_steps(payload: bytes, out: Decoded, source: str) -> None:
+    if len(payload) != 4:
+        return
+    steps = int.from_bytes(payload, "little")
+    out.add("ble.huami.steps", "yes")
+    if steps:
+        out.exposures.append(Exposure("health", "step count", f"{steps} steps", source))
+
+
+def _mibeacon(payload: bytes, out: Decoded, source: str) -> None:
+    """Xiaomi MiBeacon header: frame control (2 bytes LE), product id (2 bytes LE), counter."""
+    if len(payload) < 5:
+        return
+    control = int.from_bytes(payload[0:2], "little")
+    out.add("ble.mibeacon.product_id", f"{int.from_bytes(payload[2:4], 'little'):04x}")
+    out.add("ble.mibeacon.version", (control >> 12) & 0x0F)
+    out.add("ble.mibeacon.encrypted", "yes" if control & 0x08 else "no")
+
+
+# One decoder per 16-bit service UUID whose service data has a documented layout; each gets a
+# non-empty payload and checks the length its layout needs.
+_SERVICE_DECODERS: dict[str, _ServiceDecoder] = {
+    "feed": _tile,
+    "feec": _tile,
+    "fd84": _tile,
+    "fd5a": _smarttag,
+    "fe33": _chipolo,
+    "feaa": _eddystone,
+    "180d": _heart_rate,
+    "181d": _weight,
+    "181b": _body_composition,
+    "1809": _thermometer,
+    "1810": _blood_pressure,
+    "1808": _reading("blood glucose"),
+    "181f": _reading("blood glucose"),
+    "1822": _reading("blood oxygen"),
+    "fee0": _huami_steps,
+    "fe95": _mibeacon,
+}
+
+
 def _service(uuid: str, payload: bytes, out: Decoded) -> None:
     short = short_uuid(uuid)
     key = short or uuid
@@ -368,65 +478,9 @@ def _service(uuid: str, payload: bytes, out: Decoded) -> None:
         out.add("ble.text", text)
     if not payload or short is None:
         return
-    if short in ("feed", "feec", "fd84"):
-        if len(payload) >= 10 and payload[:2] == b"\x02\x00":
-            ident = payload[2:10].hex()
-            out.add("ble.tile.id", ident)
-            out.identifiers.append(("Tile identifier", ident))
-            out.trackers.append(TrackerSignal("Tile", None, ident))
-        else:
-            out.trackers.append(TrackerSignal("Tile", None, None))
-    elif short == "fd5a" and payload[0] & 0xF8 == 0x10:
-        state = payload[0] & 0x07
-        names = {1: "premature offline", 2: "offline", 3: "overmature offline"}
-        out.add("ble.smarttag.state", names.get(state, "connected"))
-        tag_key = payload[4:12].hex() if len(payload) >= 12 else None
-        out.trackers.append(TrackerSignal("Samsung SmartThings Find", state in names, tag_key))
-    elif short == "fe33":
-        separated = bool(payload[1] & 0x01) if len(payload) > 1 else None
-        out.trackers.append(TrackerSignal("Chipolo", separated, None))
-    elif short == "feaa":
-        _eddystone(payload, out)
-    elif short == "180d" and len(payload) >= 2:
-        flags = payload[0]
-        bpm = int.from_bytes(payload[1:3], "little") if flags & 0x01 else payload[1]
-        if 0 < bpm < 300:
-            out.exposures.append(Exposure("health", "heart rate", f"{bpm} bpm", source))
-    elif short == "181d":
-        _weight(payload, out, source)
-    elif short == "181b":
-        out.exposures.append(
-            Exposure("health", "body composition", f"{len(payload)}-byte measurement", source)
-        )
-    elif short == "1809":
-        # Only a real Temperature Measurement (GATT 0x2A1C layout) in the range of a human body
-        # is health data; room thermometers reuse the UUID with their own text.
-        temp = _float32(payload[1:5]) if len(payload) >= 5 and payload[0] <= 0x07 else None
-        if temp is not None and 30.0 <= temp <= 45.0 and not payload[0] & 0x01:
-            out.exposures.append(Exposure("health", "body temperature", f"{temp:.1f} °C", source))
-    elif short == "1810" and len(payload) >= 7:
-        sys_ = _sfloat(int.from_bytes(payload[1:3], "little"))
-        dia = _sfloat(int.from_bytes(payload[3:5], "little"))
-        detail = f"{sys_:.0f}/{dia:.0f}" if sys_ is not None and dia is not None else "a reading"
-        out.exposures.append(Exposure("health", "blood pressure", detail, source))
-    elif short in ("1808", "181f", "1822"):
-        what = {"1808": "blood glucose", "181f": "blood glucose", "1822": "blood oxygen"}[short]
-        out.exposures.append(Exposure("health", what, f"{len(payload)}-byte reading", source))
-    elif short == "fee0" and len(payload) == 4:
-        steps = int.from_bytes(payload, "little")
-        out.add("ble.huami.steps", "yes")
-        if steps:
-            out.exposures.append(Exposure("health", "step count", f"{steps} steps", source))
-    elif short == "fe95" and len(payload) >= 5:
-        _mibeacon(payload, out)
-
-
-def _mibeacon(payload: bytes, out: Decoded) -> None:
-    """Xiaomi MiBeacon header: frame control (2 bytes LE), product id (2 bytes LE), counter."""
-    control = int.from_bytes(payload[0:2], "little")
-    out.add("ble.mibeacon.product_id", f"{int.from_bytes(payload[2:4], 'little'):04x}")
-    out.add("ble.mibeacon.version", (control >> 12) & 0x0F)
-    out.add("ble.mibeacon.encrypted", "yes" if control & 0x08 else "no")
+    decoder = _SERVICE_DECODERS.get(short)
+    if decoder is not None:
+        decoder(payload, out, source)
 
 
 # Member UUIDs that name a shared standard rather than one maker's products: Eddystone and Fast

@@ -118,29 +118,116 @@ def _dhcp_observation(pkt: Any) -> tuple[str, DhcpObservation] | None:
     )
 
 
+class _Capture:
+    """What one pass over a capture has gathered: observations so far, and the MACs and DHCP
+    requests that are matched to addresses only once every packet has been read."""
+
+    def __init__(self) -> None:
+        self.observations: list[Observation] = []
+        self.seen: set[tuple[str, str, str]] = set()
+        self.mac_of_ip: dict[str, str] = {}
+        self.dhcp_by_mac: dict[str, DhcpObservation] = {}
+
+    def keep(self, obs: Observation, key: str) -> None:
+        sig = (obs.device, obs.kind, key)
+        if sig not in self.seen and len(self.observations) < MAX_OBSERVATIONS:
+            self.seen.add(sig)
+            self.observations.append(obs)
+
+    def packet(self, pkt: Any) -> None:
+        from scapy.layers.dhcp import DHCP
+        from scapy.layers.inet import IP, TCP, UDP
+        from scapy.layers.l2 import Ether
+
+        if pkt.haslayer(DHCP):
+            got = _dhcp_observation(pkt)
+            if got:
+                self.dhcp_by_mac.setdefault(got[0], got[1])
+            return
+        if not pkt.haslayer(IP):
+            return
+        src = str(pkt[IP].src)
+        # SSDP and mDNS never cross a router, so their sender MAC is the device's own.
+        link_mac = str(pkt[Ether].src).lower() if pkt.haslayer(Ether) else None
+        if pkt.haslayer(UDP):
+            self._udp(pkt, src, link_mac)
+        elif pkt.haslayer(TCP):
+            self._http(pkt, src)
+
+    def _udp(self, pkt: Any, src: str, link_mac: str | None) -> None:
+        from scapy.layers.dns import DNS
+        from scapy.layers.inet import UDP
+
+        udp = pkt[UDP]
+        payload = bytes(udp.payload)
+        # libupnp answers M-SEARCH from an ephemeral port, so match on content too.
+        if 1900 in (udp.sport, udp.dport) or payload.startswith(b"HTTP/1.1 200"):
+            self._ssdp(payload, src, link_mac)
+        elif udp.sport == 5353 and pkt.haslayer(DNS) and pkt[DNS].qr == 1:
+            found = _mdns_observations(src, pkt[DNS])
+            for obs in found:
+                self.keep(obs, f"{obs.service_type}|{obs.name}")
+            if found and link_mac:
+                self.mac_of_ip.setdefault(src, link_mac)
+
+    def _ssdp(self, payload: bytes, src: str, link_mac: str | None) -> None:
+        try:
+            start, headers = parse_message(payload)
+        except SsdpError:
+            return
+        if start.startswith("M-SEARCH") or not (
+            "USN" in headers or "NT" in headers or "ST" in headers
+        ):
+            return
+        self.keep(
+            SsdpObservation(device=src, kind="ssdp", headers=headers),
+            headers.get("USN", "") + headers.get("NT", headers.get("ST", "")),
+        )
+        if link_mac:
+            self.mac_of_ip.setdefault(src, link_mac)
+
+    def _http(self, pkt: Any, src: str) -> None:
+        from scapy.layers.inet import TCP
+
+        payload = bytes(pkt[TCP].payload)
+        if not payload.startswith(b"HTTP/1."):
+            return
+        try:
+            _start, headers = parse_message(payload)
+        except SsdpError:
+            return
+        self.keep(
+            HttpObservation(
+                device=src,
+                kind="http",
+                port=int(pkt[TCP].sport),
+                headers={k.title(): v for k, v in headers.items()},
+            ),
+            f"{pkt[TCP].sport}|{headers.get('SERVER', '')}",
+        )
+
+    def finish(self) -> list[Observation]:
+        """The observations, with DHCP and MAC ones placed on the address a MAC was seen at."""
+        ip_of_mac = {mac: ip for ip, mac in self.mac_of_ip.items()}
+        for mac, dhcp in self.dhcp_by_mac.items():
+            device = ip_of_mac.get(mac, mac)
+            self.keep(dhcp.model_copy(update={"device": device}), "dhcp")
+            if device == mac:
+                self.keep(MacObservation(device=mac, kind="mac", mac=mac), mac)
+        for ip, mac in self.mac_of_ip.items():
+            self.keep(MacObservation(device=ip, kind="mac", mac=mac), mac)
+        return self.observations
+
+
 def read_pcap(path: Path) -> list[Observation]:
     """Observations from a capture file; raises UsageError for a file that is not a capture."""
     try:
         from scapy.error import Scapy_Exception
-        from scapy.layers.dhcp import DHCP
-        from scapy.layers.dns import DNS
-        from scapy.layers.inet import IP, TCP, UDP
-        from scapy.layers.l2 import Ether
         from scapy.utils import PcapReader
     except ImportError as exc:  # pragma: no cover - scapy is a core dependency
         raise UsageError(f"reading captures needs scapy: {exc}") from exc
 
-    observations: list[Observation] = []
-    seen: set[tuple[str, str, str]] = set()
-    mac_of_ip: dict[str, str] = {}
-    dhcp_by_mac: dict[str, DhcpObservation] = {}
-
-    def keep(obs: Observation, key: str) -> None:
-        sig = (obs.device, obs.kind, key)
-        if sig not in seen and len(observations) < MAX_OBSERVATIONS:
-            seen.add(sig)
-            observations.append(obs)
-
+    capture = _Capture()
     try:
         reader = PcapReader(str(path))
     except (OSError, Scapy_Exception) as exc:
@@ -151,65 +238,7 @@ def read_pcap(path: Path) -> list[Observation]:
                 log.warning("stopping after %d packets", MAX_PACKETS)
                 break
             try:
-                if pkt.haslayer(DHCP):
-                    got = _dhcp_observation(pkt)
-                    if got:
-                        dhcp_by_mac.setdefault(got[0], got[1])
-                    continue
-                if not pkt.haslayer(IP):
-                    continue
-                src = str(pkt[IP].src)
-                # SSDP and mDNS never cross a router, so their sender MAC is the device's own.
-                link_mac = str(pkt[Ether].src).lower() if pkt.haslayer(Ether) else None
-                if pkt.haslayer(UDP):
-                    udp = pkt[UDP]
-                    payload = bytes(udp.payload)
-                    # libupnp answers M-SEARCH from an ephemeral port, so match on content too.
-                    if 1900 in (udp.sport, udp.dport) or payload.startswith(b"HTTP/1.1 200"):
-                        try:
-                            start, headers = parse_message(payload)
-                        except SsdpError:
-                            continue
-                        if start.startswith("M-SEARCH") or not (
-                            "USN" in headers or "NT" in headers or "ST" in headers
-                        ):
-                            continue
-                        keep(
-                            SsdpObservation(device=src, kind="ssdp", headers=headers),
-                            headers.get("USN", "") + headers.get("NT", headers.get("ST", "")),
-                        )
-                        if link_mac:
-                            mac_of_ip.setdefault(src, link_mac)
-                    elif udp.sport == 5353 and pkt.haslayer(DNS) and pkt[DNS].qr == 1:
-                        found = _mdns_observations(src, pkt[DNS])
-                        for obs in found:
-                            keep(obs, f"{obs.service_type}|{obs.name}")
-                        if found and link_mac:
-                            mac_of_ip.setdefault(src, link_mac)
-                elif pkt.haslayer(TCP):
-                    payload = bytes(pkt[TCP].payload)
-                    if payload.startswith(b"HTTP/1."):
-                        try:
-                            _start, headers = parse_message(payload)
-                        except SsdpError:
-                            continue
-                        keep(
-                            HttpObservation(
-                                device=src,
-                                kind="http",
-                                port=int(pkt[TCP].sport),
-                                headers={k.title(): v for k, v in headers.items()},
-                            ),
-                            f"{pkt[TCP].sport}|{headers.get('SERVER', '')}",
-                        )
+                capture.packet(pkt)
             except (ValueError, IndexError, AttributeError, TypeError, KeyError) as exc:
                 log.debug("skipping malformed packet %d: %s", n, exc)
-    ip_of_mac = {mac: ip for ip, mac in mac_of_ip.items()}
-    for mac, dhcp in dhcp_by_mac.items():
-        device = ip_of_mac.get(mac, mac)
-        keep(dhcp.model_copy(update={"device": device}), "dhcp")
-        if device == mac:
-            keep(MacObservation(device=mac, kind="mac", mac=mac), mac)
-    for ip, mac in mac_of_ip.items():
-        keep(MacObservation(device=ip, kind="mac", mac=mac), mac)
-    return observations
+    return capture.finish()

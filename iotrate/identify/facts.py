@@ -139,26 +139,7 @@ def _device_records_from_tree(root: Element, label: str) -> list[Record]:
             return
         rec = Record("ssdp", f"{label} device {len(records)}")
         records.append(rec)
-        children: list[Element] = []
-        for child in dev:
-            name = _local(child.tag).lower()
-            text = (child.text or "").strip()
-            if name == "devicelist":
-                children.extend(c for c in child if _local(c.tag) == "device")
-            elif name == "servicelist":
-                for svc in child:
-                    for part in svc:
-                        if _local(part.tag).lower() == "servicetype" and part.text:
-                            rec.add("ssdp.service_type", part.text)
-                            all_services.append(part.text.strip())
-            elif name in _STANDARD_TAGS:
-                rec.add(f"ssdp.{_STANDARD_TAGS[name]}", text)
-            elif name in _FIRMWARE_TAGS:
-                rec.add("ssdp.firmware", text)
-            elif name == "iconlist":
-                continue
-            elif text and len(child) == 0:
-                rec.add(f"ssdp.x.{_snake(_local(child.tag))}", text)
+        children = _read_device_element(dev, rec, all_services)
         dtype = rec.first("ssdp.device_type")
         if dtype:
             all_devices.append(dtype)
@@ -166,6 +147,40 @@ def _device_records_from_tree(root: Element, label: str) -> list[Record]:
             visit(c, depth + 1)
 
     visit(top, 0)
+    _mark_root(records, label, all_devices, all_services)
+    return records
+
+
+def _read_device_element(dev: Element, rec: Record, all_services: list[str]) -> list[Element]:
+    """Add one ``<device>`` element's own fields to ``rec``; return its embedded devices."""
+    children: list[Element] = []
+    for child in dev:
+        name = _local(child.tag).lower()
+        text = (child.text or "").strip()
+        if name == "devicelist":
+            children.extend(c for c in child if _local(c.tag) == "device")
+        elif name == "servicelist":
+            for svc in child:
+                for part in svc:
+                    if _local(part.tag).lower() == "servicetype" and part.text:
+                        rec.add("ssdp.service_type", part.text)
+                        all_services.append(part.text.strip())
+        elif name in _STANDARD_TAGS:
+            rec.add(f"ssdp.{_STANDARD_TAGS[name]}", text)
+        elif name in _FIRMWARE_TAGS:
+            rec.add("ssdp.firmware", text)
+        elif name == "iconlist":
+            continue
+        elif text and len(child) == 0:
+            rec.add(f"ssdp.x.{_snake(_local(child.tag))}", text)
+    return children
+
+
+def _mark_root(
+    records: list[Record], label: str, all_devices: list[str], all_services: list[str]
+) -> None:
+    """The root record also answers for the whole tree: rules about "a device that has an
+    embedded X" match it without pairing facts across records."""
     root_rec = records[0]
     root_rec.label = f"{label} root device"
     if (dtype := root_rec.first("ssdp.device_type")) is not None:
@@ -177,7 +192,6 @@ def _device_records_from_tree(root: Element, label: str) -> list[Record]:
         root_rec.add("ssdp.any_device_type", d)
     for s in all_services:
         root_rec.add("ssdp.any_service_type", s)
-    return records
 
 
 _TAG_RE = re.compile(r"<\s*(?:[\w.-]+:)?(\w+)\s*>([^<]{0,2000})<\s*/", re.IGNORECASE)

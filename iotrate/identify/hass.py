@@ -65,11 +65,7 @@ def _then(integration: Integration) -> tuple[tuple[Attribute, str], ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=1)
-def hass_rules() -> list[Rule]:
-    doc = require_mapping(load_yaml("hass.yaml"), "hass.yaml")
-    w_vendor = require_float(doc.get("vendor_weight"), "hass.yaml", 0.6)
-    w_category = require_float(doc.get("category_weight"), "hass.yaml", 0.45)
+def _integrations(doc: dict[str, Any]) -> dict[str, Integration]:
     table: dict[str, Integration] = {}
     for domain, entry in require_mapping(doc.get("integrations"), "hass.yaml").items():
         e = require_mapping(entry or {}, f"hass.yaml {domain}")
@@ -79,32 +75,43 @@ def hass_rules() -> list[Rule]:
         table[str(domain)] = Integration(
             str(e["vendor"]) if e.get("vendor") else None, str(cat) if cat else None
         )
-    weights: tuple[tuple[Attribute, float], ...] = (
-        ("vendor", w_vendor),
-        ("category", w_category),
-        ("model", 0.3),
-        ("firmware", 0.3),
-    )
-    rules: list[Rule] = []
+    return table
 
-    # A MAC prefix alone is thin evidence of what a device is (makers use one block for
-    # many products), so those matchers vote for a category below the "other" threshold.
-    mac_only_weights: tuple[tuple[Attribute, float], ...] = (
-        ("vendor", w_vendor),
-        ("category", min(w_category, 0.3)),
-        ("model", 0.3),
-        ("firmware", 0.3),
-    )
 
-    def add(rid: str, domain: str, matchers: list[Matcher], mac_only: bool = False) -> None:
-        integ = table.get(domain)
+class _Rules:
+    """The rules made so far, and how a matcher of an integration becomes one."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        w_vendor = require_float(doc.get("vendor_weight"), "hass.yaml", 0.6)
+        w_category = require_float(doc.get("category_weight"), "hass.yaml", 0.45)
+        self.table = _integrations(doc)
+        self.weights: tuple[tuple[Attribute, float], ...] = (
+            ("vendor", w_vendor),
+            ("category", w_category),
+            ("model", 0.3),
+            ("firmware", 0.3),
+        )
+        # A MAC prefix alone is thin evidence of what a device is (makers use one block for
+        # many products), so those matchers vote for a category below the "other" threshold.
+        self.mac_only_weights: tuple[tuple[Attribute, float], ...] = (
+            ("vendor", w_vendor),
+            ("category", min(w_category, 0.3)),
+            ("model", 0.3),
+            ("firmware", 0.3),
+        )
+        self.rules: list[Rule] = []
+
+    def add(self, rid: str, domain: str, matchers: list[Matcher], mac_only: bool = False) -> None:
+        integ = self.table.get(domain)
         if integ is None:
             return  # an integration we have not classified says nothing we can use
         then = _then(integ)
         if then and matchers:
-            w = mac_only_weights if mac_only else weights
-            rules.append(Rule(rid, tuple(matchers), then, w, note=f"HA {domain}"))
+            w = self.mac_only_weights if mac_only else self.weights
+            self.rules.append(Rule(rid, tuple(matchers), then, w, note=f"HA {domain}"))
 
+
+def _zeroconf_rules(out: _Rules) -> None:
     zc = _load_json("ha_zeroconf.json")
     for stype, entries in require_mapping(zc.get("ZEROCONF"), "ha_zeroconf").items():
         norm = stype.lower().rstrip(".").removesuffix(".local")
@@ -114,14 +121,17 @@ def hass_rules() -> list[Rule]:
                 matchers.append(Matcher(("mdns.name",), _glob(m["name"]), False))
             for key, val in (m.get("properties") or {}).items():
                 matchers.append(Matcher((f"mdns.txt.{key.lower()}",), _glob(str(val)), False))
-            add(f"hass:zeroconf:{m['domain']}:{norm}:{i}", m["domain"], matchers)
+            out.add(f"hass:zeroconf:{m['domain']}:{norm}:{i}", m["domain"], matchers)
     for model, m in require_mapping(zc.get("HOMEKIT"), "ha_zeroconf HOMEKIT").items():
         # HomeKit model prefixes: HA matches the start of the TXT "md" value.
         matchers = [
             Matcher(("mdns.service_type",), re.compile(r"^_hap\._(tcp|udp)$"), False),
             Matcher(("mdns.txt.md",), _glob(model + "*"), False),
         ]
-        add(f"hass:homekit:{m['domain']}:{model}", m["domain"], matchers)
+        out.add(f"hass:homekit:{m['domain']}:{model}", m["domain"], matchers)
+
+
+def _ssdp_rules(out: _Rules) -> None:
     ssdp = _load_json("ha_ssdp.json")
     # Home Assistant matches the root device's description (and the SSDP headers), never
     # an embedded device's: a TV's embedded MediaServer does not make it a dlna_dms device.
@@ -135,7 +145,10 @@ def hass_rules() -> list[Rule]:
                     matchers = []
                     break
                 matchers.insert(0, Matcher(fields, _glob(str(val)), False))
-            add(f"hass:ssdp:{domain}:{i}", domain, matchers)
+            out.add(f"hass:ssdp:{domain}:{i}", domain, matchers)
+
+
+def _dhcp_rules(out: _Rules) -> None:
     dhcp = _load_json("ha_dhcp.json")
     for i, m in enumerate(dhcp.get("DHCP") or []):
         matchers = []
@@ -146,5 +159,14 @@ def hass_rules() -> list[Rule]:
             field = "dhcp.mac_hex" if isinstance(m.get("hostname"), str) else "device.mac_hex"
             matchers.append(Matcher((field,), _glob(m["macaddress"]), False))
         mac_only = not isinstance(m.get("hostname"), str)
-        add(f"hass:dhcp:{m.get('domain')}:{i}", str(m.get("domain")), matchers, mac_only)
-    return rules
+        out.add(f"hass:dhcp:{m.get('domain')}:{i}", str(m.get("domain")), matchers, mac_only)
+
+
+@lru_cache(maxsize=1)
+def hass_rules() -> list[Rule]:
+    doc = require_mapping(load_yaml("hass.yaml"), "hass.yaml")
+    out = _Rules(doc)
+    _zeroconf_rules(out)
+    _ssdp_rules(out)
+    _dhcp_rules(out)
+    return out.rules

@@ -92,16 +92,26 @@ class VendorTable:
         if not s:
             return None
         if re.match(r"^(?:https?://|www\.)", s, re.IGNORECASE):
-            host = urlsplit(s if "://" in s else f"http://{s}").hostname or ""
-            labels = [x for x in host.split(".") if x and x != "www"]
-            label = labels[-2] if len(labels) >= 2 else (labels[0] if labels else "")
-            for pattern, name in self._aliases:
-                if pattern.search(label):
-                    return name
-            return label or None
+            label = _site_label(s)
+            name = self._alias(label)
+            return name if name is not None else (label or None)
+        if (name := self._alias(s)) is not None:
+            return name
+        text = self._without_place(self._without_suffixes(s))
+        if (name := self._alias(text)) is not None:
+            return name
+        if not text:
+            return None
+        return self._cased(text)
+
+    def _alias(self, text: str) -> str | None:
         for pattern, name in self._aliases:
-            if pattern.search(s):
+            if pattern.search(text):
                 return name
+        return None
+
+    def _without_suffixes(self, s: str) -> str:
+        """Drop corporate suffixes, which carry no identity ("Acme Co., Ltd." -> "Acme")."""
         tokens = [t for t in re.split(r"[\s,]+", s) if t.strip(_PUNCT)]
         while len(tokens) > 1 and tokens[-1].strip(_PUNCT).casefold().replace(".", "").replace(
             "&", ""
@@ -112,17 +122,19 @@ class VendorTable:
             r"(?i)co\.?,?\s*ltd\.?|inc\.?|corp\.?", tokens[-1].strip(_PUNCT + " ")
         ):
             tokens.pop()
-        text = " ".join(t.strip(",;") for t in tokens).strip(_PUNCT + " -")
+        return " ".join(t.strip(",;") for t in tokens).strip(_PUNCT + " -")
+
+    def _without_place(self, text: str) -> str:
         lowered = text.casefold()
         for place in self._places:
             if lowered.startswith(place + " ") and len(text) > len(place) + 2:
                 text = text[len(place) + 1 :].strip()
                 lowered = text.casefold()
-        for pattern, name in self._aliases:
-            if pattern.search(text):
-                return name
-        if not text:
-            return None
+        return text
+
+    def _cased(self, text: str) -> str:
+        """An all-capitals name shouted by a registry is written as a name, unless the data
+        says the maker writes itself in capitals."""
         if (
             text.isupper()
             and len(text) > 4
@@ -154,6 +166,13 @@ class VendorTable:
     def category_prior(self, vendor: str) -> str | None:
         brand = self._brand_by_key.get(vendor_key(vendor))
         return brand.category if brand else None
+
+
+def _site_label(url: str) -> str:
+    """The name part of a web address: "https://www.example.co/x" -> "example"."""
+    host = urlsplit(url if "://" in url else f"http://{url}").hostname or ""
+    labels = [x for x in host.split(".") if x and x != "www"]
+    return labels[-2] if len(labels) >= 2 else (labels[0] if labels else "")
 
 
 @lru_cache(maxsize=1)
