@@ -35,15 +35,11 @@ from iotrate.models import (
     TargetKind,
     utcnow,
 )
-from iotrate.storage import (
-    LEGACY_PARKED,
-    SCHEMA_VERSION,
-    DeviceBrief,
-    Recorder,
-    Store,
-    database_url,
-    default_path,
-)
+from iotrate.storage.db import database_url, default_path
+from iotrate.storage.records import DeviceBrief
+from iotrate.storage.schema import LEGACY_PARKED, SCHEMA_VERSION
+from iotrate.storage.store import Store
+from iotrate.storage.writer import Recorder
 
 LEGACY = Path(__file__).with_name("fleet_data")
 Where = Callable[[str], "str | Path"]
@@ -425,7 +421,7 @@ def test_schema_at_head_matches_the_tables_the_queries_use(where: Where) -> None
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from iotrate.storage import metadata
+    from iotrate.storage.schema import metadata
 
     path = where("h.db")
     Store(path).close()
@@ -570,7 +566,7 @@ def test_every_migration_downgrades_and_upgrades_again_with_the_data(where: Wher
     from alembic import command
     from alembic.config import Config
 
-    from iotrate.storage import MIGRATIONS_DIR
+    from iotrate.storage.schema import MIGRATIONS_DIR
 
     path = where("m.db")
     first = result("s1", device("192.0.2.2", grade="E"), device("192.0.2.3", "aa:bb:cc:00:00:03"))
