@@ -5,12 +5,15 @@ PostgreSQL 15 (``fleet_support.postgres``), the two databases the store serves."
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import importlib
 import shutil
 import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -621,3 +624,34 @@ def test_device_briefs_read_from_the_rows_say_what_the_devices_say(where: Where)
     (brief_a,) = [x for x in briefs if x.address == "192.0.2.2"]
     assert sorted(brief_a.findings) == [("telnet-open", "high"), ("tls-weak", "high")]
     assert brief_a.names == [HOSTILE] and brief_a.grade == "E" and brief_a.vendor == "Acme"
+
+
+def _siblings(module: ModuleType) -> set[str]:
+    """The modules of its own package that ``module`` imports, anywhere in its body."""
+    assert module.__file__ is not None
+    package = module.__name__.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            found.add(f"{package}.{node.module}" if node.level else (node.module or ""))
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {n.removeprefix(package + ".") for n in found if n.startswith(package + ".")}
+
+
+@pytest.mark.parametrize(
+    ("part", "below"),
+    [
+        ("schema", set()),
+        ("records", set()),
+        ("db", {"schema"}),
+        ("writer", {"db", "records", "schema"}),
+        ("ingest", {"records", "schema", "writer"}),
+        ("queries", {"db", "records", "schema"}),
+        ("store", {"ingest", "queries"}),
+    ],
+)
+def test_each_part_of_the_store_builds_only_on_the_parts_below(part: str, below: set[str]) -> None:
+    """The writer, the fleet ingest and the queries share the base, never each other (the
+    ingest writes devices the way the writer does, so it builds on it)."""
+    assert _siblings(importlib.import_module(f"iotrate.storage.{part}")) == below

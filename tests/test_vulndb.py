@@ -3,11 +3,13 @@ the offline refresh from CVE JSON 5 records, NVD answers and the CISA KEV catalo
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import shutil
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -419,3 +421,23 @@ def test_cli_db_update_and_info(tmp_path: Path) -> None:
         app, ["db", "update", "--data-dir", str(target), str(tmp_path / "none.json")]
     )
     assert bad.exit_code == 2
+
+
+def _siblings(module: ModuleType) -> set[str]:
+    """The modules of its own package that ``module`` imports, anywhere in its body."""
+    assert module.__file__ is not None
+    package = module.__name__.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            name = f"{package}.{node.module}" if node.level else (node.module or "")
+            found.add(name)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {n.removeprefix(package + ".") for n in found if n.startswith(package + ".")}
+
+
+def test_the_lookup_never_depends_on_the_importer() -> None:
+    assert _siblings(versions) == set()
+    assert _siblings(lookup) == {"versions"}
+    assert _siblings(importer) == {"lookup", "versions"}

@@ -70,7 +70,7 @@ class HistoryQueries(Database):
 
     def unfinished_scans(self, key: str | None = None) -> list[str]:
         """Scans left ``running`` or ``interrupted``, newest first, optionally only those of
-        one :func:`targets_key`: the candidates for ``iotrate scan --resume``."""
+        one :func:`~.schema.targets_key`: the candidates for ``iotrate scan --resume``."""
         stmt = select(scans.c.id).where(scans.c.status.in_(("running", "interrupted")))
         if key is not None:
             stmt = stmt.where(scans.c.targets_key == key)
