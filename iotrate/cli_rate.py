@@ -19,7 +19,7 @@ from rich.text import Text
 
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import ScanResult
-from iotrate.reports.label import display_name
+from iotrate.naming import display_name
 
 
 def _grade(value: str | None) -> str | None:

@@ -291,7 +291,7 @@ def verify_cmd(
 ) -> None:
     """Check a result's signature and that labels belong to it. Exit 0 ok, 1 mismatch."""
     from iotrate import signing
-    from iotrate.reports.label import label_problems
+    from iotrate.reports.labelcheck import label_problems
 
     def run() -> list[str]:
         lr = signing.load_result(result)

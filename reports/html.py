@@ -23,15 +23,13 @@ import yaml
 
 from iotrate import __version__
 from iotrate.models import GRADES, CategoryStatus, Device, Finding, OutcomeStatus, ScanResult
+from iotrate.naming import device_names, display_name, main_reason
 from iotrate.signing import result_digest
 
 from .label import (
     GRADE_COLOURS,
     device_label,
-    device_names,
-    display_name,
     label_data,
-    main_reason,
     scheme_text,
     tested_on,
 )

@@ -11,7 +11,8 @@ Every device string is hostile: it is cleaned of control and bidi characters, fi
 (shrunk, then cut with an ellipsis) using DejaVu Sans advances, and XML-escaped. Every text
 element records the box it was fitted to (``data-box``) so tests can check rendered ink against
 it. The label's ``<metadata>`` carries the result digest and the QR payload so ``iotrate
-verify`` can check a label against a result.
+verify`` (:mod:`.labelcheck`) can check a label against a result. What a device is called comes
+from :mod:`iotrate.naming`, shared with every other view of a device.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import importlib
 import re
 import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from types import ModuleType
@@ -27,7 +27,6 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import segno
-from defusedxml import ElementTree
 
 from iotrate import __version__
 from iotrate.errors import RuntimeFailure, UsageError
@@ -40,6 +39,7 @@ from iotrate.models import (
     Rating,
     ScanResult,
 )
+from iotrate.naming import device_names
 from iotrate.probing import budget_cut
 from iotrate.signing import result_digest
 
@@ -157,44 +157,6 @@ def check_report_url(url: str) -> str:
     return url
 
 
-def device_names(device: Device) -> tuple[str, str]:
-    """(vendor line, model line) for a device, falling back to what discovery knew."""
-    return _names(device.vendor, device.model, device.names, device.category, device.address)
-
-
-def _names(
-    vendor: str | None, model: str | None, names: Sequence[str], category: str | None, address: str
-) -> tuple[str, str]:
-    vendor_line = clean(vendor) or "Unknown manufacturer"
-    model_line = clean(model) or (clean(names[0]) if names else "")
-    if not model_line:
-        model_line = f"Unidentified {clean(category) or 'device'} at {clean(address)}"
-    return vendor_line, model_line
-
-
-def display_name(device: Device) -> str:
-    """One line naming the device for tables and reports: "LG appliance at 10.0.0.11" rather
-    than "Unidentified appliance…" when the maker is known, and "Google Home Mini" rather than
-    "Google Google Home Mini" when the model already carries the maker's name."""
-    d = device
-    return display_name_of(d.vendor, d.model, d.names, d.category, d.address)
-
-
-def display_name_of(
-    vendor: str | None, model: str | None, names: Sequence[str], category: str | None, address: str
-) -> str:
-    """:func:`display_name` from the fields it reads, for lists built from stored columns."""
-    vendor_line, model_line = _names(vendor, model, names, category, address)
-    known_vendor = bool(clean(vendor))
-    if model_line.startswith("Unidentified "):
-        if not known_vendor:
-            return model_line
-        return f"{vendor_line} {model_line.removeprefix('Unidentified ')}"
-    if known_vendor and model_line.lower().startswith(vendor_line.lower()):
-        return model_line
-    return f"{vendor_line} {model_line}" if known_vendor else model_line
-
-
 def scheme_text(rating: Rating | None) -> str:
     """Scheme id and version as one string, without repeating a version the id already has."""
     if rating is None or not rating.scheme_id:
@@ -204,26 +166,6 @@ def scheme_text(rating: Rating | None) -> str:
     if version and version not in text:
         text += f" {version}"
     return text
-
-
-_SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
-
-
-def main_reason(device: Device) -> str:
-    """The one reason a person should read first: the cap that set the grade, else the worst
-    finding, in the scheme's plain words rather than the rater's audit trail."""
-    r = device.rating
-    if r is None or r.grade is None:
-        return ""
-    binding = [c for c in r.caps if c.grade == r.grade]
-    if binding:
-        return clean(binding[0].reason)
-    worst = sorted(device.findings, key=lambda f: _SEVERITY_RANK.get(f.severity.value, 5))
-    if worst:
-        return clean(worst[0].title)
-    if r.caps:
-        return clean(r.caps[0].reason)
-    return "No weakness found in what could be tested"
 
 
 def tested_on(result: ScanResult) -> date:
@@ -502,7 +444,16 @@ def _draw_full(s: _Svg, data: LabelData) -> None:
     W, H = LABEL_SIZES["full"]
     left, right = 4.0, 92.0
     s.rect(0, 0, W, H, "#FFFFFF")
-    _header_band(s, W, 28.0, 1.2, 2.5)
+    _full_header(s, data, W, left, right)
+    _full_scale(s, data, left, right)
+    _full_support(s, data, left, right)
+    _full_rows(s, data, left, right)
+    _full_footer(s, data, (W, H), left, right)
+
+
+def _full_header(s: _Svg, data: LabelData, width: float, left: float, right: float) -> None:
+    """The blue band with the QR code, then who made the device and when it was tested."""
+    _header_band(s, width, 28.0, 1.2, 2.5)
     s.icon("shield", 3.8, 4.2, 11.5, "#FFFFFF")
     s.icon("key", 6.6, 7.4, 5.8, "#FFFFFF")
     s.text(16.5, 11.6, "CYBER", 7.2, 50, bold=True, fill="#FFFFFF")
@@ -517,6 +468,9 @@ def _draw_full(s: _Svg, data: LabelData) -> None:
     s.text(right, 45.6, f"Tested {tested}", 2.6, 32, anchor="end")
     s.line(left, 47.8, right)
 
+
+def _full_scale(s: _Svg, data: LabelData, left: float, right: float) -> None:
+    """The A-G bars and the arrow at the device's class, or a dashed "not rated" box."""
     top, bar_h, gap = 50.6, 7.2, 1.5
     for i, g in enumerate(GRADES):
         y = top + i * (bar_h + gap)
@@ -545,6 +499,9 @@ def _draw_full(s: _Svg, data: LabelData) -> None:
         s.text(77.5, cy + 4.0, "no rating yet", 2.4, 26, anchor="middle", fill="#555555")
     s.line(left, 112.4, right)
 
+
+def _full_support(s: _Svg, data: LabelData, left: float, right: float) -> None:
+    """How long the device gets security updates, and who says so."""
     lead, headline, colour = _support_lines(data)
     s.icon("update", left - 0.4, 115.6, 11.5, colour)
     s.text(17.0, 120.0, lead, 3.2, 52, fill=colour)
@@ -556,6 +513,9 @@ def _draw_full(s: _Svg, data: LabelData) -> None:
     s.text(right, 128.6, source[1], 2.4, 34, anchor="end", fill="#555555", min_size=1.8)
     s.line(left, 133.4, right)
 
+
+def _full_rows(s: _Svg, data: LabelData, left: float, right: float) -> None:
+    """One row per category (at most six): pictogram, title, status word and dot."""
     rows = data.rows[:6]
     area_top, area_h = 134.0, 37.0
     row_h = min(7.4, area_h / max(len(rows), 1))
@@ -569,6 +529,12 @@ def _draw_full(s: _Svg, data: LabelData) -> None:
         s.status(row.status, 89.0, cy, 2.5)
     s.line(left, 171.6, right)
 
+
+def _full_footer(
+    s: _Svg, data: LabelData, size: tuple[float, float], left: float, right: float
+) -> None:
+    """Coverage with its bar, the "not a certification" line, the provenance and the border."""
+    W, H = size
     s.text(
         left, 176.0, _coverage_text(data.coverage, budget=data.budget), 2.6, right - left,
         min_size=2.0,
@@ -753,59 +719,3 @@ def file_stem(device: Device) -> str:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_).strip("-").lower()[:48].strip("-")
     ident = re.sub(r"[^A-Za-z0-9]+", "", device.id).lower()[-12:]
     return f"{slug or 'device'}-{ident or 'x'}"
-
-
-# --- reading a label back ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LabelMetadata:
-    digest: str
-    device_id: str
-    grade: str
-    qr_payload: str
-    qr_d: str | None
-
-
-def read_label(svg: str) -> LabelMetadata:
-    try:
-        root = ElementTree.fromstring(svg)
-    except Exception as exc:  # defusedxml raises several types for hostile or broken XML
-        raise UsageError(f"the label is not well-formed SVG: {exc}") from exc
-    meta = root.find(f".//{{{NS}}}label")
-    if meta is None:
-        raise UsageError("not an iotrate label (no label metadata)")
-    qr = next(
-        (e for e in root.iter("{http://www.w3.org/2000/svg}path") if e.get("class") == "qr"),
-        None,
-    )
-    return LabelMetadata(
-        digest=meta.get("result-sha256", ""),
-        device_id=meta.get("device-id", ""),
-        grade=meta.get("grade", ""),
-        qr_payload=meta.get("qr-payload", ""),
-        qr_d=qr.get("d") if qr is not None else None,
-    )
-
-
-def label_problems(svg: str, result: ScanResult, digest: str) -> list[str]:
-    """Why this label does not belong to this result; empty when it does."""
-    meta = read_label(svg)
-    problems: list[str] = []
-    if meta.digest.lower() != digest.lower():
-        problems.append(
-            f"the label was made from a different result (label sha256 {meta.digest[:16]}…, "
-            f"result sha256 {digest[:16]}…)"
-        )
-    if digest.upper() not in meta.qr_payload.upper():
-        problems.append("the QR payload does not carry the result's digest")
-    if meta.qr_d is None or meta.qr_d != qr_path(meta.qr_payload)[0]:
-        problems.append("the printed QR code does not encode the label's payload")
-    device = next((d for d in result.devices if clean(d.id) == meta.device_id), None)
-    if device is None:
-        problems.append(f"the result has no device {meta.device_id!r}")
-    else:
-        grade = (device.rating.grade if device.rating else None) or ""
-        if grade != meta.grade:
-            problems.append(f"the label shows grade {meta.grade or '-'}, the result {grade or '-'}")
-    return problems

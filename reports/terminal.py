@@ -8,8 +8,8 @@ from rich.table import Table
 from rich.text import Text
 
 from iotrate.models import Device, ScanResult, Service
+from iotrate.naming import display_name, main_reason
 
-from .label import display_name, main_reason
 from .textfit import clean
 
 # The label's class colours, so the table and the printed label agree at a glance.

@@ -17,7 +17,8 @@ from test_storage import (
 )
 
 from iotrate.models import Device, Service, utcnow
-from iotrate.storage import ForeignScan, Store
+from iotrate.storage.ingest import ForeignScan
+from iotrate.storage.store import Store
 
 SITE, AGENT = "shop-7", "agent-1"
 

@@ -12,6 +12,7 @@ import pytest
 from defusedxml import ElementTree
 from iotrate.reports import label as lbl
 from iotrate.reports import sheet as sheets
+from iotrate.reports.labelcheck import read_label
 from iotrate.reports.textfit import ELLIPSIS, clean, fit, text_width
 from labelfixtures import (
     LONG_NAME,
@@ -130,7 +131,7 @@ def test_hostile_strings_are_escaped(size: lbl.Size) -> None:
     allowed = {"svg", "title", "metadata", "label", "rect", "path", "text", "g", "circle"}
     assert {e.tag.rsplit("}", 1)[-1] for e in root.iter()} <= allowed
     assert "&lt;script&gt;" in svg
-    meta = lbl.read_label(svg)
+    meta = read_label(svg)
     assert meta.device_id == clean(dev.id)
     assert SCRIPT in meta.device_id
 
@@ -140,7 +141,7 @@ def test_unrated_device_gets_an_unrated_label() -> None:
     svg = lbl.device_label(dev, result([dev]))
     assert "NOT RATED" in svg
     assert "unknown" in svg  # support period and the pictogram rows
-    assert lbl.read_label(svg).grade == ""
+    assert read_label(svg).grade == ""
     assert lbl.to_png(svg, dpi=50).startswith(b"\x89PNG")
 
 
@@ -178,7 +179,7 @@ def test_qr_code_carries_digest_and_report_location() -> None:
     data = lbl.label_data(dev, r, report_url="https://lab.example/reports/1.html")
     assert data.qr_payload == f"https://lab.example/reports/1.html#sha256={data.digest}"
     svg = lbl.render_svg(data)
-    meta = lbl.read_label(svg)
+    meta = read_label(svg)
     assert meta.qr_d == lbl.qr_path(meta.qr_payload)[0]
     bare = lbl.label_data(dev, r)
     assert bare.qr_payload == f"IOTRATE:SHA256:{bare.digest.upper()}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from iotrate.reports import json as json_report
 from iotrate.reports import label as lbl
+from iotrate.reports.labelcheck import label_problems
 from labelfixtures import fridge, hostile_device, rating, result
 from typer.testing import CliRunner
 
@@ -110,25 +111,25 @@ def test_label_matches_its_result_only(result_file: Path, tmp_path: Path) -> Non
     loaded = signing.load_result(result_file)
     dev = loaded.result.devices[0]
     svg = lbl.device_label(dev, loaded.result, digest=loaded.digest)
-    assert lbl.label_problems(svg, loaded.result, loaded.digest) == []
+    assert label_problems(svg, loaded.result, loaded.digest) == []
     sticker = lbl.device_label(dev, loaded.result, digest=loaded.digest, size="sticker")
-    assert lbl.label_problems(sticker, loaded.result, loaded.digest) == []
+    assert label_problems(sticker, loaded.result, loaded.digest) == []
 
     other = result([fridge(rating=rating("F"))])
     wrong = lbl.device_label(other.devices[0], other)
-    problems = lbl.label_problems(wrong, loaded.result, loaded.digest)
+    problems = label_problems(wrong, loaded.result, loaded.digest)
     assert any("different result" in p for p in problems)
     assert any("grade F" in p for p in problems)
 
     forged_qr = svg.replace('class="qr"', 'class="qr" data-x="1"').replace("M0 0h7", "M0 0h6")
-    assert any("QR" in p for p in lbl.label_problems(forged_qr, loaded.result, loaded.digest))
+    assert any("QR" in p for p in label_problems(forged_qr, loaded.result, loaded.digest))
 
 
 def test_hostile_device_id_round_trips_through_label_metadata(tmp_path: Path) -> None:
     r = result([hostile_device()])
     digest = signing.result_digest(r)
     svg = lbl.device_label(r.devices[0], r, digest=digest)
-    assert lbl.label_problems(svg, r, digest) == []
+    assert label_problems(svg, r, digest) == []
 
 
 # --- the commands -----------------------------------------------------------------------------

@@ -5,12 +5,15 @@ PostgreSQL 15 (``fleet_support.postgres``), the two databases the store serves."
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import importlib
 import shutil
 import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -35,15 +38,11 @@ from iotrate.models import (
     TargetKind,
     utcnow,
 )
-from iotrate.storage import (
-    LEGACY_PARKED,
-    SCHEMA_VERSION,
-    DeviceBrief,
-    Recorder,
-    Store,
-    database_url,
-    default_path,
-)
+from iotrate.storage.db import database_url, default_path
+from iotrate.storage.records import DeviceBrief
+from iotrate.storage.schema import LEGACY_PARKED, SCHEMA_VERSION
+from iotrate.storage.store import Store
+from iotrate.storage.writer import Recorder
 
 LEGACY = Path(__file__).with_name("fleet_data")
 Where = Callable[[str], "str | Path"]
@@ -425,7 +424,7 @@ def test_schema_at_head_matches_the_tables_the_queries_use(where: Where) -> None
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from iotrate.storage import metadata
+    from iotrate.storage.schema import metadata
 
     path = where("h.db")
     Store(path).close()
@@ -570,7 +569,7 @@ def test_every_migration_downgrades_and_upgrades_again_with_the_data(where: Wher
     from alembic import command
     from alembic.config import Config
 
-    from iotrate.storage import MIGRATIONS_DIR
+    from iotrate.storage.schema import MIGRATIONS_DIR
 
     path = where("m.db")
     first = result("s1", device("192.0.2.2", grade="E"), device("192.0.2.3", "aa:bb:cc:00:00:03"))
@@ -625,3 +624,34 @@ def test_device_briefs_read_from_the_rows_say_what_the_devices_say(where: Where)
     (brief_a,) = [x for x in briefs if x.address == "192.0.2.2"]
     assert sorted(brief_a.findings) == [("telnet-open", "high"), ("tls-weak", "high")]
     assert brief_a.names == [HOSTILE] and brief_a.grade == "E" and brief_a.vendor == "Acme"
+
+
+def _siblings(module: ModuleType) -> set[str]:
+    """The modules of its own package that ``module`` imports, anywhere in its body."""
+    assert module.__file__ is not None
+    package = module.__name__.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            found.add(f"{package}.{node.module}" if node.level else (node.module or ""))
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {n.removeprefix(package + ".") for n in found if n.startswith(package + ".")}
+
+
+@pytest.mark.parametrize(
+    ("part", "below"),
+    [
+        ("schema", set()),
+        ("records", set()),
+        ("db", {"schema"}),
+        ("writer", {"db", "records", "schema"}),
+        ("ingest", {"records", "schema", "writer"}),
+        ("queries", {"db", "records", "schema"}),
+        ("store", {"ingest", "queries"}),
+    ],
+)
+def test_each_part_of_the_store_builds_only_on_the_parts_below(part: str, below: set[str]) -> None:
+    """The writer, the fleet ingest and the queries share the base, never each other (the
+    ingest writes devices the way the writer does, so it builds on it)."""
+    assert _siblings(importlib.import_module(f"iotrate.storage.{part}")) == below

@@ -3,31 +3,33 @@ the offline refresh from CVE JSON 5 records, NVD answers and the CISA KEV catalo
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import shutil
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from iotrate import vulndb
 from iotrate.cli import app
 from iotrate.errors import UsageError
 from iotrate.models import Confidence
+from iotrate.vulndb import importer, lookup, versions
 
 SHARED = Path("/work/shared/data/vulns")
 TODAY = date(2026, 11, 25)
 
 
 @pytest.fixture(scope="module")
-def db() -> vulndb.VulnDB:
-    return vulndb.load(vulndb.packaged_dir())
+def db() -> lookup.VulnDB:
+    return lookup.load(lookup.packaged_dir())
 
 
-def sighting(db: vulndb.VulnDB, text: str) -> vulndb.Sighting:
+def sighting(db: lookup.VulnDB, text: str) -> lookup.Sighting:
     tracked = [s for s in db.find(text, "test") if s.product]
     assert len(tracked) == 1, tracked
     return tracked[0]
@@ -54,18 +56,18 @@ def sighting(db: vulndb.VulnDB, text: str) -> vulndb.Sighting:
     ],
 )
 def test_version_order(low: str, high: str) -> None:
-    assert vulndb.compare_versions(low, high) == -1
-    assert vulndb.compare_versions(high, low) == 1
+    assert versions.compare_versions(low, high) == -1
+    assert versions.compare_versions(high, low) == 1
 
 
 def test_trailing_zeros_are_equal() -> None:
-    assert vulndb.compare_versions("1.35", "1.35.0") == 0
+    assert versions.compare_versions("1.35", "1.35.0") == 0
 
 
 # --------------------------------------------------------------------------- the shipped data
 
 
-def test_packaged_dataset_is_consistent(db: vulndb.VulnDB) -> None:
+def test_packaged_dataset_is_consistent(db: lookup.VulnDB) -> None:
     ids = {r.cve_id for rows in db.cves.values() for r in rows}
     assert len(ids) == 95
     assert {"CVE-2014-0160", "CVE-2017-17562"} <= {i for i in ids if i in db.kev}
@@ -81,8 +83,8 @@ def test_packaged_dataset_is_consistent(db: vulndb.VulnDB) -> None:
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared vulnerability data not present")
 def test_packaged_dataset_rebuilds_from_its_sources(tmp_path: Path) -> None:
     for name in ("components.yaml", "annotations.yaml"):
-        shutil.copy(vulndb.packaged_dir() / name, tmp_path / name)
-    vulndb.update_dataset(
+        shutil.copy(lookup.packaged_dir() / name, tmp_path / name)
+    importer.update_dataset(
         [
             SHARED / "embedded_components.csv",
             SHARED / "cve",
@@ -91,7 +93,7 @@ def test_packaged_dataset_rebuilds_from_its_sources(tmp_path: Path) -> None:
         tmp_path,
     )
     for name in ("cves.csv", "kev.csv"):
-        assert (tmp_path / name).read_text() == (vulndb.packaged_dir() / name).read_text(), name
+        assert (tmp_path / name).read_text() == (lookup.packaged_dir() / name).read_text(), name
 
 
 # --------------------------------------------------------------------------- recognition
@@ -119,13 +121,13 @@ def test_packaged_dataset_rebuilds_from_its_sources(tmp_path: Path) -> None:
     ],
 )
 def test_banners_name_components(
-    db: vulndb.VulnDB, text: str, product: str, version: str, patch: str | None
+    db: lookup.VulnDB, text: str, product: str, version: str, patch: str | None
 ) -> None:
     s = next(s for s in db.find(text, "test") if s.product == product)
     assert (s.version, s.patch) == (version, patch)
 
 
-def test_untracked_software_still_counts_as_a_disclosed_version(db: vulndb.VulnDB) -> None:
+def test_untracked_software_still_counts_as_a_disclosed_version(db: lookup.VulnDB) -> None:
     found = db.find("HTTP/1.0 200 OK | Server: AirTunes/377.40.00 UPnP/1.0 HTTP/1.1", "t")
     assert [(s.product, s.name, s.version) for s in found] == [(None, "AirTunes", "377.40.00")]
 
@@ -133,14 +135,14 @@ def test_untracked_software_still_counts_as_a_disclosed_version(db: vulndb.VulnD
 # --------------------------------------------------------------------------- judgement
 
 
-def test_distribution_patch_level_is_uncertain_not_a_cve(db: vulndb.VulnDB) -> None:
+def test_distribution_patch_level_is_uncertain_not_a_cve(db: lookup.VulnDB) -> None:
     a = db.assess(sighting(db, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"), TODAY)
     assert a.uncertain is not None and "Debian-2+deb12u3" in a.uncertain
     # the would-be matches are kept only to explain what an unpatched build would have
     assert "CVE-2024-6387" in {m.cve.cve_id for m in a.matches}
 
 
-def test_bare_upstream_version_is_probable(db: vulndb.VulnDB) -> None:
+def test_bare_upstream_version_is_probable(db: lookup.VulnDB) -> None:
     a = db.assess(sighting(db, "SSH-2.0-OpenSSH_9.2p1"), TODAY)
     assert a.uncertain is None
     regre = next(m for m in a.matches if m.cve.cve_id == "CVE-2024-6387")
@@ -149,7 +151,7 @@ def test_bare_upstream_version_is_probable(db: vulndb.VulnDB) -> None:
     assert agent.confidence is Confidence.POSSIBLE  # ssh-agent: a client tool
 
 
-def test_measured_strict_kex_rules_out_terrapin(db: vulndb.VulnDB) -> None:
+def test_measured_strict_kex_rules_out_terrapin(db: lookup.VulnDB) -> None:
     s = sighting(db, "SSH-2.0-dropbear_2022.83")
     before = {m.cve.cve_id: m for m in db.assess(s, TODAY).live}
     assert before["CVE-2023-48795"].confidence is Confidence.PROBABLE
@@ -160,7 +162,7 @@ def test_measured_strict_kex_rules_out_terrapin(db: vulndb.VulnDB) -> None:
     assert after.outdated_latest == "2025.88"
 
 
-def test_known_exploited_and_eol(db: vulndb.VulnDB) -> None:
+def test_known_exploited_and_eol(db: lookup.VulnDB) -> None:
     a = db.assess(sighting(db, "Server: nginx OpenSSL/1.0.1f"), TODAY)
     hb = next(m for m in a.matches if m.cve.cve_id == "CVE-2014-0160")
     assert hb.kev is not None and hb.kev.date_added
@@ -171,7 +173,7 @@ def test_known_exploited_and_eol(db: vulndb.VulnDB) -> None:
     assert [m.cve.cve_id for m in goahead.matches if m.kev] == ["CVE-2017-17562"]
 
 
-def test_ambiguous_and_disputed_records_are_only_possible(db: vulndb.VulnDB) -> None:
+def test_ambiguous_and_disputed_records_are_only_possible(db: lookup.VulnDB) -> None:
     mq = {m.cve.cve_id: m for m in db.assess(sighting(db, "mosquitto version 2.0.5"), TODAY).live}
     assert mq["CVE-2021-34432"].confidence is Confidence.POSSIBLE  # "2.07 and earlier"
     assert mq["CVE-2023-0809"].confidence is Confidence.PROBABLE
@@ -180,12 +182,12 @@ def test_ambiguous_and_disputed_records_are_only_possible(db: vulndb.VulnDB) -> 
     assert boa.eol is not None and boa.eol.branch == "all"
 
 
-def test_ranges_without_bounds_never_match(db: vulndb.VulnDB) -> None:
+def test_ranges_without_bounds_never_match(db: lookup.VulnDB) -> None:
     wget = next(r for r in db.cves["busybox"] if r.cve_id == "CVE-2018-1000517")
     assert not wget.bounded and not wget.covers("1.0.0")
 
 
-def test_current_version_is_clean(db: vulndb.VulnDB) -> None:
+def test_current_version_is_clean(db: lookup.VulnDB) -> None:
     a = db.assess(sighting(db, "SSH-2.0-dropbear_2025.88"), TODAY)
     assert (a.matches, a.outdated_latest, a.eol, a.uncertain) == ((), None, None, None)
 
@@ -210,8 +212,8 @@ def _write(path: Path, doc: Any) -> Path:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     target = tmp_path / "vulns"
-    assert vulndb.seed_directory(target)
-    assert not vulndb.seed_directory(target)
+    assert importer.seed_directory(target)
+    assert not importer.seed_directory(target)
     return target
 
 
@@ -259,7 +261,7 @@ def test_refresh_structured_and_prose_records(workdir: Path, tmp_path: Path) -> 
             "affected": [],
         },
     )
-    report = vulndb.update_dataset(
+    report = importer.update_dataset(
         [_write(tmp_path / "a.json", structured), _write(tmp_path / "b.json", prose),
          _write(tmp_path / "c.json", untracked)],
         workdir,
@@ -275,13 +277,13 @@ def test_refresh_structured_and_prose_records(workdir: Path, tmp_path: Path) -> 
     assert (row["cvss"], row["cwe"]) == ("9.1", "CWE-787")
     (row2,) = _rows(workdir, "CVE-2099-0002")
     assert (row2["version_start_including"], row2["version_end_including"]) == ("1.4.50", "1.4.60")
-    fresh = vulndb.load(workdir)
+    fresh = lookup.load(workdir)
     s = next(s for s in fresh.find("dropbear_2022.83", "t") if s.product)
     assert "CVE-2099-0001" in {m.cve.cve_id for m in fresh.assess(s, TODAY).matches}
 
     # a rejected record takes the CVE out again
     rejected = _record("CVE-2099-0001", {}, state="REJECTED")
-    report = vulndb.update_dataset([_write(tmp_path / "r.json", rejected)], workdir)
+    report = importer.update_dataset([_write(tmp_path / "r.json", rejected)], workdir)
     assert report.removed == ["CVE-2099-0001"] and _rows(workdir, "CVE-2099-0001") == []
 
 
@@ -302,7 +304,7 @@ def test_prose_record_keeps_curated_branch_rows(workdir: Path, tmp_path: Path) -
             "metrics": [{"cvssV3_1": {"baseScore": 7.4}}],
         },
     )
-    vulndb.update_dataset([_write(tmp_path / "x.json", prose)], workdir)
+    importer.update_dataset([_write(tmp_path / "x.json", prose)], workdir)
     after = _rows(workdir, "CVE-2014-0224")
     assert [r["version_end_excluding"] for r in after] == [
         r["version_end_excluding"] for r in before
@@ -349,11 +351,11 @@ def test_refresh_nvd_and_kev(workdir: Path, tmp_path: Path) -> None:
              "dateAdded": "2099-01-01", "knownRansomwareCampaignUse": "Unknown"}
         ],
     }  # fmt: skip
-    report = vulndb.update_dataset(
+    report = importer.update_dataset(
         [_write(tmp_path / "nvd.json", nvd), _write(tmp_path / "kev.json", kev)], workdir
     )
     assert report.added == ["CVE-2099-0100"] and report.kev_entries == 1
-    fresh = vulndb.load(workdir)
+    fresh = lookup.load(workdir)
     assert fresh.meta["kev_catalog_version"] == "2099.01.01"
     s = next(s for s in fresh.find("dnsmasq-2.90", "t") if s.product)
     hit = next(m for m in fresh.assess(s, TODAY).matches if m.cve.cve_id == "CVE-2099-0100")
@@ -363,16 +365,16 @@ def test_refresh_nvd_and_kev(workdir: Path, tmp_path: Path) -> None:
 
 def test_refresh_rejects_unknown_files(workdir: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError):
-        vulndb.update_dataset([_write(tmp_path / "x.json", {"hello": 1})], workdir)
+        importer.update_dataset([_write(tmp_path / "x.json", {"hello": 1})], workdir)
     with pytest.raises(UsageError):
-        vulndb.update_dataset([tmp_path / "missing.json"], workdir)
+        importer.update_dataset([tmp_path / "missing.json"], workdir)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared vulnerability data not present")
 def test_refresh_from_the_shared_records_parses_prose_ranges(tmp_path: Path) -> None:
     for name in ("components.yaml", "annotations.yaml"):
-        shutil.copy(vulndb.packaged_dir() / name, tmp_path / name)
-    report = vulndb.update_dataset(
+        shutil.copy(lookup.packaged_dir() / name, tmp_path / name)
+    report = importer.update_dataset(
         [SHARED / "cve", SHARED / "known_exploited_vulnerabilities.json"], tmp_path
     )
     assert len(report.added) == 18 and report.skipped == []
@@ -419,3 +421,23 @@ def test_cli_db_update_and_info(tmp_path: Path) -> None:
         app, ["db", "update", "--data-dir", str(target), str(tmp_path / "none.json")]
     )
     assert bad.exit_code == 2
+
+
+def _siblings(module: ModuleType) -> set[str]:
+    """The modules of its own package that ``module`` imports, anywhere in its body."""
+    assert module.__file__ is not None
+    package = module.__name__.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            name = f"{package}.{node.module}" if node.level else (node.module or "")
+            found.add(name)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {n.removeprefix(package + ".") for n in found if n.startswith(package + ".")}
+
+
+def test_the_lookup_never_depends_on_the_importer() -> None:
+    assert _siblings(versions) == set()
+    assert _siblings(lookup) == {"versions"}
+    assert _siblings(importer) == {"lookup", "versions"}

@@ -35,12 +35,13 @@ from iotrate.cli import app as cli_app
 from iotrate.errors import UsageError
 from iotrate.storage import Store
 from iotrate.web import DashboardConfig, create_app
-from iotrate.web.app import CSP, host_of, safe_next
+from iotrate.web.app import CSP, host_of
 from iotrate.web.auth import (
     LoginThrottle,
     add_user,
     hash_password,
     load_users,
+    safe_next,
     verify_password,
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from iotrate.storage import metadata
+from iotrate.storage.schema import metadata
 
 config = context.config
 connection = config.attributes.get("connection")

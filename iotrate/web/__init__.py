@@ -3,8 +3,9 @@ browser.
 
 It reads only through :class:`iotrate.storage.Store`'s public read methods, so it shows the same
 history the CLI does whatever database is behind it. :mod:`.views` turns stored results into
-plain view models (the JSON API returns exactly those), :mod:`.app` serves them as pages,
-:mod:`.auth` keeps the door when it listens beyond localhost.
+plain view models (the JSON API returns exactly those), :mod:`.handlers` serve them as pages,
+:mod:`.app` puts the routes and middleware together, :mod:`.auth` keeps the door when it
+listens beyond localhost.
 """
 
 from __future__ import annotations

@@ -1,11 +1,16 @@
 """Who may see the dashboard when it listens beyond localhost: a users file, password hashes,
-and a throttle on failed logins.
+a throttle on failed logins, the signed session and the sign-in pages themselves.
 
 The users file is one ``name:hash`` line per user, written by ``iotrate serve --add-user``.
 Hashes are scrypt from the standard library with a per-user random salt and the parameters
 stored in the hash, so they can be raised later without breaking old entries. scrypt is memory
 hard, which is what slows an offline guesser down on GPUs; n=2**15, r=8 costs ~32 MB and a few
 tens of milliseconds per check here.
+
+The sign-in pages are module-level handlers like the others (:mod:`.handlers`): the users and
+the throttle come from :class:`SignIn` on ``app.state.sign_in``, the rest from
+:func:`.state.dashboard`. The only POSTs the dashboard accepts are sign-in and sign-out, both
+with a CSRF token from the session.
 """
 
 from __future__ import annotations
@@ -13,21 +18,37 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotrate.errors import RuntimeFailure, UsageError
+
+from .state import dashboard, error, render
 
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 MIN_PASSWORD, MAX_PASSWORD = 10, 1024
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 _SCHEME = "scrypt"
+SESSION_COOKIE = "iotrate_session"
+SESSION_HOURS = 12
+OPEN_PATHS = ("/login", "/favicon.ico")
 
 
 def default_users_path() -> Path:
@@ -204,3 +225,148 @@ class LoginThrottle:
 
     def succeeded(self, key: str) -> None:
         self._fails.pop(key, None)
+
+
+# --- the session --------------------------------------------------------------------------------
+
+
+class LoginRequired:
+    """Without a signed-in session, pages redirect to the login form and the API answers 401."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if (
+            scope["type"] != "http"
+            or path in OPEN_PATHS
+            or path.startswith("/static/")
+            or scope.get("session", {}).get("user")
+        ):
+            await self.app(scope, receive, send)
+            return
+        response: Response
+        if path.startswith("/api/"):
+            response = JSONResponse({"error": "login required"}, status_code=401)
+        else:
+            query = bytes(scope.get("query_string") or b"").decode("latin-1")
+            target = path + (f"?{query}" if query else "")
+            response = RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+        await response(scope, receive, send)
+
+
+def session_middleware(secret: str | None, https: bool) -> list[Middleware]:
+    """Signed session cookies (a random key when none is given: sessions then end with the
+    process), and behind them the door for anyone not signed in."""
+    return [
+        Middleware(
+            SessionMiddleware,
+            secret_key=secret or secrets.token_urlsafe(32),
+            session_cookie=SESSION_COOKIE,
+            max_age=SESSION_HOURS * 3600,
+            same_site="strict",
+            https_only=https,
+        ),
+        Middleware(LoginRequired),
+    ]
+
+
+def safe_next(value: str) -> str:
+    """Where to go after login: a path on this site only, never another host."""
+    parts = urlsplit(value)
+    if (
+        not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or parts.scheme
+        or parts.netloc
+        or any(ord(c) < 0x20 for c in value)
+    ):
+        return "/"
+    return value
+
+
+def csrf_ok(session: Mapping[str, Any], token: object) -> bool:
+    """Whether a form's token is the session's, compared in constant time."""
+    expected = session.get("csrf", "")
+    return isinstance(token, str) and bool(expected) and hmac.compare_digest(token, expected)
+
+
+# --- the sign-in pages --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """Who may sign in and the throttle on failures, kept on ``app.state.sign_in``."""
+
+    users: Mapping[str, str] = field(default_factory=dict)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+
+
+def sign_in(request: Request) -> SignIn:
+    state: SignIn = request.app.state.sign_in
+    return state
+
+
+def _login_page(
+    request: Request,
+    nxt: str,
+    message: str = "",
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return render(
+        request, "login.html.j2", status=status, headers=headers, nav="", next=nxt, message=message
+    )
+
+
+async def login_form(request: Request) -> Response:
+    if not dashboard(request).login:
+        return RedirectResponse("/", status_code=303)
+    return _login_page(request, safe_next(request.query_params.get("next", "")))
+
+
+async def login_post(request: Request) -> Response:
+    if not dashboard(request).login:
+        return RedirectResponse("/", status_code=303)
+    async with request.form(max_files=0, max_fields=8, max_part_size=4096) as form:
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    nxt = safe_next(fields.get("next", "/"))
+    name = fields.get("username", "")[:64]
+    password = fields.get("password", "")
+    if not csrf_ok(request.session, fields.get("csrf", "")):
+        request.session["csrf"] = secrets.token_urlsafe(32)
+        return _login_page(request, nxt, "The form had expired. Please sign in again.", status=403)
+    gate = sign_in(request)
+    client = request.client.host if request.client else "unknown"
+    keys = (f"addr:{client}", f"user:{name.lower()}")
+    wait = gate.throttle.wait(*keys)
+    if wait > 0:
+        return _login_page(
+            request,
+            nxt,
+            f"Too many failed sign-ins. Try again in {math.ceil(wait)} seconds.",
+            status=429,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    ok = await run_in_threadpool(verify_password, password, gate.users.get(name))
+    if not ok:
+        gate.throttle.failed(*keys)
+        return _login_page(request, nxt, "Wrong user name or password.", status=401)
+    gate.throttle.succeeded(keys[1])
+    request.session.clear()  # a fresh session: nothing chosen before login carries over
+    request.session["user"] = name
+    request.session["csrf"] = secrets.token_urlsafe(32)
+    return RedirectResponse(nxt, status_code=303)
+
+
+async def logout(request: Request) -> Response:
+    login = dashboard(request).login
+    if login:
+        async with request.form(max_files=0, max_fields=4, max_part_size=1024) as form:
+            token = form.get("csrf")
+        if not csrf_ok(request.session, token):
+            return error(request, 400, "the sign-out form had expired; reload and try again")
+        request.session.clear()
+    return RedirectResponse("/login" if login else "/", status_code=303)

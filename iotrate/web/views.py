@@ -25,8 +25,8 @@ from urllib.parse import quote, urlencode
 from iotrate.errors import UsageError
 from iotrate.history import DeviceRef, FindingRef, diff_results
 from iotrate.models import GRADES, ScanResult
+from iotrate.naming import display_name_of
 from iotrate.reports import html as html_report
-from iotrate.reports.label import display_name_of
 from iotrate.reports.textfit import clean
 from iotrate.signing import result_digest
 from iotrate.storage import DeviceBrief, DeviceRecord, ScanSummary, Store

@@ -1,0 +1,71 @@
+"""What a device is called and the one reason shown for its grade, the same in the terminal,
+the reports, the labels, the dashboard and the fleet.
+
+Every device string is hostile: what is shown here has been through :func:`clean` (control and
+bidi characters removed), and the fallbacks never leave a device without a name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from iotrate.models import Device
+from iotrate.reports.textfit import clean  # typed as Any here: mypy sees reports/ as top level
+
+
+def device_names(device: Device) -> tuple[str, str]:
+    """(vendor line, model line) for a device, falling back to what discovery knew."""
+    return _names(device.vendor, device.model, device.names, device.category, device.address)
+
+
+def _names(
+    vendor: str | None, model: str | None, names: Sequence[str], category: str | None, address: str
+) -> tuple[str, str]:
+    vendor_line = clean(vendor) or "Unknown manufacturer"
+    model_line = clean(model) or (clean(names[0]) if names else "")
+    if not model_line:
+        model_line = f"Unidentified {clean(category) or 'device'} at {clean(address)}"
+    return vendor_line, model_line
+
+
+def display_name(device: Device) -> str:
+    """One line naming the device for tables and reports: "LG appliance at 10.0.0.11" rather
+    than "Unidentified appliance…" when the maker is known, and "Google Home Mini" rather than
+    "Google Google Home Mini" when the model already carries the maker's name."""
+    d = device
+    return display_name_of(d.vendor, d.model, d.names, d.category, d.address)
+
+
+def display_name_of(
+    vendor: str | None, model: str | None, names: Sequence[str], category: str | None, address: str
+) -> str:
+    """:func:`display_name` from the fields it reads, for lists built from stored columns."""
+    vendor_line, model_line = _names(vendor, model, names, category, address)
+    known_vendor = bool(clean(vendor))
+    if model_line.startswith("Unidentified "):
+        if not known_vendor:
+            return model_line
+        return f"{vendor_line} {model_line.removeprefix('Unidentified ')}"
+    if known_vendor and model_line.lower().startswith(vendor_line.lower()):
+        return model_line
+    return f"{vendor_line} {model_line}" if known_vendor else model_line
+
+
+_SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+
+
+def main_reason(device: Device) -> str:
+    """The one reason a person should read first: the cap that set the grade, else the worst
+    finding, in the scheme's plain words rather than the rater's audit trail."""
+    r = device.rating
+    if r is None or r.grade is None:
+        return ""
+    binding = [c for c in r.caps if c.grade == r.grade]
+    if binding:
+        return str(clean(binding[0].reason))
+    worst = sorted(device.findings, key=lambda f: _SEVERITY_RANK.get(f.severity.value, 5))
+    if worst:
+        return str(clean(worst[0].title))
+    if r.caps:
+        return str(clean(r.caps[0].reason))
+    return "No weakness found in what could be tested"
