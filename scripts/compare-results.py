@@ -61,8 +61,10 @@ def _normalise(value: Any, ignore: frozenset[str]) -> Any:
             while key in keyed:
                 key += "'"
             keyed[key] = item
-        return keyed if all(isinstance(v, dict) for v in items) else sorted(
-            items, key=lambda v: json.dumps(v, sort_keys=True)
+        return (
+            keyed
+            if all(isinstance(v, dict) for v in items)
+            else sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
         )
     return value
 
