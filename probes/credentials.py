@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from iotrate.models import Confidence, Evidence, Finding, Severity, Transport
+from iotrate.models import Confidence, Finding, Transport
 from iotrate.net import printable
 from iotrate.ratelimit import throttle_sync
 
@@ -43,15 +43,12 @@ from .base import (
     Probe,
     ProbeContext,
     ProbeFailed,
+    make_finding,
 )
 from .credlist import Candidate
 from .telnet import LoginResult, TelnetLogin
 
 CHECK = "cred.default-password"
-REMEDIATION = (
-    "Change the password to a long, unique one now; if the device does not allow it, turn the "
-    "service off or replace the device, and ask the maker for a fixed firmware."
-)
 
 # Budgets (docs/lab.md, "Probes"): shell daemons on devices (BusyBox login, dropbear) do not
 # lock accounts, so they get Mirai's whole top tier (the 16 pairs it weighted 4 or more of 10);
@@ -78,22 +75,13 @@ def cred_finding(
 ) -> Finding:
     lists = ", ".join(cand.sources)
     universal = " (a universal default, on the Mirai list)" if cand.universal else ""
-    return Finding(
-        check=CHECK,
-        severity=Severity.CRITICAL,
-        title=f"Default password accepted over {protocol} for user {cand.username!r}",
-        evidence=[
-            Evidence(
-                summary=f"{protocol} on port {port}: logged in as {cand.username!r} with password "
-                f"{credlist.redact(cand.password)} from {lists}{universal}; {how}",
-                port=port,
-                transport=Transport.TCP,
-                data=credlist.evidence_data(protocol, port, cand, extra),
-            )
-        ],
-        remediation=REMEDIATION,
+    return make_finding(
+        CHECK,
+        f"{protocol} on port {port}: logged in as {cand.username!r} with password "
+        f"{credlist.redact(cand.password)} from {lists}{universal}; {how}",
+        port,
+        credlist.evidence_data(protocol, port, cand, extra),
         confidence=confidence,
-        port=port,
     )
 
 
@@ -448,21 +436,11 @@ class FtpDefaultPassword(Probe):
             raise ProbeFailed(f"FTP {port}: {text}")
         if status == "ok":
             findings.append(
-                Finding(
-                    check="svc.ftp.anonymous",
-                    severity=Severity.HIGH,
-                    title="Anonymous FTP login accepted",
-                    evidence=[
-                        Evidence(
-                            summary=f"FTP on port {port} accepted user 'anonymous': "
-                            f"{printable(text, 120)}",
-                            port=port,
-                            transport=Transport.TCP,
-                            data={"protocol": "ftp", "username": "anonymous"},
-                        )
-                    ],
-                    remediation="Turn anonymous FTP off.",
-                    port=port,
+                make_finding(
+                    "svc.ftp.anonymous",
+                    f"FTP on port {port} accepted user 'anonymous': {printable(text, 120)}",
+                    port,
+                    {"protocol": "ftp", "username": "anonymous"},
                 )
             )
 
@@ -594,20 +572,11 @@ class MqttLogin(Probe):
         return [cred_finding("mqtt", port, found, "the broker answered CONNACK 0 (accepted)")]
 
     def _anonymous(self, port: int, how: str, data: dict[str, object]) -> Finding:
-        return Finding(
-            check="svc.mqtt.anonymous",
-            severity=Severity.HIGH,
-            title="MQTT broker accepts clients without authentication",
-            evidence=[
-                Evidence(
-                    summary=f"MQTT on port {port} accepted {how}",
-                    port=port,
-                    transport=Transport.TCP,
-                    data={"protocol": "mqtt", **data},
-                )
-            ],
-            remediation="Require a user name and password (and TLS) on the broker.",
-            port=port,
+        return make_finding(
+            "svc.mqtt.anonymous",
+            f"MQTT on port {port} accepted {how}",
+            port,
+            {"protocol": "mqtt", **data},
         )
 
 
@@ -717,26 +686,18 @@ class SnmpCommunities(Probe):
         if cand is not None:
             found.append((cand, reply_values))
         return [
-            Finding(
-                check="svc.snmp.readable",
-                severity=Severity.MEDIUM,
-                title=f"SNMP readable with the default community {c.password!r}",
-                evidence=[
-                    Evidence(
-                        summary=f"SNMP v2c on UDP {port} answered community {c.password!r}: "
-                        f"sysDescr {printable(values.get('sysDescr', ''), 100)!r}",
-                        port=port,
-                        transport=Transport.UDP,
-                        data={
-                            "community": c.password,
-                            "version": "2c",
-                            "lists": list(c.sources),
-                            "sysDescr": printable(values.get("sysDescr", ""), 200),
-                        },
-                    )
-                ],
-                remediation="Turn SNMP off, or use SNMPv3 with a strong password.",
-                port=port,
+            make_finding(
+                "svc.snmp.readable",
+                f"SNMP v2c on UDP {port} answered community {c.password!r}: "
+                f"sysDescr {printable(values.get('sysDescr', ''), 100)!r}",
+                port,
+                {
+                    "community": c.password,
+                    "version": "2c",
+                    "lists": list(c.sources),
+                    "sysDescr": printable(values.get("sysDescr", ""), 200),
+                },
+                transport=Transport.UDP,
             )
             for c, values in found
         ]

@@ -22,14 +22,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from iotrate.models import Finding, Severity, Transport
+from iotrate.models import Finding, Transport
 from iotrate.net import printable, tls_connect
 from iotrate.ratelimit import throttle_sync
 
 from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed, make_finding
 
 SUMMARY_CHECK = "mqtt.summary"  # info-level carrier of what was seen (not in the scheme)
-SEVERITY: dict[str, Severity] = {"mqtt.sys-exposed": Severity.LOW, SUMMARY_CHECK: Severity.INFO}
 
 LISTEN_S = 3.0  # how long to collect messages after subscribing
 MAX_MESSAGES = 2000  # stop early on a busy broker
@@ -146,12 +145,6 @@ def _session(host: str, port: int, use_tls: bool, listen_s: float, timeout: floa
     return out
 
 
-def _finding(
-    check: str, title: str, summary: str, port: int, data: dict[str, Any], probe: str
-) -> Finding:
-    return make_finding(check, SEVERITY[check], title, summary, port, data, probe=probe)
-
-
 def session_findings(
     s: MqttSession, port: int, use_tls: bool, tls_8883: bool | None, probe: str
 ) -> list[Finding]:
@@ -160,9 +153,8 @@ def session_findings(
     version = s.sys_values.get("$SYS/broker/version")
     if sys_topics:
         out.append(
-            _finding(
+            make_finding(
                 "mqtt.sys-exposed",
-                "MQTT broker details exposed",
                 f"an anonymous client read {len(sys_topics)} $SYS topics on {port}/tcp"
                 + (f", including the broker version ({version})" if version else ""),
                 port,
@@ -171,7 +163,7 @@ def session_findings(
                     "broker_version": version,
                     "topics": sys_topics[:20],
                 },
-                probe,
+                probe=probe,
             )
         )
     ordinary = sorted(t for t in s.topics if not t.startswith("$SYS/"))
@@ -201,7 +193,7 @@ def session_findings(
         text = f"anonymous CONNECT refused on {port}/tcp ({s.return_text})"
     if tls_8883 is not None:
         text += "; MQTT over TLS on 8883: " + ("yes" if tls_8883 else "no")
-    out.append(_finding(SUMMARY_CHECK, f"MQTT broker on port {port}", text, port, data, probe))
+    out.append(make_finding(SUMMARY_CHECK, text, port, data, probe=probe))
     return out
 
 

@@ -19,7 +19,7 @@ import struct
 from html.parser import HTMLParser
 from typing import Any, ClassVar
 
-from iotrate.models import Confidence, Finding, Severity, Transport
+from iotrate.models import Confidence, Finding, Transport
 from iotrate.net import printable
 
 from . import rtsp, snmp
@@ -52,31 +52,6 @@ def _port(ctx: ProbeContext) -> int:
     if ctx.service is None:  # pragma: no cover - these probes are per service
         raise NotApplicable("needs a service")
     return ctx.service.port
-
-
-def _finding(
-    check: str,
-    severity: Severity,
-    title: str,
-    summary: str,
-    port: int,
-    data: dict[str, Any],
-    *,
-    transport: Transport = Transport.TCP,
-    remediation: str | None = None,
-    confidence: Confidence = Confidence.CONFIRMED,
-) -> Finding:
-    return make_finding(
-        check,
-        severity,
-        title,
-        summary,
-        port,
-        data,
-        transport=transport,
-        confidence=confidence,
-        remediation=remediation,
-    )
 
 
 # --------------------------------------------------------------------------------- telnet
@@ -116,30 +91,24 @@ class TelnetExposed(Probe):
             await session.close()
         banner = printable(text, 200)
         findings = [
-            _finding(
+            make_finding(
                 "svc.telnet",
-                Severity.HIGH,
-                "Telnet is enabled",
                 f"telnet on port {port}"
                 + (" shows a login prompt" if login else "")
                 + (f": {banner!r}" if banner else ""),
                 port,
                 {"login_prompt": login, "banner": banner, "negotiation": negotiated},
-                remediation="Turn telnet off; use SSH or the app if remote access is needed.",
             )
         ]
         if shell:
             prompt = printable(text.strip().splitlines()[-1], 60)
             findings.append(
-                _finding(
+                make_finding(
                     "auth.none.admin",
-                    Severity.CRITICAL,
-                    "Telnet opens a command shell without any password",
                     f"telnet on port {port} gave a shell prompt {prompt!r} without a login, "
                     "and printed it again after an empty line",
                     port,
                     {"protocol": "telnet", "shell": True, "prompt": prompt},
-                    remediation="Turn telnet off or set a password; ask the maker for a fix.",
                 )
             )
         return findings
@@ -199,15 +168,12 @@ class FtpExposed(Probe):
         auth_tls = b"AUTH TLS" in feats.upper()
         banner = printable(greeting, 120)
         return [
-            _finding(
+            make_finding(
                 "svc.ftp",
-                Severity.MEDIUM,
-                "FTP is enabled",
                 f"FTP on port {port} greets {banner!r}"
                 + ("; it offers AUTH TLS" if auth_tls else "; it offers no TLS"),
                 port,
                 {"banner": banner, "auth_tls": auth_tls},
-                remediation="Turn FTP off if you do not use it.",
             )
         ]
 
@@ -263,15 +229,12 @@ class AdbUnauthenticated(Probe):
         props = adb_props(banner)
         model = props.get("ro.product.model") or props.get("ro.product.name") or "device"
         return [
-            _finding(
+            make_finding(
                 "svc.adb.unauthenticated",
-                Severity.CRITICAL,
-                "Android debug port open without authentication",
                 f"ADB on port {port} accepted a connection without a key and identified itself "
                 f"as {banner!r}",
                 port,
                 {"banner": banner, "properties": props, "model": model},
-                remediation="Turn off ADB / network debugging in the developer options.",
             )
         ]
 
@@ -305,10 +268,8 @@ class SnmpReadable(Probe):
             return []
         descr = printable(reply.values.get("sysDescr", ""), 200)
         return [
-            _finding(
+            make_finding(
                 "svc.snmp.readable",
-                Severity.MEDIUM,
-                "SNMP readable with the default community 'public'",
                 f"SNMP v{version} on UDP {port} answered community 'public': sysDescr {descr!r}",
                 port,
                 {
@@ -318,7 +279,6 @@ class SnmpReadable(Probe):
                     "sysName": printable(reply.values.get("sysName", ""), 80),
                 },
                 transport=Transport.UDP,
-                remediation="Turn SNMP off, or use SNMPv3 with a strong password.",
             )
         ]
 
@@ -357,16 +317,13 @@ class SnmpWritable(Probe):
                 continue
             shown = printable(reply.values.get("sysContact", ""), 80)
             return [
-                _finding(
+                make_finding(
                     "svc.snmp.writable",
-                    Severity.HIGH,
-                    f"SNMP writable with the default community {community!r}",
                     f"SNMP on UDP {port} accepted a SET of sysContact.0 with community "
                     f"{community!r} (written back unchanged: {shown!r})",
                     port,
                     {"community": community, "object": "sysContact.0", "unchanged": True},
                     transport=Transport.UDP,
-                    remediation="Turn SNMP off or make it read-only with SNMPv3.",
                 )
             ]
         return []
@@ -401,15 +358,12 @@ class RtspUnauthenticated(Probe):
                 media = _sdp_media(reply.body)
                 server = printable(reply.header("server"), 80)
                 return [
-                    _finding(
+                    make_finding(
                         "svc.rtsp.unauthenticated",
-                        Severity.HIGH,
-                        "Video or audio stream plays without a password",
                         f"RTSP DESCRIBE {path} on port {port} answered 200 with a stream "
                         f"description ({', '.join(media) or 'no media lines'}) and no login",
                         port,
                         {"path": path, "media": media, "server": server},
-                        remediation="Turn on authentication for the stream in the settings.",
                     )
                 ]
         if protected:
@@ -480,28 +434,22 @@ class LocalApiUnauthenticated(Probe):
             raise NotApplicable(f"{url} answered an empty document")
         name = fields.get("name") or fields.get("friendly-device-name") or ""
         findings = [
-            _finding(
+            make_finding(
                 "svc.api.unauthenticated",
-                Severity.MEDIUM,
-                f"{what} answers without authentication",
                 f"GET {path} on port {port} returned the device's {what} data "
                 f"({len(fields)} fields{', name ' + repr(name) if name else ''}) with no login",
                 port,
                 {"path": path, "api": what, "fields": sorted(fields)[:40], "name": name},
-                remediation="Ask the maker to require authentication for the local API.",
             )
         ]
         sensitive = sorted(k for k in fields if _SENSITIVE.search(k))
         if sensitive:
             findings.append(
-                _finding(
+                make_finding(
                     "svc.info-disclosure",
-                    Severity.LOW,
-                    "Device details disclosed without login",
                     f"{path} on port {port} tells anyone {', '.join(sensitive[:8])}",
                     port,
                     {"path": path, "fields": sensitive[:40]},
-                    remediation="Ask the maker to reveal less before login.",
                 )
             )
         return findings
@@ -641,16 +589,12 @@ class HttpAdmin(Probe):
             ]
         if kind == "settings":
             return [
-                _finding(
+                make_finding(
                     "auth.none.admin",
-                    Severity.CRITICAL,
-                    "Admin settings page without any password",
                     f"{reply.url} serves an editable settings page "
                     f"({', '.join(details.get('markers', []))}) without asking for a password",
                     port,
                     {"protocol": "http", "shell": False, "url": reply.url, **details},
-                    remediation="Set an admin password; if the device has no such option, keep "
-                    "it on a separate network and ask the maker for a fix.",
                     confidence=Confidence.PROBABLE,
                 )
             ]
@@ -664,17 +608,7 @@ class HttpAdmin(Probe):
         data: dict[str, Any],
         confidence: Confidence = Confidence.CONFIRMED,
     ) -> Finding:
-        return _finding(
-            "svc.http.admin-cleartext",
-            Severity.MEDIUM,
-            "Admin login over unencrypted HTTP",
-            summary,
-            port,
-            data,
-            remediation="Use the device's HTTPS address if it has one; ask the maker for "
-            "HTTPS-only administration.",
-            confidence=confidence,
-        )
+        return make_finding("svc.http.admin-cleartext", summary, port, data, confidence=confidence)
 
 
 # ----------------------------------------------------------------------------------- MQTT
@@ -714,15 +648,12 @@ class MqttCleartext(Probe):
         if reply[0] != 0x20 or reply[1] != 0x02:
             raise NotApplicable(f"port {port} did not answer with an MQTT CONNACK")
         return [
-            _finding(
+            make_finding(
                 "svc.mqtt.cleartext",
-                Severity.MEDIUM,
-                "MQTT without encryption",
                 f"an MQTT broker answers on port {port} in clear text (CONNACK code "
                 f"{reply[3]} to a version probe)",
                 port,
                 {"connack": reply[3]},
-                remediation="Enable MQTT over TLS (port 8883) and turn plain MQTT off.",
             )
         ]
 
@@ -785,16 +716,13 @@ class CoapOpen(Probe):
         code_text = f"{code >> 5}.{code & 0x1F:02d}"
         resources = re.findall(r"<([^>]{1,100})>", payload.decode("utf-8", "replace"))[:20]
         return [
-            _finding(
+            make_finding(
                 "svc.coap.open",
-                Severity.MEDIUM,
-                "CoAP answers without DTLS",
                 f"CoAP on UDP {port} answered GET /.well-known/core with {code_text}"
                 + (f", listing {len(resources)} resources" if resources else ""),
                 port,
                 {"code": code_text, "resources": [printable(r, 100) for r in resources]},
                 transport=Transport.UDP,
-                remediation="Ask the maker for CoAP over DTLS; keep the device on its own network.",
             )
         ]
 
@@ -841,15 +769,11 @@ class ModbusOpen(Probe):
                 i += 2 + size
         answered = "device identification" if function == 0x2B else f"exception {function:#x}"
         return [
-            _finding(
+            make_finding(
                 "svc.modbus.open",
-                Severity.HIGH,
-                "Modbus open without authentication",
                 f"Modbus/TCP on port {port} answered a device-identification read ({answered})",
                 port,
                 {"function": function, **objects},
-                remediation="Put the device on a separate network or behind a gateway that "
-                "requires a login.",
             )
         ]
 
@@ -931,13 +855,10 @@ class SmbV1(Probe):
         if status != 0 or dialect == 0xFFFF:
             return []
         return [
-            _finding(
+            make_finding(
                 "svc.smb.v1",
-                Severity.HIGH,
-                "SMB version 1 enabled",
                 f"SMB on port {port} accepted the SMB1 dialect 'NT LM 0.12'",
                 port,
                 {"dialect": "NT LM 0.12"},
-                remediation="Turn SMB1 off; use SMB 2 or 3.",
             )
         ]

@@ -27,18 +27,12 @@ from typing import Any, ClassVar
 import yaml
 
 from iotrate import __version__
-from iotrate.models import Confidence, Device, Finding, Severity
+from iotrate.models import Confidence, Device, Finding
 from iotrate.net import printable, tcp_connect
 
 from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed, make_finding
 
 SUMMARY_CHECK = "ssh.summary"  # info-level carrier of banner, algorithms, host key (not in scheme)
-SEVERITY: dict[str, Severity] = {
-    "ssh.algorithms.weak": Severity.LOW,
-    "ssh.password-auth": Severity.LOW,
-    "ssh.hostkey.shared": Severity.HIGH,
-    SUMMARY_CHECK: Severity.INFO,
-}
 CLIENT_IDENT = f"SSH-2.0-iotrate_{__version__}"
 MAX_LINE = 255  # RFC 4253 4.2: the identification line, CR LF included
 MAX_PRELUDE_LINES = 16  # servers may send text lines before their identification
@@ -282,20 +276,6 @@ def worst(judgements: Sequence[Judgement]) -> str:
 # --------------------------------------------------------------------------- findings
 
 
-def _finding(
-    check: str,
-    title: str,
-    summary: str,
-    port: int,
-    data: dict[str, Any],
-    probe: str,
-    confidence: Confidence = Confidence.CONFIRMED,
-) -> Finding:
-    return make_finding(
-        check, SEVERITY[check], title, summary, port, data, probe=probe, confidence=confidence
-    )
-
-
 def algorithm_findings(
     ident: SshIdent, kexinit: Kexinit | None, prelude: Sequence[str], port: int, probe: str
 ) -> list[Finding]:
@@ -306,9 +286,8 @@ def algorithm_findings(
         overall = worst(bad)
         names = sorted({j.name for j in bad})
         out.append(
-            _finding(
+            make_finding(
                 "ssh.algorithms.weak",
-                "Weak SSH algorithms",
                 f"{ident.software} on {port}/tcp offers {len(names)} weak algorithms "
                 f"(worst: {overall}): " + ", ".join(names[:8]) + ("…" if len(names) > 8 else ""),
                 port,
@@ -320,7 +299,7 @@ def algorithm_findings(
                         for j in bad
                     ],
                 },
-                probe,
+                probe=probe,
             )
         )
     data: dict[str, Any] = {
@@ -344,14 +323,13 @@ def algorithm_findings(
             }
         )
     out.append(
-        _finding(
+        make_finding(
             SUMMARY_CHECK,
-            f"SSH server on port {port}",
             f"{ident.raw} on {port}/tcp; algorithms: {worst(judgements)}"
             + ("; strict key exchange" if kexinit is not None and kexinit.strict_kex else ""),
             port,
             data,
-            probe,
+            probe=probe,
         )
     )
     return out
@@ -441,9 +419,8 @@ def auth_findings(info: AuthInfo, port: int, probe: str) -> list[Finding]:
     if password or kbdint:
         which = [m for m in ("password", "keyboard-interactive") if m in info.methods]
         out.append(
-            _finding(
+            make_finding(
                 "ssh.password-auth",
-                "SSH accepts password logins",
                 f"the server on {port}/tcp lists {' and '.join(which)} among its auth methods",
                 port,
                 {
@@ -451,15 +428,13 @@ def auth_findings(info: AuthInfo, port: int, probe: str) -> list[Finding]:
                     "password": password,
                     "keyboard_interactive": kbdint,
                 },
-                probe,
-                # keyboard-interactive is usually a password prompt, but can be a one-time code
-                Confidence.CONFIRMED if password else Confidence.PROBABLE,
+                probe=probe,
+                confidence=Confidence.CONFIRMED if password else Confidence.PROBABLE,
             )
         )
     out.append(
-        _finding(
+        make_finding(
             SUMMARY_CHECK,
-            f"SSH host key on port {port}",
             f"host key {info.host_key_type} {info.host_key_sha256}; auth methods: "
             f"{', '.join(info.methods) or 'none listed'}",
             port,
@@ -472,7 +447,7 @@ def auth_findings(info: AuthInfo, port: int, probe: str) -> list[Finding]:
                 # authentication at all (the session was aborted at once).
                 "none_accepted": list(info.methods) == ["none"],
             },
-            probe,
+            probe=probe,
         )
     )
     return out
@@ -543,14 +518,13 @@ class SshAuthProbe(Probe):
                 others = [d for d in ids if d != dev_id]
                 for port in sorted({p for d, p in where if d == dev_id}):
                     out.setdefault(dev_id, []).append(
-                        _finding(
+                        make_finding(
                             "ssh.hostkey.shared",
-                            "SSH host key shared with other devices",
                             f"the SSH host key on {port}/tcp ({fp}) is also presented by "
                             + ", ".join(others),
                             port,
                             {"fingerprint": fp, "shared_with": others},
-                            cls.id,
+                            probe=cls.id,
                         )
                     )
         return out

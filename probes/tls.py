@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
-from iotrate.models import Confidence, Device, Finding, Service, Severity, Transport
+from iotrate.models import Device, Finding, Service, Transport
 from iotrate.ratelimit import throttle_sync
 
 from ._io import open_tcp, write
@@ -90,23 +90,6 @@ OBSOLETE = ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1")
 
 # Severity of each check this module emits, as the rating scheme defines it (a test keeps the
 # two in step).
-SEVERITY: dict[str, Severity] = {
-    "tls.protocol.obsolete": Severity.MEDIUM,
-    "tls.cipher.weak": Severity.MEDIUM,
-    "tls.forward-secrecy.missing": Severity.LOW,
-    "tls.cert.expired": Severity.MEDIUM,
-    "tls.cert.not-yet-valid": Severity.LOW,
-    "tls.cert.weak-key": Severity.MEDIUM,
-    "tls.cert.weak-signature": Severity.MEDIUM,
-    "tls.cert.self-signed": Severity.INFO,
-    "tls.cert.shared": Severity.HIGH,
-    "tls.vuln.heartbleed": Severity.CRITICAL,
-    "tls.vuln.robot": Severity.HIGH,
-    "tls.vuln.ccs-injection": Severity.HIGH,
-    "tls.vuln.renegotiation": Severity.MEDIUM,
-    "tls.vuln.compression": Severity.MEDIUM,
-    SUMMARY_CHECK: Severity.INFO,
-}
 
 
 # --------------------------------------------------------------------------- scan summary
@@ -425,20 +408,6 @@ def name_matches(cert: CertFacts, address: str) -> bool:
 # --------------------------------------------------------------------------- findings
 
 
-def _finding(
-    check: str,
-    title: str,
-    summary: str,
-    port: int,
-    data: dict[str, Any],
-    probe: str,
-    confidence: Confidence = Confidence.CONFIRMED,
-) -> Finding:
-    return make_finding(
-        check, SEVERITY[check], title, summary, port, data, probe=probe, confidence=confidence
-    )
-
-
 def cert_data(cert: CertFacts) -> dict[str, Any]:
     return {
         "subject": cert.subject,
@@ -465,9 +434,8 @@ def configuration_findings(
     obsolete = [p for p in protos if p in OBSOLETE]
     if obsolete:
         out.append(
-            _finding(
+            make_finding(
                 "tls.protocol.obsolete",
-                "Obsolete TLS or SSL version accepted",
                 f"{' and '.join(obsolete)} accepted on {port}/tcp (handshake completed)",
                 port,
                 {
@@ -475,7 +443,7 @@ def configuration_findings(
                     "accepted": protos,
                     "admin_interface": protocol in ADMIN_PROTOCOLS,
                 },
-                probe,
+                probe=probe,
             )
         )
     weak: dict[str, dict[str, Any]] = {}
@@ -496,9 +464,8 @@ def configuration_findings(
         details = sorted(weak.values(), key=lambda d: d["suite"])
         all_reasons = sorted({r for d in details for r in d["reasons"]})
         out.append(
-            _finding(
+            make_finding(
                 "tls.cipher.weak",
-                "Weak TLS ciphers offered",
                 f"{len(details)} weak cipher suites accepted on {port}/tcp: "
                 + "; ".join(all_reasons),
                 port,
@@ -510,18 +477,17 @@ def configuration_findings(
                     "cbc_only": cbc_only,
                     "details": details[:40],
                 },
-                probe,
+                probe=probe,
             )
         )
     if scan.suites and not any(is_forward_secret(s) for s in scan.suites):
         out.append(
-            _finding(
+            make_finding(
                 "tls.forward-secrecy.missing",
-                "No forward secrecy",
                 f"no cipher suite with an authenticated ephemeral key exchange on {port}/tcp",
                 port,
                 {"suites": sorted({s.name for s in scan.suites})[:40]},
-                probe,
+                probe=probe,
             )
         )
     cert = scan.certificate
@@ -572,9 +538,7 @@ def configuration_findings(
         text += f"; capped by {g.caps[0]}"
     if g.trust:
         text += f"; trust: {', '.join(g.trust)}"
-    out.append(
-        _finding(SUMMARY_CHECK, f"TLS summary for port {port}", text, port, summary_data, probe)
-    )
+    out.append(make_finding(SUMMARY_CHECK, text, port, summary_data, probe=probe))
     return out
 
 
@@ -585,25 +549,23 @@ def certificate_findings(
     base = cert_data(cert)
     if cert.not_after < now:
         out.append(
-            _finding(
+            make_finding(
                 "tls.cert.expired",
-                "Certificate expired",
                 f"certificate for {cert.subject} expired on {cert.not_after.date().isoformat()}",
                 port,
                 base,
-                probe,
+                probe=probe,
             )
         )
     if cert.not_before > now:
         out.append(
-            _finding(
+            make_finding(
                 "tls.cert.not-yet-valid",
-                "Certificate not yet valid",
                 f"certificate for {cert.subject} is valid only from "
                 f"{cert.not_before.date().isoformat()}",
                 port,
                 base,
-                probe,
+                probe=probe,
             )
         )
     weak_key = (cert.key_type in ("RSA", "DSA") and cert.key_bits < 2048) or (
@@ -611,36 +573,33 @@ def certificate_findings(
     )
     if weak_key:
         out.append(
-            _finding(
+            make_finding(
                 "tls.cert.weak-key",
-                "Weak certificate key",
                 f"{cert.key_bits}-bit {cert.key_type} certificate key",
                 port,
                 base,
-                probe,
+                probe=probe,
             )
         )
     # A self-signed leaf is its own trust anchor: its signature hash protects nothing.
     if not cert.self_signed and cert.signature_hash in ("md5", "sha1"):
         out.append(
-            _finding(
+            make_finding(
                 "tls.cert.weak-signature",
-                "Certificate signed with a weak hash",
                 f"certificate signed with {cert.signature_hash.upper()}",
                 port,
                 base,
-                probe,
+                probe=probe,
             )
         )
     if cert.self_signed:
         out.append(
-            _finding(
+            make_finding(
                 "tls.cert.self-signed",
-                "Self-signed certificate",
                 f"self-signed certificate {cert.subject}, SHA-256 {cert.sha256}",
                 port,
                 base,
-                probe,
+                probe=probe,
             )
         )
     return out
@@ -651,57 +610,52 @@ def vulnerability_findings(scan: TlsScan, probe: str) -> list[Finding]:
     out = []
     if scan.heartbleed:
         out.append(
-            _finding(
+            make_finding(
                 "tls.vuln.heartbleed",
-                "Heartbleed",
                 f"the TLS heartbeat on {port}/tcp returns server memory (sslyze test)",
                 port,
                 {"test": "sslyze heartbleed"},
-                probe,
+                probe=probe,
             )
         )
     if scan.robot in ("VULNERABLE_STRONG_ORACLE", "VULNERABLE_WEAK_ORACLE"):
         out.append(
-            _finding(
+            make_finding(
                 "tls.vuln.robot",
-                "ROBOT",
                 f"RSA padding oracle on {port}/tcp ({scan.robot.lower()})",
                 port,
                 {"result": scan.robot},
-                probe,
+                probe=probe,
             )
         )
     if scan.ccs_injection:
         out.append(
-            _finding(
+            make_finding(
                 "tls.vuln.ccs-injection",
-                "OpenSSL CCS injection",
                 f"early ChangeCipherSpec accepted on {port}/tcp",
                 port,
                 {"test": "sslyze openssl_ccs_injection"},
-                probe,
+                probe=probe,
             )
         )
     if scan.secure_renegotiation is False:
         out.append(
-            _finding(
+            make_finding(
                 "tls.vuln.renegotiation",
-                "Insecure TLS renegotiation",
                 f"no secure renegotiation (RFC 5746) on {port}/tcp",
                 port,
                 {"client_renegotiation_dos": scan.client_renegotiation_dos},
-                probe,
+                probe=probe,
             )
         )
     if scan.compression:
         out.append(
-            _finding(
+            make_finding(
                 "tls.vuln.compression",
-                "TLS compression (CRIME)",
                 f"TLS compression negotiated on {port}/tcp",
                 port,
                 {},
-                probe,
+                probe=probe,
             )
         )
     return out
@@ -1115,14 +1069,13 @@ class TlsProbe(Probe):
                 subject = next(s for d, _, s in where if d == dev_id)
                 for port in ports:
                     out.setdefault(dev_id, []).append(
-                        _finding(
+                        make_finding(
                             "tls.cert.shared",
-                            "Certificate key shared with other devices",
                             f"the certificate key on {port}/tcp ({subject}) is also presented "
                             f"by {', '.join(others)}",
                             port,
                             {"fingerprint": fp, "shared_with": others},
-                            cls.id,
+                            probe=cls.id,
                         )
                     )
         return out
