@@ -60,6 +60,8 @@ from iotrate.probes.base import (
     ProbeContext,
     ProbeFailed,
 )
+from iotrate.rating_schema.loader import load_scheme
+from iotrate.rating_schema.model import Scheme, finding_checks
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +96,12 @@ class RunnerOptions:
 # --- what runs first -----------------------------------------------------------------------
 
 
-def check_stakes(scheme: Any) -> dict[str, float]:
+def check_stakes(scheme: Scheme) -> dict[str, float]:
     """Per check id: the most score points one finding of it can cost a device.
 
     That is its weight, or, when a cap names it, the points a perfect score would have to lose
     to fall to the cap's grade (a cap at G "costs" everything down to the floor of band F), if
-    that is more. ``scheme`` is a :class:`iotrate.rating.Scheme`.
+    that is more.
     """
     bands = sorted(scheme.bands, key=lambda b: -b.min_score)  # A first
     grades = [b.grade for b in bands]
@@ -108,16 +110,8 @@ def check_stakes(scheme: Any) -> dict[str, float]:
         g: (scheme.score_start - bands[i - 1].min_score if i else 0.0) for i, g in enumerate(grades)
     }
     stakes = {c.id: float(c.weight) for c in scheme.checks}
-
-    def named(cond: Any) -> Iterable[str]:
-        if hasattr(cond, "parts"):
-            for part in cond.parts:
-                yield from named(part)
-        elif hasattr(cond, "checks") and hasattr(cond, "min_confidence"):  # a finding condition
-            yield from cond.checks
-
     for cap in scheme.caps:
-        for cid in named(cap.when):
+        for cid in finding_checks(cap.when):
             stakes[cid] = max(stakes.get(cid, 0.0), float(drop.get(cap.grade, 0.0)))
     return stakes
 
@@ -125,8 +119,6 @@ def check_stakes(scheme: Any) -> dict[str, float]:
 @lru_cache(maxsize=1)
 def default_stakes() -> dict[str, float]:
     """The stakes under the scheme iotrate ships; empty (declaration order) if it cannot load."""
-    from iotrate.rating import load_scheme
-
     try:
         return check_stakes(load_scheme())
     except Exception as exc:  # ordering is an optimisation: never fail a scan over it

@@ -88,10 +88,6 @@ ADMIN_PROTOCOLS = frozenset({"https"})
 PROTOCOL_NAMES = ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 OBSOLETE = ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1")
 
-# Severity of each check this module emits, as the rating scheme defines it (a test keeps the
-# two in step).
-
-
 # --------------------------------------------------------------------------- scan summary
 
 

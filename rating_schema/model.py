@@ -8,7 +8,7 @@ finding can never disagree with the rating about how bad it is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -128,6 +128,16 @@ Condition = (
     | AnyCondition
     | AllCondition
 )
+
+
+def finding_checks(cond: Condition) -> Iterator[str]:
+    """The check ids whose findings can make ``cond`` hold (not those it only asks about as
+    unknown)."""
+    if isinstance(cond, FindingCondition):
+        yield from cond.checks
+    elif isinstance(cond, AnyCondition | AllCondition):
+        for part in cond.parts:
+            yield from finding_checks(part)
 
 
 @dataclass(frozen=True)
