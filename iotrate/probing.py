@@ -67,9 +67,7 @@ log = logging.getLogger(__name__)
 
 PRECHECK_TIMEOUT = 15.0
 BUDGET_REASON = "time budget reached"
-#: Probes that run a heavy engine in a worker thread, by probe id (a probe class may also name
-#: its engine in an ``engine`` class attribute). The engine's slots bound its memory.
-ENGINES = {"tls": "sslyze", "tls.vulns": "sslyze"}
+#: Slots per heavy engine a probe may declare (``Probe.engine``); they bound its memory.
 ENGINE_SLOTS = {"sslyze": 16}
 #: Worker threads for blocking libraries (sslyze, paho-mqtt, ftplib, subprocess reads).
 SCAN_THREADS = 24
@@ -322,8 +320,7 @@ class ProbeRunner:
         }
 
     def _engine(self, probe: type[Probe]) -> asyncio.Semaphore | None:
-        name = getattr(probe, "engine", None) or ENGINES.get(probe.id)
-        return self._engines.get(name) if isinstance(name, str) else None
+        return self._engines.get(probe.engine) if probe.engine is not None else None
 
     def _budget_left(self) -> float | None:
         """Seconds until the time budget ends (may be negative); None without a budget."""

@@ -56,6 +56,13 @@ def make_finding(
     return found if at == port else found.model_copy(update={"port": port})
 
 
+def service_port(ctx: ProbeContext) -> int:
+    """The port of the service a per-service probe runs on."""
+    if ctx.service is None:  # pragma: no cover - the runner gives per-service probes a service
+        raise NotApplicable("needs a service")
+    return ctx.service.port
+
+
 class Policy(StrEnum):
     """What the user allows: ``safe`` never logs in, ``default`` tries default credentials,
     ``intrusive`` (lab only) may change device state and put it back."""
@@ -202,6 +209,9 @@ class Probe(ABC):
     # group on one device share a single gate (e.g. "web": HTTP and RTSP share the account).
     budget: ClassVar[AttemptBudget] = AttemptBudget()
     budget_group: ClassVar[str | None] = None
+    # A heavy engine the probe drives in a worker thread (e.g. "sslyze"): the runner gives such
+    # probes a few shared slots per engine (``RunnerOptions.engine_slots``) to bound memory.
+    engine: ClassVar[str | None] = None
 
     def applies(self, device: Device, service: Service | None) -> bool:
         if self.device_level:

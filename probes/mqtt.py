@@ -9,6 +9,9 @@ a finding is the credentials probe's call (``svc.mqtt.anonymous``); this probe r
 access exposes (``mqtt.sys-exposed``) and the broker version, which feeds the update check.
 
 paho-mqtt is synchronous; one session runs in a worker thread with its own deadline.
+
+Also here: whether the broker speaks MQTT without TLS (``svc.mqtt.cleartext``, PASSIVE), and
+whether it takes clients without authentication or with a factory password (LOGIN).
 """
 
 from __future__ import annotations
@@ -22,11 +25,34 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from iotrate.models import Finding, Transport
+from iotrate.models import Confidence, Finding, Transport
 from iotrate.net import printable, tls_connect
 from iotrate.ratelimit import throttle_sync
 
-from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed, make_finding
+from ._clients.credlist import Candidate
+from ._clients.io import (
+    open_tcp,
+    read_exactly,
+    write,
+)
+from ._login import (
+    CHECK,
+    SERVICE_BUDGET,
+    Attempt,
+    candidates_for,
+    cred_finding,
+    walk,
+)
+from .base import (
+    BudgetExhausted,
+    Intrusiveness,
+    NotApplicable,
+    Probe,
+    ProbeContext,
+    ProbeFailed,
+    make_finding,
+    service_port,
+)
 
 SUMMARY_CHECK = "mqtt.summary"  # info-level carrier of what was seen (not in the scheme)
 
@@ -246,4 +272,169 @@ class MqttProbe(Probe):
         return True
 
 
-PROBES = (MqttProbe,)
+# ----------------------------------------------------------------------------------- MQTT
+
+
+def mqtt_probe_connect() -> bytes:
+    """An MQTT CONNECT with a protocol level no broker supports (0x7F). MQTT 3.1.1 §3.1.2.2
+    requires the broker to answer CONNACK 0x01 and hang up, so the answer proves MQTT without a
+    login attempt: no user name, no session, nothing a broker would accept."""
+    client_id = f"iotrate-{secrets.token_hex(3)}".encode()
+    variable = b"\x00\x04MQTT" + b"\x7f" + b"\x02" + b"\x00\x0a"
+    payload = len(client_id).to_bytes(2, "big") + client_id
+    body = variable + payload
+    return b"\x10" + bytes([len(body)]) + body
+
+
+class MqttCleartext(Probe):
+    id = "svc.mqtt"
+    title = "MQTT without TLS"
+    protocols = frozenset({"mqtt"})
+    ports = frozenset({1883})
+    timeout = 10.0
+    checks = ("svc.mqtt.cleartext",)
+
+    def applies(self, device: Any, service: Any) -> bool:
+        return super().applies(device, service) and not (service and service.tls)
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        port = service_port(ctx)
+        step = min(4.0, ctx.timeout / 2)
+        conn = await open_tcp(ctx.address, port, step)
+        try:
+            await write(conn, mqtt_probe_connect())
+            reply = await read_exactly(conn, 4, step)
+        finally:
+            await conn.close()
+        if reply[0] != 0x20 or reply[1] != 0x02:
+            raise NotApplicable(f"port {port} did not answer with an MQTT CONNACK")
+        return [
+            make_finding(
+                "svc.mqtt.cleartext",
+                f"an MQTT broker answers on port {port} in clear text (CONNACK code "
+                f"{reply[3]} to a version probe)",
+                port,
+                {"connack": reply[3]},
+            )
+        ]
+
+
+# ----------------------------------------------------------------------------------- MQTT
+
+
+def _mqtt_connect(
+    host: str, port: int, user: str | None, password: str | None, tls: bool, timeout: float
+) -> tuple[str, str]:
+    """CONNECT once with paho; ('ok'|'refused'|'error', reason). Blocking, run in a thread."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"iotrate-{secrets.token_hex(4)}",
+        protocol=MQTTProtocolVersion.MQTTv311,
+        reconnect_on_failure=False,
+    )
+    client.connect_timeout = timeout
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        client.tls_set_context(ctx)
+    if user is not None:
+        client.username_pw_set(user, password)
+    result: dict[str, Any] = {}
+
+    def on_connect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        result["reason"] = reason
+
+    client.on_connect = on_connect
+    try:
+        throttle_sync(host)
+        client.connect(host, port, keepalive=10)
+        deadline = time.monotonic() + timeout
+        while "reason" not in result and time.monotonic() < deadline:
+            if client.loop(timeout=0.2) != mqtt.MQTT_ERR_SUCCESS:
+                break
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        return "error", f"{type(exc).__name__}: {exc}"
+    finally:
+        try:
+            client.disconnect()
+        except Exception:  # noqa: S110 - closing a half-open client must not mask the answer
+            pass
+    if "reason" not in result:
+        return "error", "no CONNACK"
+    reason = result["reason"]
+    return ("refused" if reason.is_failure else "ok"), str(reason)
+
+
+class MqttLogin(Probe):
+    id = "cred.mqtt"
+    title = "Anonymous and default-password MQTT logins"
+    protocols = frozenset({"mqtt", "mqtts"})
+    ports = frozenset({1883, 8883})
+    intrusiveness = Intrusiveness.LOGIN
+    timeout = 45.0
+    checks = (CHECK, "svc.mqtt.anonymous")
+    budget = SERVICE_BUDGET
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        port = service_port(ctx)
+        service = ctx.service
+        tls = bool(service and (service.tls or service.protocol == "mqtts"))
+        step = min(6.0, ctx.timeout / 4)
+        gate = ctx.login_gate()
+
+        async def connect(user: str | None, password: str | None) -> tuple[str, str]:
+            return await asyncio.to_thread(
+                _mqtt_connect, ctx.address, port, user, password, tls, step
+            )
+
+        await gate.take("")
+        status, reason = await connect(None, None)
+        if status == "error":
+            raise ProbeFailed(f"MQTT {port}: {reason}")
+        if status == "ok":
+            return [self._anonymous(port, "a CONNECT without user name or password", {})]
+
+        async def attempt(c: Candidate) -> Attempt:
+            result, _ = await connect(c.username, c.password)
+            if result == "ok":
+                return Attempt.OK
+            return Attempt.REJECTED if result == "refused" else Attempt.STOP
+
+        found, _why = await walk(gate, candidates_for(ctx, "mqtt", named=True), attempt)
+        if found is None:
+            return []
+        # A broker that takes any password for a user has no password at all: check once.
+        canary = secrets.token_urlsafe(12)
+        try:
+            await gate.take(found.username)
+        except BudgetExhausted:
+            return [
+                cred_finding(
+                    "mqtt",
+                    port,
+                    found,
+                    "the broker answered CONNACK 0 (not checked against a random password)",
+                    confidence=Confidence.PROBABLE,
+                )
+            ]
+        if (await connect(found.username, canary))[0] == "ok":
+            return [
+                self._anonymous(
+                    port,
+                    f"user {found.username!r} with any password",
+                    {"accepts_any_password": True, "username": found.username},
+                )
+            ]
+        return [cred_finding("mqtt", port, found, "the broker answered CONNACK 0 (accepted)")]
+
+    def _anonymous(self, port: int, how: str, data: dict[str, object]) -> Finding:
+        return make_finding(
+            "svc.mqtt.anonymous",
+            f"MQTT on port {port} accepted {how}",
+            port,
+            {"protocol": "mqtt", **data},
+        )

@@ -381,6 +381,3 @@ class UpdateProbe(Probe):
             if found:
                 out[dev.id] = found
         return out
-
-
-PROBES = (UpdateProbe,)

@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 from iotrate.models import Finding, Transport
 from iotrate.net import printable
 
-from ._io import (
+from ._clients.io import (
     XML_CAP,
     find_text,
     http_client,
