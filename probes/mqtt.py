@@ -1,17 +1,16 @@
-"""MQTT probe: what an anonymous client can read from a broker.
+"""MQTT: what a broker exposes, whether it needs TLS, and whether it lets anyone in.
 
 When a broker accepts a CONNECT without credentials, anyone on the network can subscribe to
 ``#`` (every ordinary topic) and ``$SYS/#`` (the broker's own status, which ``#`` does not
-match). The probe does exactly that for a few seconds, bounded in time and in messages, and
-keeps topic names, counts and a redacted sample of at most a few characters per topic: enough
-evidence for a report, not a copy of the household's data. Whether anonymous access itself is
-a finding is the credentials probe's call (``svc.mqtt.anonymous``); this probe reports what the
-access exposes (``mqtt.sys-exposed``) and the broker version, which feeds the update check.
+match). :class:`MqttProbe` does exactly that for a few seconds, bounded in time and in messages,
+and keeps topic names, counts and a redacted sample of at most a few characters per topic:
+enough evidence for a report, not a copy of the household's data. It reports what the access
+exposes (``mqtt.sys-exposed``) and the broker version, which feeds the update check; whether
+anonymous access itself is a finding (``svc.mqtt.anonymous``) is the login probe's call
+(:class:`MqttLogin`, LOGIN, which also tries factory passwords). :class:`MqttCleartext`
+(PASSIVE) reports a broker that speaks MQTT without TLS (``svc.mqtt.cleartext``).
 
 paho-mqtt is synchronous; one session runs in a worker thread with its own deadline.
-
-Also here: whether the broker speaks MQTT without TLS (``svc.mqtt.cleartext``, PASSIVE), and
-whether it takes clients without authentication or with a factory password (LOGIN).
 """
 
 from __future__ import annotations
@@ -90,6 +89,58 @@ def redact(payload: bytes) -> str:
     return f"{head}… ({len(payload)} bytes)" if len(payload) > SAMPLE_CHARS else head
 
 
+class _Listener:
+    """paho's callbacks for one session, filling ``out``."""
+
+    def __init__(self, out: MqttSession) -> None:
+        self.out = out
+        self.subscribed_at: float | None = None
+
+    def on_connect(self, cl: Any, _ud: Any, _flags: Any, rc: Any, _props: Any) -> None:
+        out = self.out
+        out.return_code = int(rc.value) if hasattr(rc, "value") else int(rc)
+        out.return_text = str(rc)
+        if out.return_code == 0:
+            out.connected = True
+            cl.subscribe([("#", 0), ("$SYS/#", 0)])
+
+    def on_subscribe(self, _cl: Any, _ud: Any, _mid: Any, codes: Any, _props: Any) -> None:
+        self.out.granted = [int(c.value) if hasattr(c, "value") else int(c) for c in codes]
+        if self.subscribed_at is None:
+            self.subscribed_at = time.monotonic()
+
+    def on_message(self, _cl: Any, _ud: Any, msg: Any) -> None:
+        out = self.out
+        out.messages += 1
+        out.retained += int(bool(msg.retain))
+        topic = printable(msg.topic, 200)
+        payload = bytes(msg.payload)
+        if topic.startswith("$SYS/"):
+            out.sys_values.setdefault(topic, printable(payload[:64], 64))
+        elif _VERSION_TOPIC.search(topic) and len(payload) <= 40:
+            out.versions.setdefault(topic, printable(payload, 40))
+        if topic not in out.topics:
+            out.topics[topic] = (len(payload), redact(payload))
+        if out.messages >= MAX_MESSAGES:
+            out.truncated = True
+
+    def done(self, elapsed: float, timeout: float, listen_s: float) -> bool:
+        """Whether the session has what it came for, or has waited long enough (setting
+        ``out.error`` when the broker never got that far)."""
+        out = self.out
+        if out.return_code is None and elapsed > timeout:
+            out.error = f"no CONNACK within {timeout:g} s"
+            return True
+        if out.return_code not in (None, 0):
+            return True
+        if self.subscribed_at is not None and time.monotonic() - self.subscribed_at > listen_s:
+            return True
+        if out.connected and self.subscribed_at is None and elapsed > timeout + listen_s:
+            out.error = "no SUBACK"
+            return True
+        return out.truncated
+
+
 def _session(host: str, port: int, use_tls: bool, listen_s: float, timeout: float) -> MqttSession:
     """One anonymous MQTT 3.1.1 session (blocking; run in a worker thread)."""
     import paho.mqtt.client as mqtt
@@ -108,58 +159,21 @@ def _session(host: str, port: int, use_tls: bool, listen_s: float, timeout: floa
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE  # the TLS probe judges the certificate
         client.tls_set_context(ctx)
-    subscribed_at: list[float] = []
-
-    def on_connect(cl: Any, _ud: Any, _flags: Any, rc: Any, _props: Any) -> None:
-        out.return_code = int(rc.value) if hasattr(rc, "value") else int(rc)
-        out.return_text = str(rc)
-        if out.return_code == 0:
-            out.connected = True
-            cl.subscribe([("#", 0), ("$SYS/#", 0)])
-
-    def on_subscribe(_cl: Any, _ud: Any, _mid: Any, codes: Any, _props: Any) -> None:
-        out.granted = [int(c.value) if hasattr(c, "value") else int(c) for c in codes]
-        subscribed_at.append(time.monotonic())
-
-    def on_message(_cl: Any, _ud: Any, msg: Any) -> None:
-        out.messages += 1
-        out.retained += int(bool(msg.retain))
-        topic = printable(msg.topic, 200)
-        payload = bytes(msg.payload)
-        if topic.startswith("$SYS/"):
-            out.sys_values.setdefault(topic, printable(payload[:64], 64))
-        elif _VERSION_TOPIC.search(topic) and len(payload) <= 40:
-            out.versions.setdefault(topic, printable(payload, 40))
-        if topic not in out.topics:
-            out.topics[topic] = (len(payload), redact(payload))
-        if out.messages >= MAX_MESSAGES:
-            out.truncated = True
-
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
+    listener = _Listener(out)
+    client.on_connect = listener.on_connect
+    client.on_subscribe = listener.on_subscribe
+    client.on_message = listener.on_message
     start = time.monotonic()
     try:
         throttle_sync(host)
         client.connect(host, port, keepalive=max(10, int(timeout * 2)))
         while True:
             rc = client.loop(timeout=0.1)
-            now = time.monotonic()
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 if out.return_code is None:
                     out.error = f"connection closed before CONNACK ({mqtt.error_string(rc)})"
                 break
-            if out.return_code is None and now - start > timeout:
-                out.error = f"no CONNACK within {timeout:g} s"
-                break
-            if out.return_code not in (None, 0):
-                break
-            if subscribed_at and now - subscribed_at[0] > listen_s:
-                break
-            if out.connected and not subscribed_at and now - start > timeout + listen_s:
-                out.error = "no SUBACK"
-                break
-            if out.truncated:
+            if listener.done(time.monotonic() - start, timeout, listen_s):
                 break
     except (OSError, ssl.SSLError, ValueError) as exc:
         out.error = f"{type(exc).__name__}: {exc}"
