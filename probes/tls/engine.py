@@ -13,6 +13,7 @@ import ssl
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from iotrate.ratelimit import throttle_sync
@@ -131,7 +132,7 @@ def _run_sslyze(address: str, port: int, starttls: str | None) -> TlsScan:
         )
         from sslyze.plugins.scan_commands import ScanCommand
         from sslyze.scanner.models import ServerScanRequest, ServerScanStatusEnum
-        from sslyze.scanner.scan_command_attempt import ScanCommandAttemptStatusEnum
+        from sslyze.scanner.scan_command_attempt import ScanCommandAttemptStatusEnum  # noqa: F401
         from sslyze.scanner.scanner import Scanner
         from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
@@ -167,17 +168,10 @@ def _run_sslyze(address: str, port: int, starttls: str | None) -> TlsScan:
             f"{kind}: {message}",
             starttls_refused=kind == "ServerRejectedOpportunisticTlsNegotiation",
         )
-    res = result.scan_result
-    errors: dict[str, str] = {}
+    return _to_scan(result.scan_result, address, port, starttls)
 
-    def attempt(name: str) -> Any:
-        att = getattr(res, name)
-        if att.status != ScanCommandAttemptStatusEnum.COMPLETED or att.result is None:
-            reason = att.error_reason.value if att.error_reason is not None else "not completed"
-            errors[name] = reason
-            return None
-        return att.result
 
+def _accepted_suites(attempt: Callable[[str], Any]) -> list[AcceptedSuite]:
     suites: list[AcceptedSuite] = []
     for proto, cmd in _CIPHER_COMMANDS.items():
         r = attempt(cmd)
@@ -198,6 +192,25 @@ def _run_sslyze(address: str, port: int, starttls: str | None) -> TlsScan:
                     ephemeral_bits=eph.size if eph is not None else None,
                 )
             )
+    return suites
+
+
+def _to_scan(res: Any, address: str, port: int, starttls: str | None) -> TlsScan:
+    """iotrate's summary of sslyze's result; a command that did not complete is recorded in
+    ``errors`` and its fields stay None (not measured, never "not vulnerable")."""
+    from sslyze.scanner.scan_command_attempt import ScanCommandAttemptStatusEnum
+
+    errors: dict[str, str] = {}
+
+    def attempt(name: str) -> Any:
+        att = getattr(res, name)
+        if att.status != ScanCommandAttemptStatusEnum.COMPLETED or att.result is None:
+            reason = att.error_reason.value if att.error_reason is not None else "not completed"
+            errors[name] = reason
+            return None
+        return att.result
+
+    suites = _accepted_suites(attempt)
     certificate = None
     trusted = None
     info = attempt("certificate_info")

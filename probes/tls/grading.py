@@ -5,10 +5,12 @@ docs/lab.md ("TLS grading")."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from .model import (
+    CertFacts,
     TlsScan,
     _rsa_equivalent,
     is_aead,
@@ -16,8 +18,6 @@ from .model import (
     name_matches,
     weak_reasons,
 )
-
-# --------------------------------------------------------------------------- grading
 
 _PROTOCOL_SCORE = {
     "SSLv2": 0,
@@ -75,20 +75,126 @@ class TlsGrade:
     incomplete: tuple[str, ...] = ()  # measurements missing from the grade
 
 
-def grade(scan: TlsScan, now: datetime) -> TlsGrade:
-    """Score the port as SSL Labs' rating guide does (protocol 30%, key exchange 30%, cipher
-    strength 40%, any zero makes the total zero), then apply the guide's caps. Trust is
-    reported apart: a self-signed certificate is normal on a device and is not graded."""
-    suites = scan.suites
-    if not suites:
-        return TlsGrade(None, None, None, None, None, incomplete=tuple(sorted(scan.errors)))
-    protos = scan.protocols
-    proto_scores = [_PROTOCOL_SCORE[p] for p in protos]
-    p_score = (max(proto_scores) + min(proto_scores)) // 2
+@dataclass(frozen=True)
+class _Seen:
+    """What the caps are judged on, worked out once per scan."""
+
+    scan: TlsScan
+    protocols: frozenset[str]
+    names: str  # every accepted suite's name, upper case
+    cert: CertFacts | None
+    dh_min: int | None  # the smallest finite-field DH group offered
+
+    @staticmethod
+    def of(scan: TlsScan) -> _Seen:
+        dh = [
+            s.ephemeral_bits for s in scan.suites if s.ephemeral_type == "DH" and s.ephemeral_bits
+        ]
+        return _Seen(
+            scan=scan,
+            protocols=frozenset(scan.protocols),
+            names=" ".join(s.name.upper() for s in scan.suites),
+            cert=scan.certificate,
+            dh_min=min(dh) if dh else None,
+        )
+
+    def rsa_key_bits(self) -> int | None:
+        cert = self.cert
+        return cert.key_bits if cert and cert.key_type in ("RSA", "DSA") else None
+
+
+@dataclass(frozen=True)
+class Cap:
+    """One of the rating guide's caps: the grade a port cannot do better than when ``reason``
+    finds the condition (it returns the reason's text, or None when the port is clear)."""
+
+    grade: str
+    reason: Callable[[_Seen], str | None]
+
+
+def _when(condition: Callable[[_Seen], bool], text: str) -> Callable[[_Seen], str | None]:
+    return lambda seen: text if condition(seen) else None
+
+
+def _below(bits: int | None, floor: int, ceiling: int, text: str) -> str | None:
+    return f"{text} ({bits})" if bits is not None and floor <= bits < ceiling else None
+
+
+_MODERN = ("TLSv1.1", "TLSv1.2", "TLSv1.3")
+_ROBOT = ("VULNERABLE_STRONG_ORACLE", "VULNERABLE_WEAK_ORACLE")
+
+CAPS: tuple[Cap, ...] = (
+    Cap("F", _when(lambda s: "SSLv2" in s.protocols, "SSL 2 supported (DROWN)")),
+    Cap("F", _when(lambda s: "EXPORT" in s.names, "export cipher suites (FREAK, Logjam)")),
+    Cap(
+        "F",
+        _when(
+            lambda s: any(x.anonymous for x in s.scan.suites),
+            "anonymous cipher suites (no server authentication)",
+        ),
+    ),
+    Cap(
+        "F",
+        _when(
+            lambda s: any("no encryption (NULL)" in weak_reasons(x) for x in s.scan.suites),
+            "NULL cipher suites (no encryption)",
+        ),
+    ),
+    Cap("F", lambda s: _below(s.rsa_key_bits(), 0, 1024, "certificate key below 1024 bits")),
+    Cap("F", lambda s: _below(s.dh_min, 0, 1024, "DH group below 1024 bits")),
+    Cap(
+        "F",
+        _when(
+            lambda s: (
+                s.cert is not None and not s.cert.self_signed and s.cert.signature_hash == "md5"
+            ),
+            "certificate signed with MD5",
+        ),
+    ),
+    Cap("F", _when(lambda s: bool(s.scan.heartbleed), "Heartbleed")),
+    Cap("F", _when(lambda s: s.scan.robot in _ROBOT, "ROBOT")),
+    Cap("F", _when(lambda s: bool(s.scan.ccs_injection), "OpenSSL CCS injection")),
+    Cap("F", _when(lambda s: s.scan.secure_renegotiation is False, "insecure renegotiation")),
+    Cap("C", _when(lambda s: not {"TLSv1.2", "TLSv1.3"} & s.protocols, "no TLS 1.2 or 1.3")),
+    Cap("C", _when(lambda s: "SSLv3" in s.protocols, "SSL 3 supported (POODLE)")),
+    Cap(
+        "C",
+        _when(
+            lambda s: any(
+                "RC4" in x.name or "3DES" in x.name for x in s.scan.suites if x.protocol in _MODERN
+            ),
+            "RC4 or 3DES with TLS 1.1 or later",
+        ),
+    ),
+    Cap("C", _when(lambda s: bool(s.scan.compression), "TLS compression (CRIME)")),
+    Cap(
+        "B", _when(lambda s: bool({"TLSv1.0", "TLSv1.1"} & s.protocols), "TLS 1.0 or 1.1 supported")
+    ),
+    Cap(
+        "B",
+        _when(lambda s: not any(is_forward_secret(x) for x in s.scan.suites), "no forward secrecy"),
+    ),
+    Cap("B", _when(lambda s: not any(is_aead(x) for x in s.scan.suites), "no AEAD cipher suites")),
+    Cap("B", lambda s: _below(s.rsa_key_bits(), 1024, 2048, "certificate key below 2048 bits")),
+    Cap("B", lambda s: _below(s.dh_min, 1024, 2048, "DH group below 2048 bits")),
+)
+"""The rating guide's caps, in the order they are reported within one grade."""
+
+
+def caps_of(scan: TlsScan) -> list[tuple[str, str]]:
+    """(grade, reason) of every cap the scan hits, worst first."""
+    seen = _Seen.of(scan)
+    hits = [(cap.grade, why) for cap in CAPS if (why := cap.reason(seen)) is not None]
+    return sorted(hits, key=lambda c: _ORDER.index(c[0]), reverse=True)
+
+
+def _key_exchange_score(scan: TlsScan) -> int | None:
+    """The weakest key exchange of any accepted suite (ephemeral key and certificate key, in
+    RSA-equivalent bits); None when no suite's strength is known."""
     cert = scan.certificate
     auth_bits = _rsa_equivalent(cert.key_type, cert.key_bits) if cert else None
     kx_values = []
-    for s in suites:
+    for s in scan.suites:
         if s.anonymous:
             kx_values.append(0)
             continue
@@ -100,7 +206,34 @@ def grade(scan: TlsScan, now: datetime) -> TlsGrade:
             bits.append(auth_bits)
         if bits:
             kx_values.append(_kx_score(min(bits)))
-    k_score = min(kx_values) if kx_values else None
+    return min(kx_values) if kx_values else None
+
+
+def _trust(scan: TlsScan, now: datetime) -> list[str]:
+    cert = scan.certificate
+    if cert is None:
+        return []
+    checks = (
+        (cert.self_signed, "self-signed"),
+        (cert.not_after < now, "expired"),
+        (cert.not_before > now, "not yet valid"),
+        (not name_matches(cert, scan.address), "name mismatch"),
+        (not cert.self_signed and scan.publicly_trusted is False, "private or unknown CA"),
+    )
+    return [text for failed, text in checks if failed]
+
+
+def grade(scan: TlsScan, now: datetime) -> TlsGrade:
+    """Score the port as SSL Labs' rating guide does (protocol 30%, key exchange 30%, cipher
+    strength 40%, any zero makes the total zero), then apply the guide's caps (:data:`CAPS`).
+    Trust is reported apart: a self-signed certificate is normal on a device and is not
+    graded."""
+    suites = scan.suites
+    if not suites:
+        return TlsGrade(None, None, None, None, None, incomplete=tuple(sorted(scan.errors)))
+    proto_scores = [_PROTOCOL_SCORE[p] for p in scan.protocols]
+    p_score = (max(proto_scores) + min(proto_scores)) // 2
+    k_score = _key_exchange_score(scan)
     sizes = [s.key_size for s in suites]
     c_score = (_cipher_score(max(sizes)) + _cipher_score(min(sizes))) // 2
     if k_score is None:
@@ -109,73 +242,14 @@ def grade(scan: TlsScan, now: datetime) -> TlsGrade:
         total = 0.0
     else:
         total = round(0.3 * p_score + 0.3 * k_score + 0.4 * c_score, 1)
-
-    caps: list[tuple[str, str]] = []
-    names = " ".join(s.name.upper() for s in suites)
-    if "SSLv2" in protos:
-        caps.append(("F", "SSL 2 supported (DROWN)"))
-    if "EXPORT" in names:
-        caps.append(("F", "export cipher suites (FREAK, Logjam)"))
-    if any(s.anonymous for s in suites):
-        caps.append(("F", "anonymous cipher suites (no server authentication)"))
-    if any("no encryption (NULL)" in weak_reasons(s) for s in suites):
-        caps.append(("F", "NULL cipher suites (no encryption)"))
-    if cert and cert.key_type in ("RSA", "DSA") and cert.key_bits < 1024:
-        caps.append(("F", f"certificate key below 1024 bits ({cert.key_bits})"))
-    dh = [s.ephemeral_bits for s in suites if s.ephemeral_type == "DH" and s.ephemeral_bits]
-    if dh and min(dh) < 1024:
-        caps.append(("F", f"DH group below 1024 bits ({min(dh)})"))
-    if cert and not cert.self_signed and cert.signature_hash == "md5":
-        caps.append(("F", "certificate signed with MD5"))
-    if scan.heartbleed:
-        caps.append(("F", "Heartbleed"))
-    if scan.robot in ("VULNERABLE_STRONG_ORACLE", "VULNERABLE_WEAK_ORACLE"):
-        caps.append(("F", "ROBOT"))
-    if scan.ccs_injection:
-        caps.append(("F", "OpenSSL CCS injection"))
-    if scan.secure_renegotiation is False:
-        caps.append(("F", "insecure renegotiation"))
-    if not {"TLSv1.2", "TLSv1.3"} & set(protos):
-        caps.append(("C", "no TLS 1.2 or 1.3"))
-    if "SSLv3" in protos:
-        caps.append(("C", "SSL 3 supported (POODLE)"))
-    modern = [s for s in suites if s.protocol in ("TLSv1.1", "TLSv1.2", "TLSv1.3")]
-    if any("RC4" in s.name or "3DES" in s.name for s in modern):
-        caps.append(("C", "RC4 or 3DES with TLS 1.1 or later"))
-    if scan.compression:
-        caps.append(("C", "TLS compression (CRIME)"))
-    if {"TLSv1.0", "TLSv1.1"} & set(protos):
-        caps.append(("B", "TLS 1.0 or 1.1 supported"))
-    if not any(is_forward_secret(s) for s in suites):
-        caps.append(("B", "no forward secrecy"))
-    if not any(is_aead(s) for s in suites):
-        caps.append(("B", "no AEAD cipher suites"))
-    if cert and cert.key_type in ("RSA", "DSA") and 1024 <= cert.key_bits < 2048:
-        caps.append(("B", f"certificate key below 2048 bits ({cert.key_bits})"))
-    if dh and 1024 <= min(dh) < 2048:
-        caps.append(("B", f"DH group below 2048 bits ({min(dh)})"))
-    caps.sort(key=lambda c: _ORDER.index(c[0]), reverse=True)
-
+    caps = caps_of(scan)
     letter = _letter(total) if total is not None else None
     if letter is not None:
         for cap, _ in caps:
             if _ORDER.index(cap) > _ORDER.index(letter):
                 letter = cap
-
-    trust: list[str] = []
-    if cert:
-        if cert.self_signed:
-            trust.append("self-signed")
-        if cert.not_after < now:
-            trust.append("expired")
-        if cert.not_before > now:
-            trust.append("not yet valid")
-        if not name_matches(cert, scan.address):
-            trust.append("name mismatch")
-        if not cert.self_signed and scan.publicly_trusted is False:
-            trust.append("private or unknown CA")
     incomplete = sorted(scan.errors)
-    if cert is None:
+    if scan.certificate is None:
         incomplete.append("certificate")
     return TlsGrade(
         grade=letter,
@@ -184,6 +258,6 @@ def grade(scan: TlsScan, now: datetime) -> TlsGrade:
         key_exchange_score=k_score,
         cipher_score=c_score,
         caps=tuple(f"{g}: {why}" for g, why in caps),
-        trust=tuple(trust),
+        trust=tuple(_trust(scan, now)),
         incomplete=tuple(dict.fromkeys(incomplete)),
     )
