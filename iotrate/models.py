@@ -139,6 +139,13 @@ class ProbeOutcome(_Model):
         description="Login attempts the probe made (login probes only), so a report can say "
         "how much of the credential list was tried within the attempt budget.",
     )
+    budget_s: float | None = Field(
+        default=None,
+        ge=0,
+        exclude_if=lambda v: v is None,
+        description="Set when the scan's time budget cut this run (not started, or stopped): "
+        "the budget in seconds (0 when none was given as a figure). Absent otherwise.",
+    )
 
 
 class CapApplied(_Model):

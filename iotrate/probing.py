@@ -60,14 +60,14 @@ from iotrate.probes.base import (
     ProbeContext,
     ProbeFailed,
 )
+from iotrate.rating_schema.loader import load_scheme
+from iotrate.rating_schema.model import Scheme, finding_checks
 
 log = logging.getLogger(__name__)
 
 PRECHECK_TIMEOUT = 15.0
 BUDGET_REASON = "time budget reached"
-#: Probes that run a heavy engine in a worker thread, by probe id (a probe class may also name
-#: its engine in an ``engine`` class attribute). The engine's slots bound its memory.
-ENGINES = {"tls": "sslyze", "tls.vulns": "sslyze"}
+#: Slots per heavy engine a probe may declare (``Probe.engine``); they bound its memory.
 ENGINE_SLOTS = {"sslyze": 16}
 #: Worker threads for blocking libraries (sslyze, paho-mqtt, ftplib, subprocess reads).
 SCAN_THREADS = 24
@@ -94,12 +94,12 @@ class RunnerOptions:
 # --- what runs first -----------------------------------------------------------------------
 
 
-def check_stakes(scheme: Any) -> dict[str, float]:
+def check_stakes(scheme: Scheme) -> dict[str, float]:
     """Per check id: the most score points one finding of it can cost a device.
 
     That is its weight, or, when a cap names it, the points a perfect score would have to lose
     to fall to the cap's grade (a cap at G "costs" everything down to the floor of band F), if
-    that is more. ``scheme`` is a :class:`iotrate.rating.Scheme`.
+    that is more.
     """
     bands = sorted(scheme.bands, key=lambda b: -b.min_score)  # A first
     grades = [b.grade for b in bands]
@@ -108,16 +108,8 @@ def check_stakes(scheme: Any) -> dict[str, float]:
         g: (scheme.score_start - bands[i - 1].min_score if i else 0.0) for i, g in enumerate(grades)
     }
     stakes = {c.id: float(c.weight) for c in scheme.checks}
-
-    def named(cond: Any) -> Iterable[str]:
-        if hasattr(cond, "parts"):
-            for part in cond.parts:
-                yield from named(part)
-        elif hasattr(cond, "checks") and hasattr(cond, "min_confidence"):  # a finding condition
-            yield from cond.checks
-
     for cap in scheme.caps:
-        for cid in named(cap.when):
+        for cid in finding_checks(cap.when):
             stakes[cid] = max(stakes.get(cid, 0.0), float(drop.get(cap.grade, 0.0)))
     return stakes
 
@@ -125,8 +117,6 @@ def check_stakes(scheme: Any) -> dict[str, float]:
 @lru_cache(maxsize=1)
 def default_stakes() -> dict[str, float]:
     """The stakes under the scheme iotrate ships; empty (declaration order) if it cannot load."""
-    from iotrate.rating import load_scheme
-
     try:
         return check_stakes(load_scheme())
     except Exception as exc:  # ordering is an optimisation: never fail a scan over it
@@ -301,6 +291,17 @@ def _describe(probe: type[Probe]) -> str:
     return ", ".join(wants) or probe.transport.value
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What one run of a probe came to, before it becomes an outcome."""
+
+    status: OutcomeStatus
+    reason: str | None
+    findings: list[Finding]
+    duration: float
+    cut: bool = False  # stopped by the scan's time budget
+
+
 class ProbeRunner:
     """Runs a fixed set of probe classes against devices; one runner per scan."""
 
@@ -319,14 +320,17 @@ class ProbeRunner:
         }
 
     def _engine(self, probe: type[Probe]) -> asyncio.Semaphore | None:
-        name = getattr(probe, "engine", None) or ENGINES.get(probe.id)
-        return self._engines.get(name) if isinstance(name, str) else None
+        return self._engines.get(probe.engine) if probe.engine is not None else None
 
     def _budget_left(self) -> float | None:
         """Seconds until the time budget ends (may be negative); None without a budget."""
         if self.options.deadline is None:
             return None
         return self.options.deadline - time.monotonic()
+
+    def _budget_figure(self) -> float:
+        """The budget a cut outcome records (0 when the deadline came without a figure)."""
+        return self.options.budget if self.options.budget is not None else 0.0
 
     def _budget_text(self) -> str:
         budget = self.options.budget
@@ -391,8 +395,6 @@ class ProbeRunner:
     ) -> tuple[list[Finding], ProbeOutcome]:
         port = service.port if service else None
         transport = service.transport if service else None
-        checks = list(probe_cls.checks)
-        skip = probe_cls.intrusiveness > ALLOWED[self.options.policy]
         timeout = self.timeout_for(probe_cls)
         ctx = ProbeContext(
             address=device.address,
@@ -404,13 +406,46 @@ class ProbeRunner:
             allowed_hosts=frozenset({device.address, *device.addresses}),
             gate=gate,
         )
-        if skip:
+        if probe_cls.intrusiveness > ALLOWED[self.options.policy]:
             return [], await self._skipped(probe_cls, ctx, port, transport, per_device)
-        key = (-probe_priority(probe_cls, self.stakes), timeout)
         engine = self._engine(probe_cls)
+        key = (-probe_priority(probe_cls, self.stakes), timeout)
+        if not await self._acquire(per_device, engine, key):
+            return [], self._not_started(probe_cls, port, transport, gate)
+        left = self._budget_left()
         try:
-            # Per device first, then the engine, then a scan-wide slot by priority, so a job
-            # never holds a scarce slot while it waits for a narrower one.
+            if left is not None and left <= 0:  # got its slots just as the budget ran out
+                return [], self._not_started(probe_cls, port, transport, gate)
+            run = await self._execute(probe_cls, ctx, left)
+        finally:
+            self._release(per_device, engine)
+        findings = [_stamp(f, probe_cls, service) for f in run.findings]
+        for f in findings:
+            if f.check not in probe_cls.checks:  # a summary or a probe bug; coverage ignores it
+                log.info("probe %s emitted undeclared check %s", probe_cls.id, f.check)
+        outcome = ProbeOutcome(
+            probe=probe_cls.id,
+            status=run.status,
+            port=port,
+            transport=transport,
+            reason=run.reason,
+            duration_s=run.duration,
+            checks=list(probe_cls.checks),
+            attempts=gate.attempts if gate is not None else None,
+            budget_s=self._budget_figure() if run.cut else None,
+        )
+        return findings, outcome
+
+    async def _acquire(
+        self,
+        per_device: asyncio.Semaphore,
+        engine: asyncio.Semaphore | None,
+        key: tuple[float, float],
+    ) -> bool:
+        """Per device first, then the engine, then a scan-wide slot by priority, so a job never
+        holds a scarce slot while it waits for a narrower one. False (nothing held) when the
+        time budget ends first."""
+        try:
             async with asyncio.timeout_at(self.options.deadline):
                 await per_device.acquire()
                 try:
@@ -426,63 +461,47 @@ class ProbeRunner:
                     per_device.release()
                     raise
         except TimeoutError:
-            return [], self._not_started(probe_cls, port, transport, gate)
-        left = self._budget_left()
-        if left is not None and left <= 0:  # got its slots just as the budget ran out
-            self._overall.release()
-            if engine is not None:
-                engine.release()
-            per_device.release()
-            return [], self._not_started(probe_cls, port, transport, gate)
+            return False
+        return True
+
+    def _release(self, per_device: asyncio.Semaphore, engine: asyncio.Semaphore | None) -> None:
+        self._overall.release()
+        if engine is not None:
+            engine.release()
+        per_device.release()
+
+    async def _execute(self, probe_cls: type[Probe], ctx: ProbeContext, left: float | None) -> _Run:
+        """One run of the probe within its timeout and what is left of the budget; a run that
+        did not finish proves nothing either way, so it keeps no findings."""
+        timeout = ctx.timeout
+        started = time.monotonic()
+        budget_binds = left is not None and left < timeout
+        run_for = min(timeout, left) if left is not None else timeout
+        deadline = asyncio.timeout(max(0.0, run_for))
         try:
-            started = time.monotonic()
-            status, findings = OutcomeStatus.RAN, []
-            reason: str | None = None
-            budget_binds = left is not None and left < timeout
-            run_for = min(timeout, left) if left is not None else timeout
-            deadline = asyncio.timeout(max(0.0, run_for))
-            try:
-                async with deadline:
-                    findings = list(await probe_cls().run(ctx))
-            except TimeoutError:
-                status = OutcomeStatus.FAILED
-                if deadline.expired() and budget_binds:
-                    ran = time.monotonic() - started
-                    reason = f"{self._budget_text()}: stopped after {ran:.1f}s"
-                elif deadline.expired():
-                    reason = f"timeout after {timeout:g}s"
-                else:
-                    reason = "timed out waiting for the device (inside the probe)"
-            except ProbeFailed as exc:
-                status, reason = OutcomeStatus.FAILED, str(exc) or "probe failed"
-            except NotApplicable as exc:
-                status, reason = OutcomeStatus.NOT_APPLICABLE, str(exc) or "not applicable"
-            except Exception as exc:
-                log.debug("probe %s crashed on %s", probe_cls.id, device.address, exc_info=True)
-                status, reason = OutcomeStatus.FAILED, f"crashed: {type(exc).__name__}: {exc}"
-            duration = round(time.monotonic() - started, 3)
-        finally:
-            self._overall.release()
-            if engine is not None:
-                engine.release()
-            per_device.release()
-        if status is not OutcomeStatus.RAN:
-            findings = []  # a run that did not finish proves nothing either way
-        findings = [_stamp(f, probe_cls, service) for f in findings]
-        for f in findings:
-            if f.check not in probe_cls.checks:  # a summary or a probe bug; coverage ignores it
-                log.info("probe %s emitted undeclared check %s", probe_cls.id, f.check)
-        outcome = ProbeOutcome(
-            probe=probe_cls.id,
-            status=status,
-            port=port,
-            transport=transport,
-            reason=reason,
-            duration_s=duration,
-            checks=checks,
-            attempts=gate.attempts if gate is not None else None,
-        )
-        return findings, outcome
+            async with deadline:
+                findings = list(await probe_cls().run(ctx))
+            return _Run(OutcomeStatus.RAN, None, findings, round(time.monotonic() - started, 3))
+        except TimeoutError:
+            cut = deadline.expired() and budget_binds
+            if cut:
+                ran = time.monotonic() - started
+                reason = f"{self._budget_text()}: stopped after {ran:.1f}s"
+            elif deadline.expired():
+                reason = f"timeout after {timeout:g}s"
+            else:
+                reason = "timed out waiting for the device (inside the probe)"
+            status = OutcomeStatus.FAILED
+        except ProbeFailed as exc:
+            cut, status, reason = False, OutcomeStatus.FAILED, str(exc) or "probe failed"
+        except NotApplicable as exc:
+            cut, status = False, OutcomeStatus.NOT_APPLICABLE
+            reason = str(exc) or "not applicable"
+        except Exception as exc:
+            log.debug("probe %s crashed on %s", probe_cls.id, ctx.address, exc_info=True)
+            cut, status = False, OutcomeStatus.FAILED
+            reason = f"crashed: {type(exc).__name__}: {exc}"
+        return _Run(status, reason, [], round(time.monotonic() - started, 3), cut=cut)
 
     def _not_started(
         self,
@@ -500,6 +519,7 @@ class ProbeRunner:
             reason=f"{self._budget_text()}: not started",
             checks=list(probe_cls.checks),
             attempts=gate.attempts if gate is not None else None,
+            budget_s=self._budget_figure(),
         )
 
     async def _skipped(
@@ -619,9 +639,14 @@ def default_runner(options: RunnerOptions | None = None) -> tuple[ProbeRunner, l
 
 
 def budget_cut(device: Device) -> float | None:
-    """The time budget (seconds) that cut this device's probing short, if one did: read back
-    from the outcomes' reasons, which :class:`ProbeRunner` writes as "time budget reached
-    (60 s): …" (no budget figure: 0.0)."""
+    """The time budget (seconds) that cut this device's probing short, if one did: the
+    ``budget_s`` the runner records on every outcome the budget cut (0.0: no budget figure).
+
+    Results written before that field existed carry it only in the reason ("time budget
+    reached (60 s): …"); those are read from the reason, in one place here."""
+    for o in device.outcomes:
+        if o.budget_s is not None:
+            return o.budget_s
     for o in device.outcomes:
         reason = o.reason or ""
         if reason.startswith(BUDGET_REASON):

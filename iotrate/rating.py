@@ -1,7 +1,8 @@
 """The rating engine: findings, probe outcomes and a declaration in, an A-G rating out.
 
 Everything that decides a grade (weights, caps, bands, categories, what a declaration counts
-for) lives in the versioned scheme, ``rating_schema/iotrate-<version>.yaml``; this module only
+for) lives in the versioned scheme, ``rating_schema/iotrate-<version>.yaml``, loaded as a typed
+:class:`~iotrate.rating_schema.model.Scheme` by ``iotrate.rating_schema.loader``; this module only
 interprets it, so a lab can cite one file and a scheme change never hides in code. The rules
 it applies are written up for labs in ``rating_schema/METHODOLOGY.md``.
 
@@ -13,23 +14,14 @@ Its properties (deterministic, monotone, caps hold, unknown is not pass) are tes
 
 from __future__ import annotations
 
-import itertools
 import logging
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
-from iotrate.declarations import (
-    Declaration,
-    load_yaml,
-    raise_schema_errors,
-    schema_errors,
-)
-from iotrate.errors import UsageError
+from iotrate.declarations import Declaration
 from iotrate.models import (
     GRADES,
     CapApplied,
@@ -46,15 +38,33 @@ from iotrate.models import (
     ScanResult,
     Severity,
 )
-from iotrate.rating_schema import SCHEME_DIR
+from iotrate.rating_schema.loader import DEFAULT_SCHEME, SchemeError, load_scheme, parse_scheme
+from iotrate.rating_schema.model import (
+    AnyCondition,
+    Band,
+    Check,
+    Condition,
+    CoverageCondition,
+    FindingCondition,
+    Scheme,
+    UnknownCondition,
+    UnratedCondition,
+)
+
+__all__ = [
+    "DECLARATION_PROBE",
+    "DEFAULT_SCHEME",
+    "Scheme",
+    "SchemeError",
+    "declaration_findings",
+    "device_rater",
+    "load_scheme",
+    "parse_scheme",
+    "rate",
+    "rate_result",
+]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SCHEME = SCHEME_DIR / "iotrate-2026.2.yaml"
-"""The current scheme; earlier versions stay loadable by path (``load_scheme(SCHEME_DIR /
-"iotrate-2026.1.yaml")``), so an old rating can be reproduced."""
-SCHEME_SCHEMA = SCHEME_DIR / "scheme.schema.json"
-FRAMEWORK_SCHEMA = SCHEME_DIR / "framework.schema.json"
 
 DECLARATION_PROBE = "declaration"
 """``Finding.probe`` of the findings the rater derives from a declaration (or its absence)."""
@@ -69,356 +79,15 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-class SchemeError(UsageError):
-    """The rating scheme (or one of its framework files) is malformed or inconsistent."""
-
-
-# --- The typed scheme ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Band:
-    grade: Grade
-    min_score: float
-
-
-@dataclass(frozen=True)
-class Category:
-    id: str
-    title: str
-    question: str | None
-    max_penalty: float
-
-
-@dataclass(frozen=True)
-class ConfidenceWeights:
-    confirmed: float
-    probable: float
-    possible: float
-
-    def factor(self, confidence: Confidence) -> float:
-        return cast(float, getattr(self, confidence.value))
-
-
-@dataclass(frozen=True)
-class Check:
-    id: str
-    title: str
-    explanation: str
-    remediation: str
-    severity: Severity
-    weight: float
-    category: str
-    source: Literal["scan", "declaration"]
-    expected: bool
-    marks_unknown: bool
-    confidence: ConfidenceWeights
-    evidence_data: Mapping[str, str]
-    standards: tuple[str, ...]
-    transports: tuple[str, ...] = ("ip",)
-
-    def applies_to(self, device: Device) -> bool:
-        """Declaration checks apply to every device; a scan check to its transports only."""
-        return self.source == "declaration" or device.transport in self.transports
-
-
-@dataclass(frozen=True)
-class FindingCondition:
-    checks: tuple[str, ...]
-    data: tuple[tuple[str, Any], ...]
-    min_confidence: Confidence
-
-
-@dataclass(frozen=True)
-class UnknownCondition:
-    checks: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class CoverageCondition:
-    below: float
-
-
-@dataclass(frozen=True)
-class UnratedCondition:
-    min_severity: Severity
-
-
-@dataclass(frozen=True)
-class AnyCondition:
-    parts: tuple[Condition, ...]
-
-
-@dataclass(frozen=True)
-class AllCondition:
-    parts: tuple[Condition, ...]
-
-
-Condition = (
-    FindingCondition
-    | UnknownCondition
-    | CoverageCondition
-    | UnratedCondition
-    | AnyCondition
-    | AllCondition
-)
-
-
-@dataclass(frozen=True)
-class Cap:
-    id: str
-    grade: Grade
-    when: Condition
-    reason: str
-
-
-@dataclass(frozen=True)
-class Requirement:
-    id: str
-    title: str
-    status: Literal["tested", "partly", "declared"]
-    checks: tuple[str, ...]
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Framework:
-    id: str
-    title: str
-    version: str
-    cite_as: str
-    source: str
-    requirements: tuple[Requirement, ...]
-
-    def clause(self, requirement: Requirement) -> str:
-        return f"{self.cite_as} {requirement.id}"
-
-
-@dataclass(frozen=True)
-class Provision:
-    id: str
-    status: Literal["tested", "partly", "declared"]
-    checks: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class DeclarationChecks:
-    support_period_missing: str
-    support_period_expired: str
-    disclosure_policy_missing: str
-    security_contact_missing: str
-    update_mechanism_missing: str
-
-
-@dataclass(frozen=True)
-class Scheme:
-    id: str
-    version: str
-    title: str
-    path: Path
-    score_start: float
-    score_floor: float
-    bands: tuple[Band, ...]
-    categories: tuple[Category, ...]
-    checks: tuple[Check, ...]
-    caps: tuple[Cap, ...]
-    frameworks: tuple[Framework, ...]
-    provisions: tuple[Provision, ...]
-    declaration: DeclarationChecks
-    _by_id: Mapping[str, Check] = field(repr=False, compare=False, default_factory=dict)
-
-    def check(self, check_id: str) -> Check | None:
-        return self._by_id.get(check_id)
-
-    @property
-    def cite(self) -> str:
-        return f"{self.id} {self.version}"
-
-
-def _condition(raw: Mapping[str, Any], known: set[str], where: str) -> Condition:
-    def ids(value: Any) -> tuple[str, ...]:
-        out = (value,) if isinstance(value, str) else tuple(value)
-        for cid in out:
-            if cid not in known:
-                raise SchemeError(f"{where}: unknown check id {cid!r}")
-        return out
-
-    if "finding" in raw:
-        return FindingCondition(
-            checks=ids(raw["finding"]),
-            data=tuple(sorted(raw.get("data", {}).items())),
-            min_confidence=Confidence(raw.get("min_confidence", "probable")),
-        )
-    if "unknown" in raw:
-        return UnknownCondition(ids(raw["unknown"]))
-    if "coverage_below" in raw:
-        return CoverageCondition(float(raw["coverage_below"]))
-    if "unrated_finding" in raw:
-        return UnratedCondition(Severity(raw["unrated_finding"].get("min_severity", "info")))
-    key = "any" if "any" in raw else "all"
-    parts = tuple(_condition(p, known, where) for p in raw[key])
-    return AnyCondition(parts) if key == "any" else AllCondition(parts)
-
-
-def _weights(raw: Mapping[str, Any]) -> ConfidenceWeights:
-    return ConfidenceWeights(
-        float(raw["confirmed"]), float(raw["probable"]), float(raw["possible"])
-    )
-
-
-def _load_framework(path: Path) -> Framework:
-    doc = load_yaml(path, "framework", SchemeError)
-    raise_schema_errors(schema_errors(FRAMEWORK_SCHEMA, doc), "framework", str(path), SchemeError)
-    return Framework(
-        id=doc["framework"],
-        title=doc["title"],
-        version=str(doc["version"]),
-        cite_as=doc["cite_as"],
-        source=doc["source"],
-        requirements=tuple(
-            Requirement(r["id"], r["title"], r["status"], tuple(r["checks"]), r.get("note"))
-            for r in doc["requirements"]
-        ),
-    )
-
-
-def parse_scheme(doc: Any, path: Path) -> Scheme:
-    """Build a scheme from plain data, refusing anything the engine could misread.
-
-    The JSON Schema checks the shape; this checks what a schema cannot: that every referenced
-    check exists, bands run A to G with falling thresholds, and each check maps to a clause of
-    some framework the scheme ships.
-    """
-    raise_schema_errors(schema_errors(SCHEME_SCHEMA, doc), "rating scheme", str(path), SchemeError)
-    where = f"rating scheme {path}"
-    default_weights = _weights(doc["confidence_weights"])
-    categories = tuple(
-        Category(c["id"], c["title"], c.get("question"), float(c["max_penalty"]))
-        for c in doc["categories"]
-    )
-    category_ids = {c.id for c in categories}
-    checks: list[Check] = []
-    for c in doc["checks"]:
-        if c["category"] not in category_ids:
-            raise SchemeError(f"{where}: check {c['id']}: unknown category {c['category']!r}")
-        checks.append(
-            Check(
-                id=c["id"],
-                title=c["title"],
-                explanation=c["explanation"],
-                remediation=c["remediation"],
-                severity=Severity(c["severity"]),
-                weight=float(c["weight"]),
-                category=c["category"],
-                source=c.get("source", "scan"),
-                expected=bool(c.get("expected", True)),
-                marks_unknown=bool(c.get("marks_unknown", False)),
-                confidence=_weights(c["confidence"]) if "confidence" in c else default_weights,
-                evidence_data=dict(c.get("evidence_data", {})),
-                standards=tuple(c["standards"]),
-                transports=tuple(c.get("transports", ("ip",))),
-            )
-        )
-    by_id = {c.id: c for c in checks}
-    if len(by_id) != len(checks):
-        dupes = sorted({c.id for c in checks if [x.id for x in checks].count(c.id) > 1})
-        raise SchemeError(f"{where}: duplicate check ids: {', '.join(dupes)}")
-    known = set(by_id)
-
-    bands = tuple(Band(cast(Grade, b["grade"]), float(b["min_score"])) for b in doc["bands"])
-    if tuple(b.grade for b in bands) != GRADES:
-        raise SchemeError(f"{where}: bands must list A to G in order")
-    if any(a.min_score <= b.min_score for a, b in itertools.pairwise(bands)):
-        raise SchemeError(f"{where}: band thresholds must fall from A to G")
-    if bands[-1].min_score > float(doc["score"]["floor"]):
-        raise SchemeError(f"{where}: the G band must reach down to the score floor")
-
-    caps = tuple(
-        Cap(
-            c["id"],
-            cast(Grade, c["grade"]),
-            _condition(c["when"], known, f"{where}: cap {c['id']}"),
-            c["reason"],
-        )
-        for c in doc["caps"]
-    )
-    if len({c.id for c in caps}) != len(caps):
-        raise SchemeError(f"{where}: duplicate cap ids")
-
-    decl = DeclarationChecks(**doc["declaration"])
-    for key, cid in vars(decl).items():
-        check = by_id.get(cid)
-        if check is None or check.source != "declaration":
-            raise SchemeError(f"{where}: declaration.{key}: {cid!r} is not a declaration check")
-
-    frameworks = tuple(_load_framework(path.parent / f) for f in doc["frameworks"])
-    clauses: set[str] = set()
-    for fw in frameworks:
-        for req in fw.requirements:
-            clauses.add(fw.clause(req))
-            for cid in req.checks:
-                if cid not in known:
-                    raise SchemeError(f"framework {fw.id} {req.id}: unknown check id {cid!r}")
-    for check in checks:
-        stray = [s for s in check.standards if s not in clauses]
-        if stray:
-            raise SchemeError(
-                f"{where}: check {check.id}: standards not in any framework file: {stray}"
-            )
-
-    provisions = tuple(
-        Provision(p["id"], p["status"], tuple(p["checks"])) for p in doc["provisions"]
-    )
-    for p in provisions:
-        for cid in p.checks:
-            if cid not in known:
-                raise SchemeError(f"{where}: provision {p.id}: unknown check id {cid!r}")
-        if p.status != "declared" and not p.checks:
-            raise SchemeError(f"{where}: provision {p.id} is {p.status} but names no check")
-
-    return Scheme(
-        id=doc["scheme"],
-        version=doc["version"],
-        title=doc["title"],
-        path=path,
-        score_start=float(doc["score"]["start"]),
-        score_floor=float(doc["score"]["floor"]),
-        bands=bands,
-        categories=categories,
-        checks=tuple(checks),
-        caps=caps,
-        frameworks=frameworks,
-        provisions=provisions,
-        declaration=decl,
-        _by_id=by_id,
-    )
-
-
-@lru_cache(maxsize=8)
-def _load_scheme(path: Path) -> Scheme:
-    return parse_scheme(load_yaml(path, "rating scheme", SchemeError), path)
-
-
-def load_scheme(path: Path | str | None = None) -> Scheme:
-    """The scheme at ``path`` (default: the current one shipped with iotrate), validated once
-    per process: rating a large scan must not re-read and re-validate it per device."""
-    return _load_scheme(Path(path).resolve() if path is not None else DEFAULT_SCHEME)
-
-
 # --- Declarations ----------------------------------------------------------------------------
 
 
 def _decl_finding(check: Check, summary: str, source: str | None) -> Finding:
-    return Finding(
-        check=check.id,
-        severity=check.severity,
-        title=check.title,
-        evidence=[Evidence(summary=summary, data={"declaration": source} if source else {})],
-        remediation=check.remediation,
-        standards=list(check.standards),
-        confidence=Confidence.CONFIRMED,
+    found: Finding = check.finding(
+        [Evidence(summary=summary, data={"declaration": source} if source else {})],
         probe=DECLARATION_PROBE,
     )
+    return found
 
 
 def declaration_findings(

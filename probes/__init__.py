@@ -1,4 +1,7 @@
-"""Security probes, installed as ``iotrate.probes`` (one module per probe family).
+"""Security probes, installed as ``iotrate.probes``: one module per protocol (``telnet``,
+``ssh``, ``http``, ``mqtt``, …) holding its exposure, login and configuration probes, and a
+subpackage where a protocol needs layers (``tls``). Protocol clients live in the private
+``_clients`` subpackage and shared login logic in ``_login``; the registry does not look there.
 
 The registry finds probes rather than listing them: every concrete :class:`Probe` subclass
 defined in a module of this package is built in, and third-party packages add theirs through
@@ -55,14 +58,32 @@ def _module_probes(module: Any) -> list[type[Probe]]:
     ]
 
 
-def builtin_probes() -> tuple[list[type[Probe]], list[str]]:
-    """Every probe class defined in this package's modules (private ``_x`` modules skipped)."""
-    found: list[type[Probe]] = []
-    errors: list[str] = []
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+def _probe_modules(path: Iterable[str], prefix: str) -> list[str]:
+    """Module names under ``path``, subpackages included (``tls.probes``), in a stable order;
+    private names (``_clients``, ``_login``) and their contents are skipped: they hold
+    clients and helpers, not probes."""
+    names: list[str] = []
+    for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
         if info.name.startswith("_") or info.name in _SKIP_MODULES:
             continue
-        name = f"{__name__}.{info.name}"
+        name = f"{prefix}.{info.name}"
+        names.append(name)
+        if info.ispkg:
+            try:
+                package = importlib.import_module(name)
+            except Exception as exc:  # reported as an error when builtin_probes loads it
+                log.debug("probe package %s failed to load: %s", name, exc)
+                continue
+            names += _probe_modules(package.__path__, name)
+    return names
+
+
+def builtin_probes() -> tuple[list[type[Probe]], list[str]]:
+    """Every probe class defined in this package's modules and subpackages (private ``_x``
+    modules and packages skipped)."""
+    found: list[type[Probe]] = []
+    errors: list[str] = []
+    for name in _probe_modules(__path__, __name__):
         try:
             module = importlib.import_module(name)
         except Exception as exc:  # a broken module must not take the other probes down

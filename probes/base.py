@@ -16,42 +16,51 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from types import EllipsisType
 from typing import Any, ClassVar
 
-from iotrate.models import Confidence, Device, Evidence, Finding, Service, Severity, Transport
+from iotrate.rating_schema.loader import load_scheme
+from iotrate.rating_schema.model import Scheme
+
+from iotrate.models import Confidence, Device, Finding, Service, Transport
+
+
+def catalogue() -> Scheme:
+    """The check catalogue probes report against: the current rating scheme (loaded once)."""
+    return load_scheme()
 
 
 def make_finding(
     check: str,
-    severity: Severity,
-    title: str,
     summary: str,
     port: int | None,
-    data: dict[str, Any],
+    data: Mapping[str, Any],
     *,
     probe: str | None = None,
     transport: Transport | None = Transport.TCP,
     confidence: Confidence = Confidence.CONFIRMED,
-    remediation: str | None = None,
+    evidence_port: int | EllipsisType | None = ...,
 ) -> Finding:
-    """A finding with its one piece of evidence: the shape every probe family reports in."""
-    return Finding(
-        check=check,
-        severity=severity,
-        title=title,
-        evidence=[
-            Evidence(
-                summary=summary,
-                port=port,
-                transport=transport if port is not None else None,
-                data=data,
-            )
-        ],
-        remediation=remediation,
-        confidence=confidence,
-        probe=probe,
-        port=port,
+    """A finding of ``check`` with its one piece of evidence, the shape every probe reports in.
+
+    A probe says only what it saw (summary, data, port, how sure it is); the title, severity,
+    remediation and standard clauses are the scheme's, so they cannot drift from what the
+    rating uses. ``evidence_port`` is where the evidence was seen when that is not the
+    finding's port (a UPnP control URL on another port than SSDP's). A check id the scheme does
+    not know raises :class:`~iotrate.rating_schema.model.UnknownCheck`: a probe bug.
+    """
+    at = port if isinstance(evidence_port, EllipsisType) else evidence_port
+    found: Finding = catalogue().finding(
+        check, summary, at, data, probe=probe, transport=transport, confidence=confidence
     )
+    return found if at == port else found.model_copy(update={"port": port})
+
+
+def service_port(ctx: ProbeContext) -> int:
+    """The port of the service a per-service probe runs on."""
+    if ctx.service is None:  # pragma: no cover - the runner gives per-service probes a service
+        raise NotApplicable("needs a service")
+    return ctx.service.port
 
 
 class Policy(StrEnum):
@@ -200,6 +209,9 @@ class Probe(ABC):
     # group on one device share a single gate (e.g. "web": HTTP and RTSP share the account).
     budget: ClassVar[AttemptBudget] = AttemptBudget()
     budget_group: ClassVar[str | None] = None
+    # A heavy engine the probe drives in a worker thread (e.g. "sslyze"): the runner gives such
+    # probes a few shared slots per engine (``RunnerOptions.engine_slots``) to bound memory.
+    engine: ClassVar[str | None] = None
 
     def applies(self, device: Device, service: Service | None) -> bool:
         if self.device_level:

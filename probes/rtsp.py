@@ -1,129 +1,142 @@
-"""A minimal RTSP client: DESCRIBE a stream path, with optional basic or digest credentials.
-
-Why hand-written: no maintained async RTSP client library exists, and DESCRIBE is one
-HTTP-shaped request whose answer (status line, headers, SDP) is all a probe needs. Digest is
-RFC 2617 with MD5, which is what cameras implement.
-"""
+"""RTSP: does a known stream path play without a password (PASSIVE: DESCRIBE only), and does a
+factory password open a protected one (LOGIN, on the device's shared "web" account budget)?"""
 
 from __future__ import annotations
 
-import hashlib
-import re
-from dataclasses import dataclass, field
+from iotrate.models import Finding
+from iotrate.net import printable
 
-from iotrate import __version__
-
-from ._io import open_tcp, read_until_marker, read_upto, write
-from .base import ProbeFailed
-
-REPLY_CAP = 16 * 1024
-
-# Stream paths of common camera families, likeliest first: the bare root, Hikvision, Dahua,
-# then generic ONVIF-era names. A probe stops at the first one that is not 404.
-STREAM_PATHS = (
-    "/",
-    "/Streaming/Channels/101",
-    "/cam/realmonitor?channel=1&subtype=0",
-    "/live",
-    "/stream1",
-    "/h264",
-    "/11",
-    "/live/ch00_0",
-    "/onvif1",
-    "/videoMain",
+from ._clients import rtsp
+from ._clients.credlist import Candidate
+from ._login import (
+    CHECK,
+    WEB_BUDGET,
+    Attempt,
+    candidates_for,
+    cred_finding,
+    walk,
+)
+from .base import (
+    Intrusiveness,
+    NotApplicable,
+    Probe,
+    ProbeContext,
+    ProbeFailed,
+    make_finding,
+    service_port,
 )
 
-
-@dataclass(frozen=True)
-class RtspReply:
-    status: int
-    reason: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: str = ""
-
-    def header(self, name: str) -> str:
-        return self.headers.get(name.lower(), "")
+# ----------------------------------------------------------------------------------- RTSP
 
 
-def parse_reply(data: bytes) -> RtspReply:
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    m = re.match(r"RTSP/\d\.\d\s+(\d{3})\s*(.*)", lines[0] if lines else "")
-    if not m:
-        raise ProbeFailed(f"not an RTSP reply: {lines[0][:40]!r}" if lines else "empty reply")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            key = name.strip().lower()
-            # Keep every challenge: a camera may offer Digest and Basic on separate lines.
-            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-    return RtspReply(int(m.group(1)), m.group(2), headers, body.decode("utf-8", "replace"))
+def _sdp_media(body: str) -> list[str]:
+    return sorted({line[2:].split()[0] for line in body.splitlines() if line.startswith("m=")})
 
 
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """('digest', {'realm':..., 'nonce':...}) or ('basic', {...}); prefers digest."""
-    schemes = re.split(r"(?i)(?:^|,\s*)(?=(?:basic|digest)\s)", header)
-    best: tuple[str, dict[str, str]] = ("", {})
-    for part in schemes:
-        part = part.strip().strip(",")
-        if not part:
-            continue
-        name, _, rest = part.partition(" ")
-        params = {k.lower(): v for k, v in re.findall(r'(\w+)="?([^",]*)"?', rest)}
-        if name.lower() == "digest":
-            return "digest", params
-        if name.lower() == "basic" and not best[0]:
-            best = ("basic", params)
-    return best
+class RtspUnauthenticated(Probe):
+    id = "svc.rtsp"
+    title = "RTSP stream without a password"
+    protocols = frozenset({"rtsp"})
+    ports = frozenset({554, 8554})
+    timeout = 30.0
+    checks = ("svc.rtsp.unauthenticated",)
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        port = service_port(ctx)
+        step = min(3.0, ctx.timeout / 6)
+        protected = []
+        for path in rtsp.STREAM_PATHS:
+            reply, _uri = await rtsp.describe(ctx.address, port, path, step)
+            if reply.status == 401:
+                protected.append(path)
+            elif reply.status == 200 and (
+                "m=" in reply.body or "sdp" in reply.header("content-type")
+            ):
+                media = _sdp_media(reply.body)
+                server = printable(reply.header("server"), 80)
+                return [
+                    make_finding(
+                        "svc.rtsp.unauthenticated",
+                        f"RTSP DESCRIBE {path} on port {port} answered 200 with a stream "
+                        f"description ({', '.join(media) or 'no media lines'}) and no login",
+                        port,
+                        {"path": path, "media": media, "server": server},
+                    )
+                ]
+        if protected:
+            return []  # streams exist and ask for a password
+        raise ProbeFailed(
+            f"none of {len(rtsp.STREAM_PATHS)} known stream paths exists on port {port}: "
+            "cannot tell whether its streams need a password"
+        )
 
 
-def authorization(
-    scheme: str, params: dict[str, str], method: str, uri: str, user: str, password: str
-) -> str:
-    if scheme == "basic":
-        import base64
-
-        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-    realm, nonce = params.get("realm", ""), params.get("nonce", "")
-
-    def md5(text: str) -> str:
-        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-
-    response = md5(f"{md5(f'{user}:{realm}:{password}')}:{nonce}:{md5(f'{method}:{uri}')}")
-    return (
-        f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
-        f'response="{response}"'
-    )
+# ----------------------------------------------------------------------------------- RTSP
 
 
-async def describe(
-    host: str, port: int, path: str, timeout: float, authorization_header: str | None = None
-) -> tuple[RtspReply, str]:
-    """One DESCRIBE on its own connection; returns the reply and the URI asked for."""
-    netloc = f"[{host}]" if ":" in host else host
-    uri = f"rtsp://{netloc}:{port}{path}"
-    lines = [
-        f"DESCRIBE {uri} RTSP/1.0",
-        "CSeq: 2",
-        f"User-Agent: iotrate/{__version__}",
-        "Accept: application/sdp",
-    ]
-    if authorization_header:
-        lines.append(f"Authorization: {authorization_header}")
-    conn = await open_tcp(host, port, timeout)
-    try:
-        await write(conn, ("\r\n".join(lines) + "\r\n\r\n").encode())
-        data = await read_until_marker(conn, b"\r\n\r\n", REPLY_CAP, timeout)
-        if not data:
-            raise ProbeFailed(f"RTSP {port}: no reply to DESCRIBE within {timeout:g}s")
-        reply = parse_reply(data)
-        length = int(reply.header("content-length") or 0)
-        _, _, body = data.partition(b"\r\n\r\n")
-        want = min(length, REPLY_CAP)
-        if len(body) < want:
-            body += await read_upto(conn, want - len(body), timeout)
-            reply = parse_reply(data.partition(b"\r\n\r\n")[0] + b"\r\n\r\n" + body)
-        return reply, uri
-    finally:
-        await conn.close()
+class RtspDefaultPassword(Probe):
+    id = "cred.rtsp"
+    title = "Default passwords for RTSP streams"
+    protocols = frozenset({"rtsp"})
+    ports = frozenset({554, 8554})
+    intrusiveness = Intrusiveness.LOGIN
+    timeout = 60.0
+    checks = (CHECK,)
+    budget = WEB_BUDGET
+    budget_group = "web"
+
+    async def _protected(self, ctx: ProbeContext) -> tuple[str, str, dict[str, str]]:
+        """The first known stream path that asks for a password, and its challenge."""
+        port, step = service_port(ctx), min(5.0, ctx.timeout / 6)
+        open_path = None
+        for path in rtsp.STREAM_PATHS:
+            reply, _uri = await rtsp.describe(ctx.address, port, path, step)
+            if reply.status == 401:
+                scheme, params = rtsp.parse_challenge(reply.header("www-authenticate"))
+                if scheme:
+                    return path, scheme, params
+            elif reply.status == 200 and open_path is None:
+                open_path = path
+        raise NotApplicable(
+            f"stream {open_path} plays without a password"
+            if open_path
+            else "no known stream path asks for a password"
+        )
+
+    async def precheck(self, ctx: ProbeContext) -> None:
+        await self._protected(ctx)
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        port = service_port(ctx)
+        step = min(5.0, ctx.timeout / 6)
+        protected = await self._protected(ctx)
+        path, scheme, params = protected
+
+        async def attempt(c: Candidate) -> Attempt:
+            nonlocal params
+            netloc = f"[{ctx.address}]" if ":" in ctx.address else ctx.address
+            uri = f"rtsp://{netloc}:{port}{path}"
+            header = rtsp.authorization(scheme, params, "DESCRIBE", uri, c.username, c.password)
+            reply, _ = await rtsp.describe(ctx.address, port, path, step, header)
+            if reply.status == 200:
+                return Attempt.OK
+            if reply.status == 401:
+                # Digest nonces may be single-use: take the fresh challenge for the next try.
+                fresh = rtsp.parse_challenge(reply.header("www-authenticate"))
+                if fresh[0] == scheme:
+                    params = fresh[1]
+                return Attempt.REJECTED
+            return Attempt.STOP
+
+        found, _why = await walk(ctx.login_gate(), candidates_for(ctx, "rtsp"), attempt)
+        if found is None:
+            return []
+        return [
+            cred_finding(
+                "rtsp",
+                port,
+                found,
+                f"DESCRIBE {path} answered 200 with {scheme} credentials",
+                {"auth": scheme, "path": path},
+            )
+        ]

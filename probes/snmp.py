@@ -1,110 +1,170 @@
-"""SNMP v1/v2c GET and SET through pysnmp, reduced to what probes ask.
-
-Why pysnmp rather than a hand-built BER packet (as discovery does for its one constant v3
-hello): probes read several objects, decode typed values and must write a value back with its
-exact type; a maintained SNMP library gets the encoding, request ids and error statuses right.
-"""
+"""SNMP: readable with the well-known ``public`` community (PASSIVE), with another community
+from the credential list (LOGIN), and writable (WRITE, ``--intrusive`` only: the value read is
+written back unchanged). A readable community is an exposed service, not a login (the rating
+scheme's rule), so every community found is a ``svc.snmp.readable`` finding."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
-from iotrate.ratelimit import throttle
+from iotrate.models import Finding, Transport
+from iotrate.net import printable
 
-SYS_DESCR = "1.3.6.1.2.1.1.1.0"
-SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
-SYS_CONTACT = "1.3.6.1.2.1.1.4.0"
-SYS_NAME = "1.3.6.1.2.1.1.5.0"
-SYS_LOCATION = "1.3.6.1.2.1.1.6.0"
-NAMES = {
-    SYS_DESCR: "sysDescr",
-    SYS_OBJECT_ID: "sysObjectID",
-    SYS_CONTACT: "sysContact",
-    SYS_NAME: "sysName",
-    SYS_LOCATION: "sysLocation",
-}
-VERSIONS = {"1": 0, "2c": 1}  # pysnmp's mpModel numbers
+from ._clients import snmp
+from ._clients.credlist import Candidate
+from ._login import (
+    SNMP_BUDGET,
+    Attempt,
+    candidates_for,
+    walk,
+)
+from .base import (
+    AttemptBudget,
+    BudgetExhausted,
+    Intrusiveness,
+    Probe,
+    ProbeContext,
+    make_finding,
+    service_port,
+)
 
+# ----------------------------------------------------------------------------------- SNMP
 
-@dataclass(frozen=True)
-class SnmpReply:
-    """An agent's answer; ``error`` is its error-status name ('' for noError)."""
-
-    values: dict[str, str] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-
-
-async def _target(host: str, port: int, timeout: float) -> Any:
-    from pysnmp.hlapi.v3arch.asyncio import Udp6TransportTarget, UdpTransportTarget
-
-    cls = Udp6TransportTarget if ":" in host else UdpTransportTarget
-    await throttle(host)  # each request is one datagram (retries=0): one slot of the rate limit
-    return await cls.create((host, port), timeout=timeout, retries=0)
+_SYSTEM = [snmp.SYS_DESCR, snmp.SYS_NAME, snmp.SYS_CONTACT, snmp.SYS_LOCATION]
 
 
-async def get(
-    host: str, port: int, community: str, oids: list[str], timeout: float, version: str = "2c"
-) -> SnmpReply | None:
-    """GET ``oids``; None when the agent does not answer (a wrong community is dropped
-    silently by agents, so silence is the normal "no")."""
-    from pysnmp.hlapi.v3arch.asyncio import (
-        CommunityData,
-        ContextData,
-        ObjectIdentity,
-        ObjectType,
-        SnmpEngine,
-        get_cmd,
-    )
+class SnmpReadable(Probe):
+    """The ``public`` read community: the protocol's documented default, asked once with a GET
+    of the system group, which changes nothing (other communities: ``cred.snmp``)."""
 
-    engine = SnmpEngine()
-    try:
-        err_ind, err_status, _idx, binds = await get_cmd(
-            engine,
-            CommunityData(community, mpModel=VERSIONS[version]),
-            await _target(host, port, timeout),
-            ContextData(),
-            *(ObjectType(ObjectIdentity(o)) for o in oids),
-        )
-    finally:
-        engine.close_dispatcher()
-    if err_ind is not None:
-        return None
-    values: dict[str, str] = {}
-    raw: dict[str, Any] = {}
-    for name, value in binds:
-        oid = str(name)
-        raw[oid] = value
-        values[NAMES.get(oid, oid)] = value.prettyPrint()
-    return SnmpReply(values, raw, "" if not err_status else err_status.prettyPrint())
+    id = "svc.snmp"
+    title = "SNMP readable with the default community"
+    protocols = frozenset({"snmp"})
+    ports = frozenset({161})
+    transport = Transport.UDP
+    timeout = 10.0
+    checks = ("svc.snmp.readable",)
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        port = service_port(ctx)
+        step = min(2.0, ctx.timeout / 4)
+        version = "2c"
+        reply = await snmp.get(ctx.address, port, "public", _SYSTEM, step, version)
+        if reply is None:
+            version = "1"  # v1-only agents ignore a v2c packet
+            reply = await snmp.get(ctx.address, port, "public", _SYSTEM, step, version)
+        if reply is None:
+            return []
+        descr = printable(reply.values.get("sysDescr", ""), 200)
+        return [
+            make_finding(
+                "svc.snmp.readable",
+                f"SNMP v{version} on UDP {port} answered community 'public': sysDescr {descr!r}",
+                port,
+                {
+                    "community": "public",
+                    "version": version,
+                    "sysDescr": descr,
+                    "sysName": printable(reply.values.get("sysName", ""), 80),
+                },
+                transport=Transport.UDP,
+            )
+        ]
 
 
-async def set_same(
-    host: str, port: int, community: str, oid: str, value: Any, timeout: float
-) -> SnmpReply | None:
-    """SET ``oid`` to ``value`` (an object read from the agent, so the type is exact)."""
-    from pysnmp.hlapi.v3arch.asyncio import (
-        CommunityData,
-        ContextData,
-        ObjectIdentity,
-        ObjectType,
-        SnmpEngine,
-        set_cmd,
-    )
+class SnmpWritable(Probe):
+    """Whether a default community may write: reads sysContact, writes the same value back."""
 
-    engine = SnmpEngine()
-    try:
-        err_ind, err_status, _idx, binds = await set_cmd(
-            engine,
-            CommunityData(community, mpModel=VERSIONS["2c"]),
-            await _target(host, port, timeout),
-            ContextData(),
-            ObjectType(ObjectIdentity(oid), value),
-        )
-    finally:
-        engine.close_dispatcher()
-    if err_ind is not None:
-        return None
-    values = {NAMES.get(str(n), str(n)): v.prettyPrint() for n, v in binds}
-    return SnmpReply(values, {}, "" if not err_status else err_status.prettyPrint())
+    id = "svc.snmp.write"
+    title = "SNMP writable with a default community"
+    protocols = frozenset({"snmp"})
+    ports = frozenset({161})
+    transport = Transport.UDP
+    intrusiveness = Intrusiveness.WRITE
+    timeout = 20.0
+    checks = ("svc.snmp.writable",)
+    budget = AttemptBudget(max_attempts=4, delay_s=0.25)
+    communities: ClassVar[tuple[str, ...]] = ("private", "public")
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        port = service_port(ctx)
+        step = min(2.0, ctx.timeout / 6)
+        gate = ctx.login_gate()
+        for community in self.communities:
+            try:
+                await gate.take(community)
+            except BudgetExhausted:
+                break
+            reply = await snmp.get(ctx.address, port, community, [snmp.SYS_CONTACT], step)
+            if reply is None or snmp.SYS_CONTACT not in reply.raw or reply.error:
+                continue
+            value = reply.raw[snmp.SYS_CONTACT]
+            written = await snmp.set_same(
+                ctx.address, port, community, snmp.SYS_CONTACT, value, step
+            )
+            if written is None or written.error:
+                continue
+            shown = printable(reply.values.get("sysContact", ""), 80)
+            return [
+                make_finding(
+                    "svc.snmp.writable",
+                    f"SNMP on UDP {port} accepted a SET of sysContact.0 with community "
+                    f"{community!r} (written back unchanged: {shown!r})",
+                    port,
+                    {"community": community, "object": "sysContact.0", "unchanged": True},
+                    transport=Transport.UDP,
+                )
+            ]
+        return []
+
+
+# ----------------------------------------------------------------------------------- SNMP
+
+
+class SnmpCommunities(Probe):
+    """Community strings beyond ``public`` (which the passive ``svc.snmp`` probe reads)."""
+
+    id = "cred.snmp"
+    title = "Default SNMP communities"
+    protocols = frozenset({"snmp"})
+    ports = frozenset({161})
+    transport = Transport.UDP
+    intrusiveness = Intrusiveness.LOGIN
+    timeout = 30.0
+    checks = ("svc.snmp.readable",)
+    budget = SNMP_BUDGET
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        port = service_port(ctx)
+        step = min(1.0, ctx.timeout / 10)
+        cands = [c for c in candidates_for(ctx, "snmp") if c.password not in ("public", "")]
+        found: list[tuple[Candidate, dict[str, str]]] = []
+        reply_values: dict[str, str] = {}
+
+        async def attempt(c: Candidate) -> Attempt:
+            nonlocal reply_values
+            reply = await snmp.get(ctx.address, port, c.password, [snmp.SYS_DESCR], step)
+            if reply is None:
+                return Attempt.REJECTED
+            reply_values = reply.values
+            return Attempt.OK
+
+        cand, _why = await walk(ctx.login_gate(), cands, attempt)
+        if cand is not None:
+            found.append((cand, reply_values))
+        return [
+            make_finding(
+                "svc.snmp.readable",
+                f"SNMP v2c on UDP {port} answered community {c.password!r}: "
+                f"sysDescr {printable(values.get('sysDescr', ''), 100)!r}",
+                port,
+                {
+                    "community": c.password,
+                    "version": "2c",
+                    "lists": list(c.sources),
+                    "sysDescr": printable(values.get("sysDescr", ""), 200),
+                },
+                transport=Transport.UDP,
+            )
+            for c, values in found
+        ]

@@ -11,6 +11,8 @@ only that probe's checks become unknown.
 
 The judgement table is data (``iotrate/data/ssh_policy.yaml``), in ssh-audit's spirit: named
 reasons, worst verdict wins, an algorithm the table does not know is a warning, not a pass.
+
+Also here: whether a factory password opens the server (LOGIN, ``cred.default-password``).
 """
 
 from __future__ import annotations
@@ -27,18 +29,29 @@ from typing import Any, ClassVar
 import yaml
 
 from iotrate import __version__
-from iotrate.models import Confidence, Device, Finding, Severity
+from iotrate.models import Confidence, Device, Finding
 from iotrate.net import printable, tcp_connect
 
-from .base import Intrusiveness, Probe, ProbeContext, ProbeFailed, make_finding
+from ._clients.credlist import Candidate
+from ._login import (
+    CHECK,
+    SHELL_BUDGET,
+    Attempt,
+    candidates_for,
+    cred_finding,
+    walk,
+)
+from .base import (
+    Intrusiveness,
+    NotApplicable,
+    Probe,
+    ProbeContext,
+    ProbeFailed,
+    make_finding,
+    service_port,
+)
 
 SUMMARY_CHECK = "ssh.summary"  # info-level carrier of banner, algorithms, host key (not in scheme)
-SEVERITY: dict[str, Severity] = {
-    "ssh.algorithms.weak": Severity.LOW,
-    "ssh.password-auth": Severity.LOW,
-    "ssh.hostkey.shared": Severity.HIGH,
-    SUMMARY_CHECK: Severity.INFO,
-}
 CLIENT_IDENT = f"SSH-2.0-iotrate_{__version__}"
 MAX_LINE = 255  # RFC 4253 4.2: the identification line, CR LF included
 MAX_PRELUDE_LINES = 16  # servers may send text lines before their identification
@@ -282,20 +295,6 @@ def worst(judgements: Sequence[Judgement]) -> str:
 # --------------------------------------------------------------------------- findings
 
 
-def _finding(
-    check: str,
-    title: str,
-    summary: str,
-    port: int,
-    data: dict[str, Any],
-    probe: str,
-    confidence: Confidence = Confidence.CONFIRMED,
-) -> Finding:
-    return make_finding(
-        check, SEVERITY[check], title, summary, port, data, probe=probe, confidence=confidence
-    )
-
-
 def algorithm_findings(
     ident: SshIdent, kexinit: Kexinit | None, prelude: Sequence[str], port: int, probe: str
 ) -> list[Finding]:
@@ -306,9 +305,8 @@ def algorithm_findings(
         overall = worst(bad)
         names = sorted({j.name for j in bad})
         out.append(
-            _finding(
+            make_finding(
                 "ssh.algorithms.weak",
-                "Weak SSH algorithms",
                 f"{ident.software} on {port}/tcp offers {len(names)} weak algorithms "
                 f"(worst: {overall}): " + ", ".join(names[:8]) + ("…" if len(names) > 8 else ""),
                 port,
@@ -320,7 +318,7 @@ def algorithm_findings(
                         for j in bad
                     ],
                 },
-                probe,
+                probe=probe,
             )
         )
     data: dict[str, Any] = {
@@ -344,14 +342,13 @@ def algorithm_findings(
             }
         )
     out.append(
-        _finding(
+        make_finding(
             SUMMARY_CHECK,
-            f"SSH server on port {port}",
             f"{ident.raw} on {port}/tcp; algorithms: {worst(judgements)}"
             + ("; strict key exchange" if kexinit is not None and kexinit.strict_kex else ""),
             port,
             data,
-            probe,
+            probe=probe,
         )
     )
     return out
@@ -441,9 +438,8 @@ def auth_findings(info: AuthInfo, port: int, probe: str) -> list[Finding]:
     if password or kbdint:
         which = [m for m in ("password", "keyboard-interactive") if m in info.methods]
         out.append(
-            _finding(
+            make_finding(
                 "ssh.password-auth",
-                "SSH accepts password logins",
                 f"the server on {port}/tcp lists {' and '.join(which)} among its auth methods",
                 port,
                 {
@@ -451,15 +447,13 @@ def auth_findings(info: AuthInfo, port: int, probe: str) -> list[Finding]:
                     "password": password,
                     "keyboard_interactive": kbdint,
                 },
-                probe,
-                # keyboard-interactive is usually a password prompt, but can be a one-time code
-                Confidence.CONFIRMED if password else Confidence.PROBABLE,
+                probe=probe,
+                confidence=Confidence.CONFIRMED if password else Confidence.PROBABLE,
             )
         )
     out.append(
-        _finding(
+        make_finding(
             SUMMARY_CHECK,
-            f"SSH host key on port {port}",
             f"host key {info.host_key_type} {info.host_key_sha256}; auth methods: "
             f"{', '.join(info.methods) or 'none listed'}",
             port,
@@ -472,7 +466,7 @@ def auth_findings(info: AuthInfo, port: int, probe: str) -> list[Finding]:
                 # authentication at all (the session was aborted at once).
                 "none_accepted": list(info.methods) == ["none"],
             },
-            probe,
+            probe=probe,
         )
     )
     return out
@@ -543,17 +537,160 @@ class SshAuthProbe(Probe):
                 others = [d for d in ids if d != dev_id]
                 for port in sorted({p for d, p in where if d == dev_id}):
                     out.setdefault(dev_id, []).append(
-                        _finding(
+                        make_finding(
                             "ssh.hostkey.shared",
-                            "SSH host key shared with other devices",
                             f"the SSH host key on {port}/tcp ({fp}) is also presented by "
                             + ", ".join(others),
                             port,
                             {"fingerprint": fp, "shared_with": others},
-                            cls.id,
+                            probe=cls.id,
                         )
                     )
         return out
 
 
-PROBES = (SshAlgorithmsProbe, SshAuthProbe)
+# ------------------------------------------------------------------------------------ SSH
+
+
+class _OnePassword:
+    """asyncssh client callbacks that offer exactly one password per connection, over
+    password or keyboard-interactive auth, so one attempt is one failure on the server."""
+
+    def __init__(self, password: str) -> None:
+        self.password = password
+        self.offered = False
+
+    def factory(self) -> Any:
+        import asyncssh
+
+        outer = self
+
+        class Client(asyncssh.SSHClient):
+            def password_auth_requested(self) -> str | None:
+                if outer.offered:
+                    return None
+                outer.offered = True
+                return outer.password
+
+            def kbdint_auth_requested(self) -> str | None:
+                return None if outer.offered else ""
+
+            def kbdint_challenge_received(
+                self, name: str, instructions: str, lang: str, prompts: Any
+            ) -> list[str] | None:
+                if not prompts:
+                    return []
+                if outer.offered or len(prompts) != 1:
+                    return None
+                outer.offered = True
+                return [outer.password]
+
+        return Client
+
+
+# Host key algorithms in OpenSSH's order of preference. asyncssh would ask for RSA first, and
+# some dropbear builds offer RSA signatures without holding an RSA key, then abort the
+# handshake: asking the way OpenSSH asks is what devices are tested against.
+_HOSTKEY_FIRST = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+    "ssh-rsa",
+)
+
+
+def _all_algorithms() -> dict[str, Any]:
+    """Every algorithm asyncssh has, legacy ones included: old dropbear builds on devices
+    offer nothing newer, and this probe tests passwords, not ciphers."""
+    from asyncssh import compression, encryption, kex, mac, public_key
+
+    hostkey = [a.decode() for a in public_key.get_public_key_algs()]
+    ordered = [a for a in _HOSTKEY_FIRST if a in hostkey]
+    return {
+        "kex_algs": [a.decode() for a in kex.get_kex_algs()],
+        "encryption_algs": [a.decode() for a in encryption.get_encryption_algs()],
+        "mac_algs": [a.decode() for a in mac.get_mac_algs()],
+        "server_host_key_algs": ordered + [a for a in hostkey if a not in ordered],
+        "compression_algs": [a.decode() for a in compression.get_compression_algs()],
+    }
+
+
+class SshDefaultPassword(Probe):
+    id = "cred.ssh"
+    title = "Default passwords over SSH"
+    protocols = frozenset({"ssh"})
+    ports = frozenset({22})
+    intrusiveness = Intrusiveness.LOGIN
+    timeout = 60.0
+    checks = (CHECK,)
+    budget = SHELL_BUDGET
+    step_timeout: ClassVar[float] = 6.0
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        import asyncssh
+
+        port = service_port(ctx)
+        algs = _all_algorithms()
+        tried_any = False
+        server_version = ""
+
+        async def attempt(c: Candidate) -> Attempt:
+            nonlocal tried_any, server_version
+            offer = _OnePassword(c.password)
+            try:
+                async with asyncio.timeout(self.step_timeout * 2):
+                    conn = await asyncssh.connect(
+                        ctx.address,
+                        port,
+                        username=c.username,
+                        client_factory=offer.factory(),
+                        known_hosts=None,
+                        config=None,
+                        agent_path=None,
+                        public_key_auth=False,
+                        host_based_auth=False,
+                        gss_auth=False,
+                        gss_kex=False,
+                        password_auth=True,
+                        kbdint_auth=True,
+                        preferred_auth="password,keyboard-interactive",
+                        connect_timeout=self.step_timeout,
+                        login_timeout=self.step_timeout,
+                        **algs,
+                    )
+            except asyncssh.PermissionDenied:
+                if not offer.offered and not tried_any:
+                    raise NotApplicable("the SSH server offers no password login") from None
+                tried_any = True
+                return Attempt.REJECTED
+            except asyncssh.DisconnectError as exc:
+                reason = str(exc.reason).lower()
+                if "too many" in reason or "locked" in reason:
+                    return Attempt.STOP
+                if not tried_any:
+                    raise ProbeFailed(f"SSH {port}: disconnected: {exc.reason}") from exc
+                return Attempt.REJECTED
+            except (TimeoutError, OSError, asyncssh.Error) as exc:
+                if not tried_any:
+                    raise ProbeFailed(f"SSH {port}: {type(exc).__name__}: {exc}") from exc
+                return Attempt.STOP  # the server stopped answering mid-walk: do not push on
+            tried_any = True
+            server_version = str(conn.get_extra_info("server_version") or "")
+            conn.close()
+            return Attempt.OK
+
+        found, _why = await walk(ctx.login_gate(), candidates_for(ctx, "ssh", named=True), attempt)
+        if found is None:
+            return []
+        return [
+            cred_finding(
+                "ssh",
+                port,
+                found,
+                "the SSH server accepted the password",
+                {"server": printable(server_version, 80)},
+            )
+        ]

@@ -25,18 +25,10 @@ from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from iotrate import vulndb
-from iotrate.models import Confidence, Device, Finding, Severity
+from iotrate.models import Confidence, Device, Finding
 
 from .base import Probe, ProbeContext, ProbeFailed, make_finding
 
-SEVERITY: dict[str, Severity] = {
-    "update.known-exploited": Severity.CRITICAL,
-    "update.cve": Severity.HIGH,
-    "update.outdated": Severity.MEDIUM,
-    "update.eol": Severity.HIGH,
-    "update.version-unknown": Severity.INFO,
-    "update.version-uncertain": Severity.INFO,
-}
 PROBE_ID = "update"
 MAX_TEXT = 4000  # characters of evidence text read per finding
 MAX_CVES_LISTED = 25
@@ -160,19 +152,6 @@ def sightings(db: vulndb.VulnDB, device: Device) -> list[_Group]:
     )
 
 
-def _finding(
-    check: str,
-    title: str,
-    summary: str,
-    port: int | None,
-    data: dict[str, Any],
-    confidence: Confidence,
-) -> Finding:
-    return make_finding(
-        check, SEVERITY[check], title, summary, port, data, probe=PROBE_ID, confidence=confidence
-    )
-
-
 def _cve_item(m: vulndb.CveMatch) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": m.cve.cve_id,
@@ -228,9 +207,8 @@ def assess_device(db: vulndb.VulnDB, device: Device, today: date) -> list[Findin
         if a.uncertain:
             live = a.live
             out.append(
-                _finding(
+                make_finding(
                     "update.version-uncertain",
-                    "Software version uncertain",
                     f"{label} from {where}: {a.uncertain}; not matched against CVEs",
                     s.port,
                     {
@@ -241,7 +219,8 @@ def assess_device(db: vulndb.VulnDB, device: Device, today: date) -> list[Findin
                         "note": "CVE ids that would apply to the unpatched upstream version; "
                         "not a claim about this device",
                     },
-                    Confidence.PROBABLE,
+                    probe=PROBE_ID,
+                    confidence=Confidence.PROBABLE,
                 )
             )
             continue
@@ -253,9 +232,8 @@ def assess_device(db: vulndb.VulnDB, device: Device, today: date) -> list[Findin
         if kev:
             sure = any(m.confidence is Confidence.PROBABLE for m in kev)
             out.append(
-                _finding(
+                make_finding(
                     "update.known-exploited",
-                    "Vulnerability exploited in the wild",
                     f"{label} ({where}) has {len(kev)} vulnerabilities on CISA's known "
                     f"exploited list: {', '.join(m.cve.cve_id for m in kev)}",
                     s.port,
@@ -265,7 +243,8 @@ def assess_device(db: vulndb.VulnDB, device: Device, today: date) -> list[Findin
                         "cvss": _max_cvss(kev),
                         "cves": [_cve_item(m) for m in kev],
                     },
-                    Confidence.PROBABLE if sure else Confidence.POSSIBLE,
+                    probe=PROBE_ID,
+                    confidence=Confidence.PROBABLE if sure else Confidence.POSSIBLE,
                 )
             )
         for matches, confidence in (
@@ -282,9 +261,8 @@ def assess_device(db: vulndb.VulnDB, device: Device, today: date) -> list[Findin
                 else " (possible: " + "; ".join(sorted({m.why for m in matches})) + ")"
             )
             out.append(
-                _finding(
+                make_finding(
                     "update.cve",
-                    "Known vulnerabilities in its software",
                     f"{label} ({where}) is in the affected range of {len(ids)} CVEs"
                     + (f", highest CVSS {cvss:g}" if cvss is not None else "")
                     + f": {', '.join(ids[:8])}{'…' if len(ids) > 8 else ''}{qualifier}",
@@ -296,14 +274,14 @@ def assess_device(db: vulndb.VulnDB, device: Device, today: date) -> list[Findin
                         "cves": [_cve_item(m) for m in matches][:MAX_CVES_LISTED],
                         "ruled_out": ruled_out,
                     },
-                    confidence,
+                    probe=PROBE_ID,
+                    confidence=confidence,
                 )
             )
         if a.outdated_latest and not kev and not probable:
             out.append(
-                _finding(
+                make_finding(
                     "update.outdated",
-                    "Outdated software",
                     f"{label} ({where}) is older than {comp.name} {a.outdated_latest}, the newest "
                     "release iotrate knows of",
                     s.port,
@@ -314,14 +292,14 @@ def assess_device(db: vulndb.VulnDB, device: Device, today: date) -> list[Findin
                         "possible_cves": [m.cve.cve_id for m in possible],
                         "ruled_out": ruled_out,
                     },
-                    Confidence.PROBABLE,
+                    probe=PROBE_ID,
+                    confidence=Confidence.PROBABLE,
                 )
             )
         if a.eol is not None:
             out.append(
-                _finding(
+                make_finding(
                     "update.eol",
-                    "Software past its end of life",
                     f"{label} ({where}) gets no security fixes since "
                     f"{a.eol.date.isoformat()}: {a.eol.source}",
                     s.port,
@@ -331,7 +309,8 @@ def assess_device(db: vulndb.VulnDB, device: Device, today: date) -> list[Findin
                         "eol_date": a.eol.date.isoformat(),
                         "eol_source": a.eol.source,
                     },
-                    Confidence.PROBABLE,
+                    probe=PROBE_ID,
+                    confidence=Confidence.PROBABLE,
                 )
             )
     return out
@@ -344,14 +323,14 @@ def version_unknown(db: vulndb.VulnDB, device: Device) -> Finding | None:
         return None
     nameless = sorted({g.sighting.name for g in groups})
     checked = sorted({o.source for o in observations(device)})
-    return _finding(
+    return make_finding(
         "update.version-unknown",
-        "Software version unknown",
         "no banner, description or evidence disclosed a software or firmware version"
         + (f" ({', '.join(nameless)} seen without a version)" if nameless else ""),
         None,
         {"components_without_version": nameless, "sources_checked": checked[:30]},
-        Confidence.PROBABLE,
+        probe=PROBE_ID,
+        confidence=Confidence.PROBABLE,
     )
 
 
@@ -402,6 +381,3 @@ class UpdateProbe(Probe):
             if found:
                 out[dev.id] = found
         return out
-
-
-PROBES = (UpdateProbe,)

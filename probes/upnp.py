@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from iotrate.models import Confidence, Evidence, Finding, Severity, Transport
+from iotrate.models import Finding, Transport
 from iotrate.net import printable
 
-from ._io import (
+from ._clients.io import (
     XML_CAP,
     find_text,
     http_client,
@@ -31,7 +31,15 @@ from ._io import (
     same_host,
     udp_collect,
 )
-from .base import AttemptBudget, Intrusiveness, NotApplicable, Probe, ProbeContext, ProbeFailed
+from .base import (
+    AttemptBudget,
+    Intrusiveness,
+    NotApplicable,
+    Probe,
+    ProbeContext,
+    ProbeFailed,
+    make_finding,
+)
 
 # Sent by unicast to the device, but with the multicast HOST line: libupnp (and other stacks)
 # ignore an M-SEARCH whose HOST is not 239.255.255.250:1900.
@@ -178,26 +186,17 @@ class UpnpControl(Probe):
         if igd:
             svc, action = igd[0]
             findings.append(
-                Finding(
-                    check="svc.upnp.igd-control",
-                    severity=Severity.MEDIUM,
-                    title="UPnP router control is open to the network",
-                    evidence=[
-                        Evidence(
-                            summary=f"{svc.short} at {svc.control_url} answered {action} "
-                            "without authentication",
-                            port=urlsplit(svc.control_url).port,
-                            transport=Transport.TCP,
-                            data={
-                                "service": svc.service_type,
-                                "control_url": svc.control_url,
-                                "location": svc.location,
-                                "device": printable(svc.device, 80),
-                            },
-                        )
-                    ],
-                    remediation="Turn UPnP off on the device if you do not need it.",
-                    port=port,
+                make_finding(
+                    "svc.upnp.igd-control",
+                    f"{svc.short} at {svc.control_url} answered {action} without authentication",
+                    port,
+                    {
+                        "service": svc.service_type,
+                        "control_url": svc.control_url,
+                        "location": svc.location,
+                        "device": printable(svc.device, 80),
+                    },
+                    evidence_port=urlsplit(svc.control_url).port,
                 )
             )
         media = [(s, a) for s, a in answered if s.short not in IGD_SERVICES]
@@ -205,28 +204,19 @@ class UpnpControl(Probe):
             names = sorted({s.short for s, _ in media})
             first = media[0][0]
             findings.append(
-                Finding(
-                    check="svc.api.unauthenticated",
-                    severity=Severity.MEDIUM,
-                    title="UPnP media control open to anyone on the network",
-                    evidence=[
-                        Evidence(
-                            summary=f"UPnP {', '.join(names)} at {first.control_url} answered "
-                            f"{', '.join(sorted({a for _, a in media}))} without "
-                            "authentication: anyone on the LAN can drive playback and volume",
-                            port=urlsplit(first.control_url).port,
-                            transport=Transport.TCP,
-                            data={
-                                "path": urlsplit(first.control_url).path,
-                                "services": names,
-                                "location": first.location,
-                                "device": printable(first.device, 80),
-                            },
-                        )
-                    ],
-                    remediation="Turn off media sharing/casting from the network if not needed.",
-                    confidence=Confidence.CONFIRMED,
-                    port=port,
+                make_finding(
+                    "svc.api.unauthenticated",
+                    f"UPnP media control: {', '.join(names)} at {first.control_url} answered "
+                    f"{', '.join(sorted({a for _, a in media}))} without "
+                    "authentication: anyone on the LAN can drive playback and volume",
+                    port,
+                    {
+                        "path": urlsplit(first.control_url).path,
+                        "services": names,
+                        "location": first.location,
+                        "device": printable(first.device, 80),
+                    },
+                    evidence_port=urlsplit(first.control_url).port,
                 )
             )
         return findings
@@ -286,26 +276,18 @@ class UpnpPortMapping(Probe):
                 client, svc, "DeletePortMapping", delete, ctx.allowed_hosts
             )
         return [
-            Finding(
-                check="svc.upnp.portmapping-accepted",
-                severity=Severity.HIGH,
-                title="UPnP opens firewall ports for anyone who asks",
-                evidence=[
-                    Evidence(
-                        summary=f"{svc.control_url} accepted AddPortMapping TCP {external} -> "
-                        f"{internal}:{external}; "
-                        + ("deleted again" if removed == 200 else "DELETE FAILED (lease 60 s)"),
-                        port=urlsplit(svc.control_url).port,
-                        transport=Transport.TCP,
-                        data={
-                            "external_port": external,
-                            "lease_s": int(args["NewLeaseDuration"]),
-                            "deleted": removed == 200,
-                            "control_url": svc.control_url,
-                        },
-                    )
-                ],
-                remediation="Turn UPnP off in the router or device settings.",
-                port=ctx.service.port if ctx.service else 1900,
+            make_finding(
+                "svc.upnp.portmapping-accepted",
+                f"{svc.control_url} accepted AddPortMapping TCP {external} -> "
+                f"{internal}:{external}; "
+                + ("deleted again" if removed == 200 else "DELETE FAILED (lease 60 s)"),
+                ctx.service.port if ctx.service else 1900,
+                {
+                    "external_port": external,
+                    "lease_s": int(args["NewLeaseDuration"]),
+                    "deleted": removed == 200,
+                    "control_url": svc.control_url,
+                },
+                evidence_port=urlsplit(svc.control_url).port,
             )
         ]

@@ -15,13 +15,14 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
+from functools import lru_cache
 from typing import Any
 
 import jinja2
-import yaml
+from iotrate.rating_schema.loader import scheme_for_version
 
 from iotrate import __version__
+from iotrate.errors import IotrateError
 from iotrate.models import GRADES, CategoryStatus, Device, Finding, OutcomeStatus, ScanResult
 from iotrate.naming import device_names, display_name, main_reason
 from iotrate.signing import result_digest
@@ -65,42 +66,40 @@ class CheckText:
     title: str = ""
     explanation: str = ""
     remediation: str = ""
+    standards: tuple[str, ...] = ()
+
+
+@lru_cache(maxsize=8)
+def _scheme_texts(version: str | None, scheme_id: str | None) -> Mapping[str, CheckText]:
+    try:
+        scheme = scheme_for_version(version, scheme_id)
+    except IotrateError:  # a broken install still renders, with the findings' own texts
+        return {}
+    return {
+        c.id: CheckText(c.title, c.explanation, c.remediation, tuple(c.standards))
+        for c in scheme.checks
+    }
+
+
+def device_texts(
+    device: Device, extra: Mapping[str, CheckText] | None = None
+) -> Mapping[str, CheckText]:
+    """The texts a device's findings are explained with: those of the scheme version that rated
+    it (the current scheme for an unrated device, and for a check that version lacks), then
+    ``extra`` for checks no shipped scheme knows (a plugin's). Whichever command renders a
+    result, the same result gets the same words."""
+    r = device.rating
+    rated = _scheme_texts(r.scheme_version, r.scheme_id) if r and r.scheme_version else {}
+    return {**(extra or {}), **_scheme_texts(None, None), **rated}
 
 
 def load_check_texts() -> dict[str, CheckText]:
-    """Explanations and fixes from the installed rating scheme files, keyed by check id.
+    """The current scheme's texts, keyed by check id.
 
-    Read leniently from the scheme's YAML (a ``checks`` list or mapping with ``id``,
-    ``explanation``, ``remediation``): the report must still render, with the finding's own
-    text, when the scheme is absent, older or shaped differently.
+    The report no longer needs them passed in (:func:`device_texts` picks each device's
+    scheme version); kept so existing callers still work.
     """
-    texts: dict[str, CheckText] = {}
-    try:
-        folder = resources.files("iotrate.rating_schema")
-        files = sorted(
-            (f for f in folder.iterdir() if f.name.endswith((".yaml", ".yml"))),
-            key=lambda f: f.name,
-        )
-    except (ModuleNotFoundError, OSError):
-        return texts
-    for f in files:
-        try:
-            doc = yaml.safe_load(f.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
-            continue
-        checks = doc.get("checks") if isinstance(doc, dict) else None
-        items: list[tuple[str, Any]] = []
-        if isinstance(checks, list):
-            items = [(str(c.get("id")), c) for c in checks if isinstance(c, dict) and c.get("id")]
-        elif isinstance(checks, dict):
-            items = [(str(k), v) for k, v in checks.items() if isinstance(v, dict)]
-        for cid, c in items:
-            texts[cid] = CheckText(
-                title=str(c.get("title") or ""),
-                explanation=str(c.get("explanation") or c.get("description") or ""),
-                remediation=str(c.get("remediation") or ""),
-            )
-    return texts
+    return dict(_scheme_texts(None, None))
 
 
 # --- view model -------------------------------------------------------------------------------
@@ -192,6 +191,7 @@ def _where(port: int | None, transport: str | None) -> str:
 
 def _finding_view(f: Finding, texts: Mapping[str, CheckText]) -> FindingView:
     t = texts.get(f.check, CheckText())
+    standards = t.standards or tuple(f.standards)
     evidence = [
         EvidenceView(
             summary=_short(e.summary),
@@ -203,11 +203,11 @@ def _finding_view(f: Finding, texts: Mapping[str, CheckText]) -> FindingView:
     return FindingView(
         check=_short(f.check, 80),
         severity=f.severity.value,
-        title=_short(f.title, 200),
+        title=_short(f.title or t.title, 200),
         confidence=f.confidence.value,
         explanation=_short(t.explanation, 1200),
-        remediation=_short(f.remediation or t.remediation, 1200),
-        standards=[_short(s, 80) for s in f.standards],
+        remediation=_short(t.remediation or f.remediation or "", 1200),
+        standards=[_short(s, 80) for s in standards],
         evidence=evidence,
     )
 
@@ -227,7 +227,7 @@ def _plain(device: Device, name: str) -> str:
 def _action(device: Device, texts: Mapping[str, CheckText]) -> str:
     ranked = sorted(device.findings, key=lambda f: SEVERITY_ORDER.index(f.severity.value))
     for f in ranked:
-        fix = f.remediation or texts.get(f.check, CheckText()).remediation
+        fix = texts.get(f.check, CheckText()).remediation or f.remediation
         if fix:
             return _short(fix, 300)
     return _short(main_reason(device), 300) or "See the details below."
@@ -356,15 +356,20 @@ def view(
     report_url: str | None = None,
     texts: Mapping[str, CheckText] | None = None,
 ) -> ReportView:
+    """The report's view model. Each device's findings are explained in the words of the scheme
+    version that rated it (:func:`device_texts`); ``texts`` only adds words for checks no
+    shipped scheme defines."""
     digest = digest or result_digest(result)
-    texts = texts if texts is not None else {}
 
     def severity(d: Device) -> int:
         g = d.rating.grade if d.rating else None
         return -GRADES.index(g) if g else 1
 
     ordered = sorted(result.devices, key=lambda d: (severity(d), d.address))
-    devices = [_device_view(i, d, result, digest, report_url, texts) for i, d in enumerate(ordered)]
+    devices = [
+        _device_view(i, d, result, digest, report_url, device_texts(d, texts))
+        for i, d in enumerate(ordered)
+    ]
     headline, sentences = _summary(devices)
     actions = [
         (d.anchor, d.name, d.grade, d.action)

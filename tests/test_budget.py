@@ -233,7 +233,13 @@ def test_a_running_probe_is_stopped_at_the_deadline_and_a_waiting_one_never_star
     assert waiting.reason == f"{BUDGET_REASON} (0.4 s): not started"
     assert waiting.checks == ["update.version-unknown"]
     assert d.findings == []  # neither telnet nor the version finding: nothing proven
+    assert slow.budget_s == waiting.budget_s == 0.4  # typed, not only in the sentence
     assert budget_cut(d) == 0.4
+    # A result written before the field existed still tells the cut from the reason.
+    legacy = d.model_copy(
+        update={"outcomes": [o.model_copy(update={"budget_s": None}) for o in d.outcomes]}
+    )
+    assert budget_cut(legacy) == 0.4
 
 
 def test_no_budget_no_cut_and_a_generous_budget_changes_nothing() -> None:

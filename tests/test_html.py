@@ -7,6 +7,8 @@ import base64
 import re
 from pathlib import Path
 
+from iotrate.rating_schema import SCHEME_DIR
+from iotrate.rating_schema.loader import load_scheme
 from iotrate.reports import html
 from iotrate.reports import json as json_report
 from labelfixtures import SCRIPT, fridge, hostile_device, rating, result
@@ -88,6 +90,18 @@ def test_scheme_texts_explain_findings() -> None:
     page = html.render(result([fridge()]), texts=texts)
     assert "Why it matters." in page and "Anyone can log in." in page
     assert isinstance(html.load_check_texts(), dict)
+
+
+def test_same_result_same_report_whoever_renders_it() -> None:
+    """`scan --report` renders without texts, `iotrate report` passes the scheme's: the same
+    page, explained in the words of the scheme version that rated the device (2026.1 here)."""
+    res = result([fridge()])
+    assert html.render(res) == html.render(res, texts=html.load_check_texts())
+    old = load_scheme(SCHEME_DIR / "iotrate-2026.1.yaml").check("svc.mqtt.anonymous")
+    assert old is not None
+    (mqtt,) = [f for f in html.view(res).devices[0].findings if f.check == "svc.mqtt.anonymous"]
+    assert mqtt.explanation == old.explanation and mqtt.remediation == old.remediation
+    assert mqtt.standards == list(old.standards)
 
 
 def test_empty_result_renders() -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from iotrate.probes._io import parse_xml as probe_parse_xml
+from iotrate.probes._clients.io import parse_xml as probe_parse_xml
+from iotrate.probes._clients.rtsp import parse_challenge, parse_reply
 from iotrate.probes.base import ProbeFailed
-from iotrate.probes.rtsp import parse_challenge, parse_reply
 
 from iotrate.discovery.mdns import MAX_PROPS, _decode_props
 from iotrate.identify.facts import parse_xml, upnp_records

@@ -196,7 +196,7 @@ async def _reset_mid_handshake(reader: asyncio.StreamReader, writer: asyncio.Str
 def test_a_tls_port_that_fails_its_handshake_stays_unknown_and_gets_the_tls_probes() -> None:
     """Found by the hostile lab: a reset or stalled handshake on 443 was reported as tls=False,
     so the TLS probes skipped the port as "not applicable" and its checks went untested."""
-    from iotrate.probes.tls import TlsProbe
+    from iotrate.probes.tls.probes import TlsProbe
 
     from iotrate.models import Device
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iotrate.probes import credentials as cred
-from iotrate.probes import credlist
+from iotrate.probes import _login, ftp, http, mqtt, rtsp, snmp, ssh, telnet
+from iotrate.probes._clients import credlist
 from iotrate.probes.base import AttemptBudget, Policy, Probe
 from probefakes import (
     basic_route,
@@ -67,7 +67,7 @@ def test_order_shell_by_mirai_weight_and_vendor_first() -> None:
     hik = credlist.candidates("ssh", "Hangzhou Hikvision Digital Technology", "camera")
     assert (hik[0].username, hik[0].password, hik[0].vendor_match) == ("admin", "12345", True)
     # Mirai's top tier (weight >= 4) fits in the shell budget even after the vendor's pair.
-    top = [(c.username, c.password) for c in hik[: cred.SHELL_BUDGET.max_attempts]]
+    top = [(c.username, c.password) for c in hik[: _login.SHELL_BUDGET.max_attempts]]
     assert ("root", "12345") in top
 
 
@@ -88,7 +88,7 @@ def test_redaction_keeps_first_character_and_fixed_mask() -> None:
 # ---------------------------------------------------------------------------- telnet
 
 
-class Telnet(cred.TelnetDefaultPassword):
+class Telnet(telnet.TelnetDefaultPassword):
     step_timeout = 0.4
     timeout = 8.0
 
@@ -154,7 +154,7 @@ def test_telnet_without_login_is_not_a_password_finding() -> None:
 def test_http_basic_and_digest(route: Any) -> None:
     async def go() -> tuple[Device, int]:
         async with tcp_fake(http_server(route(("admin", "admin")))) as srv:
-            (d,) = await ProbeRunner([cred.HttpDefaultPassword]).run(
+            (d,) = await ProbeRunner([http.HttpDefaultPassword]).run(
                 [device((srv.port, "tcp", "http"))]
             )
             return d, len(srv.logins)
@@ -167,12 +167,12 @@ def test_http_basic_and_digest(route: Any) -> None:
 
 
 def test_http_budget_is_four_and_shared_with_rtsp_on_the_web_account() -> None:
-    fast = AttemptBudget(max_attempts=cred.WEB_BUDGET.max_attempts, delay_s=0.0)
+    fast = AttemptBudget(max_attempts=_login.WEB_BUDGET.max_attempts, delay_s=0.0)
 
-    class Http(cred.HttpDefaultPassword):
+    class Http(http.HttpDefaultPassword):
         budget = fast
 
-    class Rtsp(cred.RtspDefaultPassword):
+    class Rtsp(rtsp.RtspDefaultPassword):
         budget = fast
 
     async def go() -> tuple[Device, int, int]:
@@ -185,7 +185,7 @@ def test_http_budget_is_four_and_shared_with_rtsp_on_the_web_account() -> None:
             return d, len(web.logins), len(cam.logins)
 
     d, web, cam = asyncio.run(go())
-    assert web + cam == cred.WEB_BUDGET.max_attempts == 4
+    assert web + cam == _login.WEB_BUDGET.max_attempts == 4
     assert d.findings == []
     assert sum(o.attempts or 0 for o in d.outcomes) == 4
 
@@ -196,7 +196,7 @@ def test_http_without_a_challenge_is_not_applicable() -> None:
     async def go() -> Device:
         route = lambda *a: http_response(200, b"<html>hello</html>")  # noqa: E731
         async with tcp_fake(http_server(route)) as srv:
-            (d,) = await ProbeRunner([cred.HttpDefaultPassword]).run(
+            (d,) = await ProbeRunner([http.HttpDefaultPassword]).run(
                 [device((srv.port, "tcp", "http"))]
             )
             return d
@@ -210,7 +210,7 @@ def test_http_without_a_challenge_is_not_applicable() -> None:
 def test_ftp_anonymous_and_default() -> None:
     async def go() -> Device:
         async with tcp_fake(ftp_server(("admin", "admin"), anonymous=True)) as srv:
-            (d,) = await ProbeRunner([cred.FtpDefaultPassword]).run(
+            (d,) = await ProbeRunner([ftp.FtpDefaultPassword]).run(
                 [device((srv.port, "tcp", "ftp"))]
             )
             return d
@@ -220,7 +220,7 @@ def test_ftp_anonymous_and_default() -> None:
 
 
 def test_mqtt_anonymous_and_default_and_any_password() -> None:
-    class Mqtt(cred.MqttLogin):
+    class Mqtt(mqtt.MqttLogin):
         timeout = 2.0  # half-second steps
 
     async def go(handler: Any) -> Device:
@@ -244,7 +244,7 @@ def test_mqtt_anonymous_and_default_and_any_password() -> None:
 def test_rtsp_digest_of_a_protected_stream() -> None:
     async def go(paths: dict[str, str]) -> Device:
         async with tcp_fake(rtsp_server(paths, ("admin", "admin"))) as srv:
-            (d,) = await ProbeRunner([cred.RtspDefaultPassword]).run(
+            (d,) = await ProbeRunner([rtsp.RtspDefaultPassword]).run(
                 [device((srv.port, "tcp", "rtsp"))]
             )
             return d
@@ -258,7 +258,7 @@ def test_rtsp_digest_of_a_protected_stream() -> None:
 def test_snmp_communities_beyond_public() -> None:
     async def go(read: set[str]) -> tuple[Device, list[Any]]:
         async with udp_fake(snmp_agent(read)) as agent:
-            (d,) = await ProbeRunner([cred.SnmpCommunities]).run(
+            (d,) = await ProbeRunner([snmp.SnmpCommunities]).run(
                 [device((agent.port, "udp", "snmp"))]
             )
             return d, agent.logins
@@ -271,8 +271,8 @@ def test_snmp_communities_beyond_public() -> None:
 
 def test_safe_policy_skips_every_credential_probe() -> None:
     probes = [
-        cred.TelnetDefaultPassword, cred.SshDefaultPassword, cred.HttpDefaultPassword,
-        cred.FtpDefaultPassword, cred.MqttLogin, cred.RtspDefaultPassword, cred.SnmpCommunities,
+        telnet.TelnetDefaultPassword, ssh.SshDefaultPassword, http.HttpDefaultPassword,
+        ftp.FtpDefaultPassword, mqtt.MqttLogin, rtsp.RtspDefaultPassword, snmp.SnmpCommunities,
     ]  # fmt: skip
 
     async def go() -> tuple[Device, int, int]:
@@ -302,7 +302,7 @@ def test_safe_policy_says_not_applicable_where_nothing_asks_for_a_password() -> 
         page = http_server(lambda *a: http_response(200, b"<html>hi</html>"))
         async with tcp_fake(page) as web, tcp_fake(rtsp_server({"/live": "open"})) as cam:
             dev = device((web.port, "tcp", "http"), (cam.port, "tcp", "rtsp"))
-            probes = [cred.HttpDefaultPassword, cred.RtspDefaultPassword]
+            probes = [http.HttpDefaultPassword, rtsp.RtspDefaultPassword]
             (d,) = await ProbeRunner(probes, RunnerOptions(policy=Policy.SAFE)).run([dev])
             return d
 
@@ -332,7 +332,7 @@ def test_ssh_password_found_and_key_only_is_not_applicable() -> None:
         server = await asyncssh.create_server(Server, "127.0.0.1", 0, server_host_keys=[key])
         port = server.sockets[0].getsockname()[1]
         try:
-            (d,) = await ProbeRunner([cred.SshDefaultPassword]).run([device((port, "tcp", "ssh"))])
+            (d,) = await ProbeRunner([ssh.SshDefaultPassword]).run([device((port, "tcp", "ssh"))])
         finally:
             server.close()
         return d

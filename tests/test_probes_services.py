@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 import pytest
-from iotrate.probes import services as svc
-from iotrate.probes import upnp
+from iotrate.probes import adb, coap, ftp, http, modbus, mqtt, rtsp, smb, snmp, telnet, upnp
+from iotrate.probes._clients import snmp as snmp_client
 from iotrate.probes.base import Policy, Probe
 from probefakes import (
     Fake,
@@ -61,7 +61,7 @@ def checks(d: Device) -> list[str]:
 # ---------------------------------------------------------------------------- telnet
 
 
-class Telnet(svc.TelnetExposed):
+class Telnet(telnet.TelnetExposed):
     listen_s = 0.3
 
 
@@ -98,7 +98,7 @@ def test_telnet_silence_fails_and_other_protocol_is_not_applicable() -> None:
 def test_ftp_greeting_and_auth_tls() -> None:
     async def go() -> tuple[Device, Fake]:
         async with tcp_fake(ftp_server(None)) as srv:
-            return await arun(svc.FtpExposed, (srv.port, "tcp", "ftp")), srv
+            return await arun(ftp.FtpExposed, (srv.port, "tcp", "ftp")), srv
 
     d, srv = asyncio.run(go())
     (f,) = d.findings
@@ -114,8 +114,8 @@ def adb_device(reply_command: int) -> Any:
         head = await r.readexactly(24)
         length = struct.unpack("<6I", head)[3]
         fake.seen.append(await r.readexactly(length))
-        payload = ADB_BANNER if reply_command == svc.A_CNXN else b"\x01" * 20
-        w.write(svc.adb_message(reply_command, 0x01000000, 4096, payload))
+        payload = ADB_BANNER if reply_command == adb.A_CNXN else b"\x01" * 20
+        w.write(adb.adb_message(reply_command, 0x01000000, 4096, payload))
         await w.drain()
         await asyncio.sleep(5)
 
@@ -125,8 +125,8 @@ def adb_device(reply_command: int) -> Any:
 @pytest.mark.parametrize(
     ("handler", "status", "found"),
     [
-        (adb_device(svc.A_CNXN), OutcomeStatus.RAN, ["svc.adb.unauthenticated"]),
-        (adb_device(svc.A_AUTH), OutcomeStatus.RAN, []),
+        (adb_device(adb.A_CNXN), OutcomeStatus.RAN, ["svc.adb.unauthenticated"]),
+        (adb_device(adb.A_AUTH), OutcomeStatus.RAN, []),
         (
             garbage(b"HTTP/1.0 400 Bad Request\r\n\r\n" + b"x" * 40),
             OutcomeStatus.NOT_APPLICABLE,
@@ -136,7 +136,7 @@ def adb_device(reply_command: int) -> Any:
     ],
 )
 def test_adb_handshake(handler: Any, status: OutcomeStatus, found: list[str]) -> None:
-    class Adb(svc.AdbUnauthenticated):
+    class Adb(adb.AdbUnauthenticated):
         timeout = 1.0
 
     async def go() -> Device:
@@ -153,11 +153,11 @@ def test_adb_handshake(handler: Any, status: OutcomeStatus, found: list[str]) ->
 # ------------------------------------------------------------------------------- SNMP
 
 
-class Snmp(svc.SnmpReadable):
+class Snmp(snmp.SnmpReadable):
     timeout = 3.0  # 0.75 s steps (pysnmp's timer ticks every 0.5 s): answers come at once
 
 
-class SnmpWrite(svc.SnmpWritable):
+class SnmpWrite(snmp.SnmpWritable):
     timeout = 3.0
 
 
@@ -188,7 +188,7 @@ def test_snmp_silence_to_public_is_tested_and_not_readable(
                         version: str = "2c") -> None:  # fmt: skip
         asked.append((community, version))
 
-    monkeypatch.setattr(svc.snmp, "get", no_answer)
+    monkeypatch.setattr(snmp_client, "get", no_answer)
     d = run(Snmp, (161, "udp", "snmp"))
     assert d.findings == [] and only(d).status is OutcomeStatus.RAN
     assert asked == [("public", "2c"), ("public", "1")]
@@ -303,7 +303,7 @@ def test_rtsp_open_protected_or_unknown(
 ) -> None:
     async def go() -> Device:
         async with tcp_fake(rtsp_server(paths)) as srv:
-            return await arun(svc.RtspUnauthenticated, (srv.port, "tcp", "rtsp"))
+            return await arun(rtsp.RtspUnauthenticated, (srv.port, "tcp", "rtsp"))
 
     d = asyncio.run(go())
     assert only(d).status is status and checks(d) == found
@@ -326,9 +326,9 @@ def test_cast_eureka_info_and_info_disclosure(monkeypatch: pytest.MonkeyPatch) -
 
     async def go() -> Device:
         async with tcp_fake(http_server(route)) as srv:
-            monkeypatch.setitem(svc.LOCAL_APIS, srv.port, svc.LOCAL_APIS[8008])
+            monkeypatch.setitem(http.LOCAL_APIS, srv.port, http.LOCAL_APIS[8008])
 
-            class Api(svc.LocalApiUnauthenticated):
+            class Api(http.LocalApiUnauthenticated):
                 ports = frozenset({srv.port})
 
             return await arun(Api, (srv.port, "tcp", "http"))
@@ -366,7 +366,7 @@ def test_cast_eureka_info_and_info_disclosure(monkeypatch: pytest.MonkeyPatch) -
 def test_admin_ui_over_plain_http(reply: bytes, found: list[str], confidence: str | None) -> None:
     async def go() -> Device:
         async with tcp_fake(http_server(lambda *a: reply)) as srv:
-            return await arun(svc.HttpAdmin, (srv.port, "tcp", "http"))
+            return await arun(http.HttpAdmin, (srv.port, "tcp", "http"))
 
     d = asyncio.run(go())
     assert checks(d) == found
@@ -379,10 +379,10 @@ def test_admin_ui_redirects_followed_only_on_the_device() -> None:
         async with tcp_fake(http_server(lambda *a: http_response(200, b"x"))) as other:
             away = http_response(302, b"", {"Location": f"http://127.0.0.2:{other.port}/"})
             async with tcp_fake(http_server(lambda *a: away)) as srv:
-                d1 = await arun(svc.HttpAdmin, (srv.port, "tcp", "http"))
+                d1 = await arun(http.HttpAdmin, (srv.port, "tcp", "http"))
             to_tls = http_response(302, b"", {"Location": "https://127.0.0.1/"})
             async with tcp_fake(http_server(lambda *a: to_tls)) as srv:
-                d2 = await arun(svc.HttpAdmin, (srv.port, "tcp", "http"))
+                d2 = await arun(http.HttpAdmin, (srv.port, "tcp", "http"))
             return d1, other, d2
 
     d1, other, d2 = asyncio.run(go())
@@ -396,7 +396,7 @@ def test_admin_ui_redirects_followed_only_on_the_device() -> None:
 def test_mqtt_cleartext_without_a_login() -> None:
     async def go(handler: Any) -> tuple[Device, Fake]:
         async with tcp_fake(handler) as srv:
-            return await arun(svc.MqttCleartext, (srv.port, "tcp", "mqtt")), srv
+            return await arun(mqtt.MqttCleartext, (srv.port, "tcp", "mqtt")), srv
 
     d, broker = asyncio.run(go(mqtt_broker(None, anonymous=True)))
     assert checks(d) == ["svc.mqtt.cleartext"] and broker.logins == []
@@ -413,7 +413,7 @@ def coap_answer(data: bytes, fake: Fake) -> list[bytes]:
 def test_coap_well_known_core() -> None:
     async def go(answer: Any) -> Device:
         async with udp_fake(answer) as srv:
-            return await arun(svc.CoapOpen, (srv.port, "udp", "coap"), timeout_scale=0.15)
+            return await arun(coap.CoapOpen, (srv.port, "udp", "coap"), timeout_scale=0.15)
 
     d = asyncio.run(go(coap_answer))
     (f,) = d.findings
@@ -440,7 +440,7 @@ def modbus_device(exception: bool) -> Any:
 def test_modbus_identification_or_exception() -> None:
     async def go(handler: Any) -> Device:
         async with tcp_fake(handler) as srv:
-            return await arun(svc.ModbusOpen, (srv.port, "tcp", "modbus"))
+            return await arun(modbus.ModbusOpen, (srv.port, "tcp", "modbus"))
 
     d = asyncio.run(go(modbus_device(False)))
     (f,) = d.findings
@@ -470,7 +470,7 @@ def smb_server(dialect: bytes) -> Any:
 def test_smb1_negotiate(dialect: bytes, found: list[str]) -> None:
     async def go() -> Device:
         async with tcp_fake(smb_server(dialect)) as srv:
-            return await arun(svc.SmbV1, (srv.port, "tcp", "smb"))
+            return await arun(smb.SmbV1, (srv.port, "tcp", "smb"))
 
     d = asyncio.run(go())
     assert checks(d) == found and only(d).status is OutcomeStatus.RAN

@@ -160,11 +160,9 @@ def test_run_checks_the_dataset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         asyncio.run(update.UpdateProbe().run(ctx))
 
 
-def test_severities_match_the_rating_scheme() -> None:
+def test_checks_are_in_the_rating_scheme() -> None:
     scheme = {c["id"]: c for c in yaml.safe_load(SCHEME.read_text())["checks"]}
-    for check, severity in update.SEVERITY.items():
-        assert scheme[check]["severity"] == severity.value, check
-    assert set(update.UpdateProbe.checks) == set(update.SEVERITY)
+    assert set(update.UpdateProbe.checks) == {c for c in scheme if c.startswith("update.")}
 
 
 # --------------------------------------------------------------------------- lab

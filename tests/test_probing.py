@@ -187,7 +187,8 @@ def test_concurrency_is_bounded_per_device_and_overall() -> None:
 
 
 def test_a_tarpit_service_fails_within_its_timeout_and_the_scan_goes_on() -> None:
-    from iotrate.probes.services import AdbUnauthenticated, TelnetExposed
+    from iotrate.probes.adb import AdbUnauthenticated
+    from iotrate.probes.telnet import TelnetExposed
 
     class QuickTelnet(TelnetExposed):
         listen_s = 0.3
@@ -366,7 +367,7 @@ def test_cli_policy_flags(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_safe_mode_sends_no_login_to_any_service() -> None:
     """Every login-capable fake counts the credentials it receives; in safe mode none may
     arrive, while the default policy does log in (so the counters do work)."""
-    from iotrate.probes.credentials import TelnetDefaultPassword
+    from iotrate.probes.telnet import TelnetDefaultPassword
 
     class QuickTelnet(TelnetDefaultPassword):
         step_timeout = 1.0

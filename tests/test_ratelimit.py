@@ -147,7 +147,7 @@ def _free_port() -> int:
 
 
 def test_tcp_tls_udp_and_probe_helpers_ask(asked: Counter[str]) -> None:
-    from iotrate.probes import _io
+    from iotrate.probes._clients import io as _io
 
     from iotrate import net
 
@@ -164,7 +164,7 @@ def test_tcp_tls_udp_and_probe_helpers_ask(asked: Counter[str]) -> None:
 
 
 def test_http_clients_ask_once_per_request(asked: Counter[str]) -> None:
-    from iotrate.probes import _io
+    from iotrate.probes._clients import io as _io
 
     from iotrate.discovery import http as discovery_http
 
@@ -190,17 +190,19 @@ def test_http_clients_ask_once_per_request(asked: Counter[str]) -> None:
 
 
 def test_sslyze_ftp_and_snmp_ask(asked: Counter[str]) -> None:
-    from iotrate.probes import credentials, snmp, tls
+    from iotrate.probes import ftp
+    from iotrate.probes._clients import snmp
+    from iotrate.probes.tls import engine as tls_engine
     from sslyze.connection_helpers import tls_connection
     from sslyze.server_setting import ServerNetworkLocation
 
     closed = _free_port()
-    tls._pace_sslyze()
-    tls._pace_sslyze()  # idempotent: wrapped once
+    tls_engine._pace_sslyze()
+    tls_engine._pace_sslyze()  # idempotent: wrapped once
     location = ServerNetworkLocation(hostname="127.0.0.5", port=closed, ip_address="127.0.0.5")
     with pytest.raises(OSError):
         tls_connection._open_socket(location, 1)
-    status, _ = credentials._ftp_login("127.0.0.6", closed, "a", "b", 1.0)
+    status, _ = ftp._ftp_login("127.0.0.6", closed, "a", "b", 1.0)
     assert status == "error"
     assert asyncio.run(snmp.get("127.0.0.7", closed, "public", [snmp.SYS_DESCR], 0.2)) is None
     assert asked == Counter({"127.0.0.5": 1, "127.0.0.6": 1, "127.0.0.7": 1})

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from iotrate.probes import _io, tls
+from iotrate.probes._clients import io as _io
 from iotrate.probes.base import Policy, ProbeContext, ProbeFailed
+from iotrate.probes.tls import engine as tls_engine
+from iotrate.probes.tls import probes as tls_probes
 
 from iotrate.models import Device, Service
 
@@ -65,17 +67,17 @@ def test_tls_tarpit_fails_the_precheck_before_sslyze(
     tarpit: tuple[int, list[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port, got = tarpit
-    monkeypatch.setattr(tls, "HANDSHAKE_PRECHECK_S", 0.5)
+    monkeypatch.setattr(tls_engine, "HANDSHAKE_PRECHECK_S", 0.5)
 
     def no_sslyze(*args: object) -> None:
         raise AssertionError("sslyze must not run on a port that never answered")
 
-    monkeypatch.setattr(tls, "_run_sslyze", no_sslyze)
+    monkeypatch.setattr(tls_engine, "_run_sslyze", no_sslyze)
     svc = Service(port=port, protocol="https", tls=True)
     dev = Device(id="127.0.0.1", address="127.0.0.1", services=[svc])
     ctx = ProbeContext(address="127.0.0.1", device=dev, service=svc, policy=Policy.SAFE, timeout=30)
     with pytest.raises(ProbeFailed, match=r"no TLS handshake within 0\.5 s"):
-        asyncio.run(tls.TlsProbe().run(ctx))
+        asyncio.run(tls_probes.TlsProbe().run(ctx))
     # What the tarpit read was a real ClientHello: a TLS handshake record (0x16).
     assert got and got[0][:1] == b"\x16" and len(got[0]) > 40
 
@@ -102,7 +104,7 @@ def test_precheck_passes_a_real_tls_server(tmp_path: Path) -> None:
                 break
             except OSError:
                 time.sleep(0.05)
-        asyncio.run(tls.handshake_precheck("127.0.0.1", port, 5.0))  # no exception
+        asyncio.run(tls_engine.handshake_precheck("127.0.0.1", port, 5.0))  # no exception
     finally:
         proc.terminate()
         proc.wait(5)

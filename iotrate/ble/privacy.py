@@ -36,12 +36,12 @@ from iotrate.identify.facts import ble_content_key
 from iotrate.identify.observations import BleObservation
 from iotrate.models import (
     Confidence,
-    Evidence,
     Finding,
     OutcomeStatus,
     ProbeOutcome,
-    Severity,
 )
+from iotrate.rating_schema.loader import load_scheme
+from iotrate.rating_schema.model import Scheme
 
 PROBE = "ble.passive"
 ROTATION_S = 15 * 60
@@ -56,20 +56,13 @@ CHECK_DATA = "ble.data.unprotected"
 CHECK_TRACKER = "ble.tracker.following"
 CHECKS = (CHECK_STABLE, CHECK_NAME, CHECK_DATA, CHECK_TRACKER)
 
-# Titles and severities when no scheme is at hand; the scheme's entries win when it is.
-_DEFAULTS: dict[str, tuple[str, Severity]] = {
-    CHECK_STABLE: ("Trackable Bluetooth address", Severity.MEDIUM),
-    CHECK_NAME: ("Personal details in the Bluetooth name", Severity.MEDIUM),
-    CHECK_DATA: ("Health or identity data broadcast without pairing", Severity.HIGH),
-    CHECK_TRACKER: ("Item tracker travelling with you", Severity.HIGH),
-}
-
 
 class CheckInfo:
-    """Title, severity, remediation and clauses of a check, from the scheme when given."""
+    """Findings of the privacy checks, with everything the scheme says about them (title,
+    severity, remediation, clauses); the current scheme when none is given."""
 
-    def __init__(self, scheme: Any | None = None) -> None:
-        self.scheme = scheme
+    def __init__(self, scheme: Scheme | None = None) -> None:
+        self.scheme = scheme if scheme is not None else load_scheme()
 
     def finding(
         self,
@@ -78,18 +71,10 @@ class CheckInfo:
         data: dict[str, Any],
         confidence: Confidence = Confidence.CONFIRMED,
     ) -> Finding:
-        spec = self.scheme.check(check) if self.scheme is not None else None
-        title, severity = _DEFAULTS[check]
-        return Finding(
-            check=check,
-            severity=spec.severity if spec else severity,
-            title=spec.title if spec else title,
-            evidence=[Evidence(summary=summary, data=data)],
-            remediation=spec.remediation if spec else None,
-            standards=list(spec.standards) if spec else [],
-            confidence=confidence,
-            probe=PROBE,
+        found: Finding = self.scheme.finding(
+            check, summary, None, data, probe=PROBE, transport=None, confidence=confidence
         )
+        return found
 
 
 @dataclass(frozen=True)
@@ -344,7 +329,7 @@ def assess(
     capture: Capture,
     *,
     category: str | None = None,
-    scheme: Any | None = None,
+    scheme: Scheme | None = None,
 ) -> tuple[list[Finding], list[ProbeOutcome]]:
     """Findings and one outcome per check for one device's observations within ``capture``."""
     info = CheckInfo(scheme)

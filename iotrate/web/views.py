@@ -670,17 +670,6 @@ class DeviceDetail:
     notes: list[str] = field(default_factory=list)
 
 
-_texts_cache: dict[str, html_report.CheckText] | None = None
-
-
-def check_texts() -> dict[str, html_report.CheckText]:
-    """The scheme's explanations and fixes, read once: they ship with the package."""
-    global _texts_cache
-    if _texts_cache is None:
-        _texts_cache = html_report.load_check_texts()
-    return _texts_cache
-
-
 def device_page(reader: Reader, key: str, site: str = "", scan: str = "") -> DeviceDetail:
     if not key or len(key) > 512:
         raise NotFound("no such device")
@@ -711,7 +700,7 @@ def device_page(reader: Reader, key: str, site: str = "", scan: str = "") -> Dev
     if device is None:
         raise NotFound(f"scan {summary.scan_id[:8]} holds no device {text(key, 80)!r}")
     single = result.model_copy(update={"devices": [device]})
-    view = html_report.view(single, digest=result_digest(result), texts=check_texts()).devices[0]
+    view = html_report.view(single, digest=result_digest(result)).devices[0]
     # The report allows long names (it has room); a page header and a facts grid do not.
     view = dataclasses.replace(
         view,

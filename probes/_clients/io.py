@@ -24,7 +24,7 @@ from iotrate import __version__
 from iotrate.net import Connection, PortState, tcp_connect
 from iotrate.ratelimit import ThrottledTransport, throttle
 
-from .base import ProbeFailed
+from ..base import ProbeFailed
 
 USER_AGENT = f"iotrate/{__version__}"
 HTTP_BODY_CAP = 256 * 1024  # a device's page or description beyond this is not worth reading
