@@ -15,10 +15,11 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from typing import Any, ClassVar
 
 from iotrate.models import Confidence, Device, Evidence, Finding, Service, Severity, Transport
+from iotrate.models import Policy as Policy  # its home is the models; probes import it here
 
 
 def make_finding(
@@ -52,15 +53,6 @@ def make_finding(
         probe=probe,
         port=port,
     )
-
-
-class Policy(StrEnum):
-    """What the user allows: ``safe`` never logs in, ``default`` tries default credentials,
-    ``intrusive`` (lab only) may change device state and put it back."""
-
-    SAFE = "safe"
-    DEFAULT = "default"
-    INTRUSIVE = "intrusive"
 
 
 class Intrusiveness(IntEnum):
