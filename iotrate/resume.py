@@ -24,7 +24,7 @@ from typing import Any
 from iotrate.errors import UsageError
 from iotrate.models import Device, Target, TargetKind
 from iotrate.scanrequest import OPTIONS_VERSION, stored_value
-from iotrate.storage import ScanRecord, Store, targets_key
+from iotrate.storage import ScanRecord, Store, default_path, targets_key
 
 # -- who writes a running scan ---------------------------------------------------------------
 
@@ -212,8 +212,6 @@ def open_plan(
     """The history store and the checked plan for ``iotrate scan --resume``.
 
     ``typed`` holds the scan options given explicitly on this command line."""
-    from iotrate.storage import default_path
-
     if no_history:
         raise UsageError("--resume continues a scan stored in the history; drop --no-history")
     path = db or default_path()

@@ -118,7 +118,7 @@ class ScanJob:
         if req.intrusive:
             self.say(INTRUSIVE_WARNING)
         if req.use_nmap:
-            from iotrate.discovery import nmapscan
+            from iotrate.discovery import nmapscan  # python-nmap: only when asked for
 
             if not nmapscan.available():
                 raise RuntimeFailure("--nmap needs the nmap program (apt-get install nmap)")

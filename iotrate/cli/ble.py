@@ -24,6 +24,9 @@ from iotrate.errors import IotrateError, UsageError
 from iotrate.identify.observations import BleObservation, Observation
 from iotrate.models import ScanResult
 
+# Heavy modules (bleak, the BLE pipeline, the renderers) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
+
 ble_app = typer.Typer(
     help="Bluetooth LE: find watches, trackers, bands and sensors nearby and rate their privacy.",
     no_args_is_help=True,

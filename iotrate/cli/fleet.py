@@ -21,6 +21,9 @@ import typer
 from iotrate.cli.console import fail
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 
+# Heavy modules (paho-mqtt, the spool, the collector, PostgreSQL) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
+
 log = logging.getLogger("iotrate.fleet")
 
 _BROKER_HELP = "mqtt://[user:pass@]HOST[:PORT], mqtts://… (TLS) or unix:///PATH."

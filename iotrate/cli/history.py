@@ -26,6 +26,9 @@ from iotrate.history import DeviceChange, ScanDiff, diff_results
 from iotrate.models import ScanResult
 from iotrate.storage import Store, default_path, is_url
 
+# Heavy modules (the renderers) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
+
 _out = Console(soft_wrap=True, highlight=False)
 
 DbOption = Annotated[

@@ -23,6 +23,9 @@ from iotrate.identify import IdentifyError, identify
 from iotrate.identify.observations import ReadResult
 from iotrate.models import Identity
 
+# Heavy modules (the pcap reader) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
+
 
 def result_dict(device: str, identity: Identity) -> dict[str, Any]:
     """The documented per-device JSON object (docs/identify.md)."""

@@ -22,6 +22,9 @@ from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import ScanResult
 from iotrate.reports.label import display_name
 
+# Heavy modules (the scheme and the declarations) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
+
 
 def rate_cmd(
     result_file: Annotated[

@@ -20,6 +20,9 @@ import typer
 from iotrate.cli.console import EXIT_RUNTIME, EXIT_USAGE
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 
+# Heavy modules (the renderers, cairosvg, cryptography) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
+
 EXIT_MISMATCH = 1  # verify: a signature or label that does not match
 FORMATS = ("svg", "png", "pdf")
 T = TypeVar("T")

@@ -22,6 +22,9 @@ import typer
 from iotrate.cli.console import fail
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 
+# Heavy modules (uvicorn, starlette, SQLAlchemy) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
+
 if TYPE_CHECKING:
     from iotrate.storage import Store
 
