@@ -456,8 +456,8 @@ class Agent:
         log.info(
             "scan %s of %s (%d addresses) begins", scan_id, " ".join(s.targets), target_set.size
         )
-        options = s.request().scan_options(on_device=on_device, scan_id=scan_id)
         try:
+            options = s.request().scan_options(on_device=on_device, scan_id=scan_id)
             result = asyncio.run(iotrate.scan.run_scan(target_set, options))
         except BaseException:
             self._queue_end(recorder.partial(), "interrupted", recorder.devices)
