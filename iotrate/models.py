@@ -34,6 +34,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
 
 
+class Policy(StrEnum):
+    """What the user allows: ``safe`` never logs in, ``default`` tries default credentials,
+    ``intrusive`` (lab only) may change device state and put it back."""
+
+    SAFE = "safe"
+    DEFAULT = "default"
+    INTRUSIVE = "intrusive"
+
+
 class Severity(StrEnum):
     INFO = "info"
     LOW = "low"

@@ -49,13 +49,20 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from iotrate.models import Device, Finding, OutcomeStatus, ProbeOutcome, Service, Transport
+from iotrate.models import (
+    Device,
+    Finding,
+    OutcomeStatus,
+    Policy,
+    ProbeOutcome,
+    Service,
+    Transport,
+)
 from iotrate.probes.base import (
     ALLOWED,
     Intrusiveness,
     LoginGate,
     NotApplicable,
-    Policy,
     Probe,
     ProbeContext,
     ProbeFailed,

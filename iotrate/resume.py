@@ -3,8 +3,8 @@
 The history store already holds every device the scan finished (one transaction each), so
 finishing the scan means running the same scan over the addresses that have no stored device
 yet and appending to the same scan id. "The same scan" is the point: the first run records the
-command-line options that shape a scan (:data:`SCAN_PARAMS`) and a resume reuses them, refusing
-options or targets that would make the two halves of one result disagree.
+options that shape a scan (its :class:`~iotrate.scanrequest.ScanRequest`) and a resume reuses
+them, refusing options or targets that would make the two halves of one result disagree.
 
 A scan killed with ``kill -9`` is still marked ``running``; it is told from a scan really in
 progress by the *owner* token its process stored: host, boot id, pid and the pid's start time,
@@ -23,44 +23,8 @@ from typing import Any
 
 from iotrate.errors import UsageError
 from iotrate.models import Device, Target, TargetKind
-from iotrate.storage import ScanRecord, Store, targets_key
-
-#: Parameters of the ``scan`` command that shape what a scan sends and finds; recorded with
-#: the scan and reused by ``--resume``. Output options (--json, --report…) are not: they belong
-#: to each invocation.
-SCAN_PARAMS: tuple[str, ...] = (
-    "ports",
-    "allow_public",
-    "max_hosts",
-    "timeout",
-    "concurrency",
-    "safe",
-    "intrusive",
-    "exclude",
-    "use_nmap",
-    "allow_list",
-    "rate_limit",
-    "budget",
-)
-#: Version of the recorded options' layout; a resume refuses a layout it does not know.
-OPTIONS_VERSION = 1
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value.expanduser().resolve())
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def record_options(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The options to store with a new scan, from the ``scan`` command's parameters."""
-    return {
-        "version": OPTIONS_VERSION,
-        "params": {k: _jsonable(params[k]) for k in SCAN_PARAMS if k in params},
-    }
-
+from iotrate.scanrequest import OPTIONS_VERSION, stored_value
+from iotrate.storage import ScanRecord, Store, default_path, targets_key
 
 # -- who writes a running scan ---------------------------------------------------------------
 
@@ -124,7 +88,7 @@ class ResumePlan:
     """An unfinished scan, checked and ready to run the rest of."""
 
     record: ScanRecord
-    params: dict[str, Any]  # the recorded SCAN_PARAMS values, JSON types
+    params: dict[str, Any]  # the recorded ScanRequest options (SCAN_PARAMS), JSON types
     devices: list[Device]  # what the earlier run(s) finished
 
     @property
@@ -202,9 +166,9 @@ def plan_resume(store: Store, args: Sequence[str], given: Mapping[str, Any]) -> 
 
     ``args`` are the positional arguments: a stored scan id (or unique prefix) optionally
     followed by its targets; or the targets of the scan to resume (their latest unfinished
-    scan); or nothing (the latest unfinished scan of any targets). ``given`` holds the
-    :data:`SCAN_PARAMS` the user typed explicitly; each must equal the recorded value, since
-    one result cannot mix two settings.
+    scan); or nothing (the latest unfinished scan of any targets). ``given`` holds the options
+    (:data:`~iotrate.scanrequest.SCAN_PARAMS`) the user typed explicitly; each must equal the
+    recorded value, since one result cannot mix two settings.
     """
     rec, typed = _pick(store, args)
     why = _why_not(rec)
@@ -218,7 +182,7 @@ def plan_resume(store: Store, args: Sequence[str], given: Mapping[str, Any]) -> 
         )
     params = dict((rec.options or {}).get("params", {}))
     for name, value in given.items():
-        if name in params and not _same(_jsonable(value), params[name]):
+        if name in params and not _same(stored_value(value), params[name]):
             flag = "--" + name.removeprefix("use_").replace("_", "-")
             raise UsageError(
                 f"--resume runs the rest of scan {rec.scan_id[:8]} with its own options, and "
@@ -248,8 +212,6 @@ def open_plan(
     """The history store and the checked plan for ``iotrate scan --resume``.
 
     ``typed`` holds the scan options given explicitly on this command line."""
-    from iotrate.storage import default_path
-
     if no_history:
         raise UsageError("--resume continues a scan stored in the history; drop --no-history")
     path = db or default_path()

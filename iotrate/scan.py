@@ -37,9 +37,8 @@ from iotrate.discovery.portscan import (
 from iotrate.discovery.sweep import Neighbours, discover
 from iotrate.errors import IotrateError
 from iotrate.identify.observations import Observation
-from iotrate.models import Device, ScanResult, utcnow
+from iotrate.models import Device, Policy, ScanResult, utcnow
 from iotrate.netinfo import local_addresses
-from iotrate.probes.base import Policy
 from iotrate.probing import ProbeRunner, RunnerOptions, ScanExecutor, default_runner
 from iotrate.ratelimit import DEFAULT_RATE, limiting
 from iotrate.rating import rate_result
@@ -52,7 +51,7 @@ log = logging.getLogger(__name__)
 class ScanOptions:
     ports: str = "iot"
     limits: ScanLimits = field(default_factory=ScanLimits)
-    policy: str = "default"  # a Policy value: safe, default or intrusive
+    policy: Policy = Policy.DEFAULT
     probes: bool = True
     runner: RunnerOptions | None = None  # its policy is taken from ``policy``
     listen: float = 2.0  # seconds SSDP and mDNS listen for answers
@@ -91,187 +90,238 @@ def _device(h: HostScan, mac: str | None, sources: list[str]) -> Device:
 
 async def run_scan(targets: TargetSet, options: ScanOptions = ScanOptions()) -> ScanResult:
     with limiting(options.rate_limit):  # every connection of the scan, probes included
-        return await _run_scan(targets, options)
+        return await ScanRun(targets, options).run()
 
 
-async def _run_scan(targets: TargetSet, options: ScanOptions) -> ScanResult:
-    started = options.started_at or utcnow()
-    scan_id = options.scan_id or str(uuid.uuid4())
-    specs = port_specs(options.ports)
-    policy = Policy(options.policy)
-    own = local_addresses()
-    done = {d.address for d in options.resumed}
-    hosts = [h for h in targets.hosts() if h not in own and h not in done]
-    errors: list[str] = []
-    # Worker threads that a scan cut short by its budget does not wait for (ScanExecutor).
-    asyncio.get_running_loop().set_default_executor(ScanExecutor())
-    deadline = time.monotonic() + options.budget if options.budget else None
-    runner: ProbeRunner | None = None
-    if options.probes:
-        base = options.runner or RunnerOptions()
+class ScanRun:
+    """One run of the pipeline: the state its stages share while hosts come and go.
+
+    Discovery calls :meth:`on_host` for each host it finishes; a live host's :meth:`pipeline`
+    (MAC, nmap, identification, probes) starts at once as its own task. :meth:`run` waits for
+    discovery, collects the pipelines in address order and correlates and rates the result."""
+
+    def __init__(self, targets: TargetSet, options: ScanOptions) -> None:
+        self.targets = targets
+        self.options = options
+        self.started = options.started_at or utcnow()
+        self.scan_id = options.scan_id or str(uuid.uuid4())
+        self.specs = port_specs(options.ports)
+        self.policy = Policy(options.policy)
+        own = local_addresses()
+        self.done = {d.address for d in options.resumed}
+        self.hosts = [h for h in targets.hosts() if h not in own and h not in self.done]
+        self.errors: list[str] = []
+        self.deadline = time.monotonic() + options.budget if options.budget else None
+        self.runner: ProbeRunner | None = None
+        self.shared: SharedDiscovery | None = None
+        # ARP answers tell which on-link hosts exist at all, so dead addresses cost nothing
+        # more; the sweep fills this as replies arrive (iotrate.discovery.sweep).
+        self.arp_macs: dict[str, str] = {}
+        self.mode = "tcp-connect (unprivileged)"
+        self.port_scanned: list[HostScan] = []  # what discovery finished, should the budget cut it
+        self.observations: list[Observation] = []
+        self.pipelines: dict[str, asyncio.Task[Device]] = {}
+
+    async def run(self) -> ScanResult:
+        options = self.options
+        # Worker threads that a scan cut short by its budget does not wait for (ScanExecutor).
+        asyncio.get_running_loop().set_default_executor(ScanExecutor())
+        if options.probes:
+            self.runner = self._runner()
+        # Multicast discovery listens for the whole network while the sweep and probes run.
+        if options.multicast and self.hosts:
+            # A budget shorter than the listening window shortens it: the scan ends on time.
+            listen = min(options.listen, options.budget) if options.budget else options.listen
+            self.shared = SharedDiscovery(frozenset(self.hosts), listen=listen)
+            self.shared.start()
+        self.neighbours = Neighbours(arp.on_link_hosts(self.hosts))
+        try:
+            scanned = await self._discover()
+        except BaseException:
+            for t in self.pipelines.values():
+                t.cancel()
+            if self.shared is not None:
+                self.shared.cancel()
+            await asyncio.gather(*self.pipelines.values(), return_exceptions=True)
+            raise
+        devices = await self._collect(scanned)
+        if self.shared is not None:
+            await self.shared.results()
+            self.errors.extend(self.shared.errors)
+        if self.runner is not None:
+            devices = self.runner.correlate(devices)
+        if options.save_observations is not None:
+            _save_observations(options.save_observations, self.observations, self.errors)
+        return self._result(devices)
+
+    def _runner(self) -> ProbeRunner:
+        base = self.options.runner or RunnerOptions()
         runner, load_errors = default_runner(
             RunnerOptions(
-                policy=policy,
+                policy=self.policy,
                 per_device=base.per_device,
                 overall=base.overall,
                 timeout_scale=base.timeout_scale,
                 timeouts=base.timeouts,
-                deadline=deadline,
-                budget=options.budget,
+                deadline=self.deadline,
+                budget=self.options.budget,
                 engine_slots=base.engine_slots,
             )
         )
-        errors.extend(load_errors)
+        self.errors.extend(load_errors)
+        return runner
 
-    # Multicast discovery listens for the whole network while the sweep and probes run.
-    shared: SharedDiscovery | None = None
-    if options.multicast and hosts:
-        # A budget shorter than the listening window shortens it: the scan ends on time.
-        listen = min(options.listen, options.budget) if options.budget else options.listen
-        shared = SharedDiscovery(frozenset(hosts), listen=listen)
-        shared.start()
-    # ARP answers tell which on-link hosts exist at all, so dead addresses cost nothing more;
-    # the sweep fills this as replies arrive (iotrate.discovery.sweep).
-    arp_macs: dict[str, str] = {}
-    mode = "tcp-connect (unprivileged)"
-    neighbours = Neighbours(arp.on_link_hosts(hosts))
-    port_scanned: list[HostScan] = []  # what discovery finished, should the budget cut it
-    observations: list[Observation] = []
-    pipelines: dict[str, asyncio.Task[Device]] = {}
-
-    async def pipeline(h: HostScan) -> Device:
-        # The kernel learned the MAC while we talked to the host; read it now, not after the
-        # whole sweep, so the device's id is final before any probe sees it.
-        mac = arp_macs.get(h.address)
-        if mac is None:
-            mac = await neighbours.mac(h.address)
-        sources = ["arp", "tcp-connect"] if h.address in arp_macs else ["tcp-connect"]
-        device = _device(h, mac, sources)
-        if options.nmap:
-            try:
-                services, os_guess = await nmapscan.enrich(
-                    h.address, list(h.services), arp.privileged()
-                )
-                device = device.model_copy(
-                    update={
-                        "services": services,
-                        "sources": [*device.sources, "nmap"],
-                        "os_guess": os_guess,
-                    }
-                )
-            except IotrateError as exc:
-                errors.append(str(exc))
-        obs: list[Observation] = []
-        if options.identify:
-            # A first identification from the host's own answers orders the probes' credential
-            # lists; probing starts at once, without waiting for the multicast listeners.
-            try:
-                async with asyncio.timeout_at(deadline):
-                    obs = await host_observations(h, mac)
-                device = identify_device(device, obs)
-            except IotrateError as exc:
-                errors.append(f"{h.address} identification failed: {exc}")
-            except TimeoutError:
-                if deadline is None:
-                    raise
-        if runner is not None:
-            device = await runner.probe_device(device)
-        if options.identify:
-            # The final identification adds what the device announced over SSDP and mDNS.
-            if shared is not None:
-                obs = obs + await shared.for_host(h.address)
-            obs = obs + probe_observations(device)
-            observations.extend(obs)
-            try:
-                device = identify_device(device, obs)
-            except IotrateError as exc:
-                errors.append(f"{h.address} identification failed: {exc}")
-        _tell(device)
-        return device
-
-    def _tell(device: Device) -> None:
-        if options.on_device is None:
-            return
-        try:
-            options.on_device(device)
-        except Exception as exc:  # storage trouble must not cost the scan its result
-            log.debug("on_device for %s failed", device.address, exc_info=True)
-            errors.append(f"{device.address} not stored: {type(exc).__name__}: {exc}")
-
-    def on_host(h: HostScan) -> None:
-        port_scanned.append(h)
-        if h.alive:
-            pipelines[h.address] = asyncio.create_task(pipeline(h))
-
-    try:
-        cut = asyncio.timeout_at(deadline)  # no deadline: never cut
+    async def _discover(self) -> list[HostScan]:
+        """Sweep and port-scan the hosts (pipelines start from :meth:`on_host` meanwhile);
+        under a budget, what discovery finished when time ran out."""
+        options, hosts = self.options, self.hosts
+        cut = asyncio.timeout_at(self.deadline)  # no deadline: never cut
         try:
             async with cut:
-                scanned, mode = await discover(
-                    hosts, specs, options.limits, on_host, arp_macs, options.arp, scan_hosts
+                scanned, self.mode = await discover(
+                    hosts,
+                    self.specs,
+                    options.limits,
+                    self.on_host,
+                    self.arp_macs,
+                    options.arp,
+                    scan_hosts,
                 )
                 # Devices that only announced themselves (SSDP/mDNS) and were not in the sweep.
-                if shared is not None:
-                    seen = {h.address for h in scanned if h.alive} | done
-                    extra = sorted((await shared.addresses()) - seen)
+                if self.shared is not None:
+                    seen = {h.address for h in scanned if h.alive} | self.done
+                    extra = sorted((await self.shared.addresses()) - seen)
                     if extra:
                         scanned += await scan_hosts(
-                            extra, specs, options.limits, on_host=on_host, assume_alive=set(extra)
+                            extra,
+                            self.specs,
+                            options.limits,
+                            on_host=self.on_host,
+                            assume_alive=set(extra),
                         )
         except TimeoutError:
             if not cut.expired():
                 raise
-            scanned = list(port_scanned)
-            mode = "arp + tcp-connect" if options.arp and arp.privileged() else mode
-            errors.append(
+            scanned = list(self.port_scanned)
+            self.mode = "arp + tcp-connect" if options.arp and arp.privileged() else self.mode
+            self.errors.append(
                 f"time budget reached ({options.budget:g} s) during discovery: "
                 f"{len(hosts) - len(scanned)} address(es) not scanned"
             )
-    except BaseException:
-        for t in pipelines.values():
-            t.cancel()
-        if shared is not None:
-            shared.cancel()
-        await asyncio.gather(*pipelines.values(), return_exceptions=True)
-        raise
-    devices: list[Device] = list(options.resumed)
-    for h in sorted(scanned, key=lambda x: ipaddress.ip_address(x.address)):
-        errors.extend(f"{h.address} {e}" for e in h.errors)
-        if not h.alive:
-            continue
-        task = pipelines.get(h.address)
+        return scanned
+
+    def on_host(self, h: HostScan) -> None:
+        self.port_scanned.append(h)
+        if h.alive:
+            self.pipelines[h.address] = asyncio.create_task(self.pipeline(h))
+
+    async def pipeline(self, h: HostScan) -> Device:
+        # The kernel learned the MAC while we talked to the host; read it now, not after the
+        # whole sweep, so the device's id is final before any probe sees it.
+        mac = self.arp_macs.get(h.address)
+        if mac is None:
+            mac = await self.neighbours.mac(h.address)
+        sources = ["arp", "tcp-connect"] if h.address in self.arp_macs else ["tcp-connect"]
+        device = _device(h, mac, sources)
+        if self.options.nmap:
+            device = await self._nmap(h, device)
+        obs: list[Observation] = []
+        if self.options.identify:
+            device, obs = await self._first_identity(h, mac, device)
+        if self.runner is not None:
+            device = await self.runner.probe_device(device)
+        if self.options.identify:
+            # The final identification adds what the device announced over SSDP and mDNS.
+            if self.shared is not None:
+                obs = obs + await self.shared.for_host(h.address)
+            obs = obs + probe_observations(device)
+            self.observations.extend(obs)
+            try:
+                device = identify_device(device, obs)
+            except IotrateError as exc:
+                self.errors.append(f"{h.address} identification failed: {exc}")
+        self._tell(device)
+        return device
+
+    async def _nmap(self, h: HostScan, device: Device) -> Device:
         try:
-            devices.append(await task if task is not None else await pipeline(h))
-        except Exception as exc:  # a pipeline bug must not lose the device discovery found
-            log.debug("pipeline for %s failed", h.address, exc_info=True)
-            errors.append(f"{h.address} probing failed: {type(exc).__name__}: {exc}")
-            devices.append(_device(h, arp_macs.get(h.address), ["tcp-connect"]))
-            _tell(devices[-1])
-    if options.resumed:
-        devices.sort(key=lambda d: ipaddress.ip_address(d.address))
-    if shared is not None:
-        await shared.results()
-        errors.extend(shared.errors)
-    if runner is not None:
-        devices = runner.correlate(devices)
-    if options.save_observations is not None:
-        _save_observations(options.save_observations, observations, errors)
-    result = ScanResult(
-        scan_id=scan_id,
-        started_at=started,
-        finished_at=utcnow(),
-        discovery_mode=mode,
-        policy=policy.value,
-        targets=list(targets.targets),
-        devices=devices,
-        errors=errors,
-    )
-    if options.rate:
+            services, os_guess = await nmapscan.enrich(
+                h.address, list(h.services), arp.privileged()
+            )
+        except IotrateError as exc:
+            self.errors.append(str(exc))
+            return device
+        return device.model_copy(
+            update={
+                "services": services,
+                "sources": [*device.sources, "nmap"],
+                "os_guess": os_guess,
+            }
+        )
+
+    async def _first_identity(
+        self, h: HostScan, mac: str | None, device: Device
+    ) -> tuple[Device, list[Observation]]:
+        """A first identification from the host's own answers orders the probes' credential
+        lists; probing starts at once, without waiting for the multicast listeners."""
+        obs: list[Observation] = []
         try:
-            result = rate_result(result)
-        except IotrateError as exc:  # keep the unrated result rather than lose the scan
-            result = result.model_copy(update={"errors": [*errors, f"rating failed: {exc}"]})
-    return result
+            async with asyncio.timeout_at(self.deadline):
+                obs = await host_observations(h, mac)
+            device = identify_device(device, obs)
+        except IotrateError as exc:
+            self.errors.append(f"{h.address} identification failed: {exc}")
+        except TimeoutError:
+            if self.deadline is None:
+                raise
+        return device, obs
+
+    def _tell(self, device: Device) -> None:
+        if self.options.on_device is None:
+            return
+        try:
+            self.options.on_device(device)
+        except Exception as exc:  # storage trouble must not cost the scan its result
+            log.debug("on_device for %s failed", device.address, exc_info=True)
+            self.errors.append(f"{device.address} not stored: {type(exc).__name__}: {exc}")
+
+    async def _collect(self, scanned: list[HostScan]) -> list[Device]:
+        """Every live host's device, in address order, with the resumed ones."""
+        devices: list[Device] = list(self.options.resumed)
+        for h in sorted(scanned, key=lambda x: ipaddress.ip_address(x.address)):
+            self.errors.extend(f"{h.address} {e}" for e in h.errors)
+            if not h.alive:
+                continue
+            task = self.pipelines.get(h.address)
+            try:
+                devices.append(await task if task is not None else await self.pipeline(h))
+            except Exception as exc:  # a pipeline bug must not lose the device discovery found
+                log.debug("pipeline for %s failed", h.address, exc_info=True)
+                self.errors.append(f"{h.address} probing failed: {type(exc).__name__}: {exc}")
+                devices.append(_device(h, self.arp_macs.get(h.address), ["tcp-connect"]))
+                self._tell(devices[-1])
+        if self.options.resumed:
+            devices.sort(key=lambda d: ipaddress.ip_address(d.address))
+        return devices
+
+    def _result(self, devices: list[Device]) -> ScanResult:
+        errors = self.errors
+        result = ScanResult(
+            scan_id=self.scan_id,
+            started_at=self.started,
+            finished_at=utcnow(),
+            discovery_mode=self.mode,
+            policy=self.policy.value,
+            targets=list(self.targets.targets),
+            devices=devices,
+            errors=errors,
+        )
+        if self.options.rate:
+            try:
+                result = rate_result(result)
+            except IotrateError as exc:  # keep the unrated result rather than lose the scan
+                result = result.model_copy(update={"errors": [*errors, f"rating failed: {exc}"]})
+        return result
 
 
 def _save_observations(path: Path, observations: list[Observation], errors: list[str]) -> None:

@@ -15,7 +15,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from types import EllipsisType
 from typing import Any, ClassVar
 
@@ -23,6 +23,7 @@ from iotrate.rating_schema.loader import load_scheme
 from iotrate.rating_schema.model import Scheme
 
 from iotrate.models import Confidence, Device, Finding, Service, Transport
+from iotrate.models import Policy as Policy  # its home is the models; probes import it here
 
 
 def catalogue() -> Scheme:
@@ -61,15 +62,6 @@ def service_port(ctx: ProbeContext) -> int:
     if ctx.service is None:  # pragma: no cover - the runner gives per-service probes a service
         raise NotApplicable("needs a service")
     return ctx.service.port
-
-
-class Policy(StrEnum):
-    """What the user allows: ``safe`` never logs in, ``default`` tries default credentials,
-    ``intrusive`` (lab only) may change device state and put it back."""
-
-    SAFE = "safe"
-    DEFAULT = "default"
-    INTRUSIVE = "intrusive"
 
 
 class Intrusiveness(IntEnum):

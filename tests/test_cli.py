@@ -11,7 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from iotrate import __version__
-from iotrate.cli import EXIT_FAIL_UNDER, EXIT_RUNTIME, EXIT_USAGE, app, worst_at_or_below
+from iotrate.cli import app
+from iotrate.cli.console import EXIT_FAIL_UNDER, EXIT_RUNTIME, EXIT_USAGE, worst_at_or_below
 from iotrate.errors import RuntimeFailure
 from iotrate.models import Device, Rating, ScanResult
 

@@ -16,7 +16,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from iotrate.cli import EXIT_FAIL_UNDER, EXIT_OK, EXIT_USAGE, app
+from iotrate.cli import app
+from iotrate.cli.console import EXIT_FAIL_UNDER, EXIT_OK, EXIT_USAGE
 from iotrate.declarations import Declaration, load_declaration
 from iotrate.models import (
     GRADES,

@@ -17,14 +17,8 @@ import pytest
 
 from iotrate.errors import UsageError
 from iotrate.models import Device, Service, Target, TargetKind, utcnow
-from iotrate.resume import (
-    OPTIONS_VERSION,
-    claim,
-    owner_alive,
-    owner_token,
-    plan_resume,
-    record_options,
-)
+from iotrate.resume import claim, owner_alive, owner_token, plan_resume
+from iotrate.scanrequest import OPTIONS_VERSION, record_options
 from iotrate.storage import Recorder, Store
 
 PARAMS: dict[str, Any] = {

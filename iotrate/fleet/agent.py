@@ -46,7 +46,8 @@ from iotrate.fleet.messages import (
 )
 from iotrate.fleet.spool import Spool
 from iotrate.models import Device, ScanResult, Target, ToolInfo, utcnow
-from iotrate.targets import TargetSet, resolve_targets
+from iotrate.scanrequest import ScanRequest
+from iotrate.targets import TargetSet
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,21 @@ class AgentSettings:
     every: float = 3600.0
     spool_max_bytes: int = 1024 * 1024 * 1024
 
-    def target_set(self) -> TargetSet:
-        return resolve_targets(
-            self.targets,
+    def request(self) -> ScanRequest:
+        """The scan each run makes: the one ``iotrate scan`` would make with these options."""
+        return ScanRequest(
+            targets=tuple(self.targets),
+            ports=self.ports,
             allow_public=self.allow_public,
             max_hosts=self.max_hosts,
-            exclude=self.exclude,
+            timeout=self.timeout,
+            concurrency=self.concurrency,
+            safe=self.policy == "safe",
+            exclude=tuple(self.exclude),
         )
+
+    def target_set(self) -> TargetSet:
+        return self.request().target_set(standing_allow_list=False)
 
     def check(self) -> TargetSet:
         """Refuse what ``iotrate scan`` refuses, before anything is sent anywhere."""
@@ -98,12 +107,7 @@ class AgentSettings:
             raise UsageError("--site must be 1-64 letters, digits, '.', '_' or '-'")
         if self.policy not in ("safe", "default"):
             raise UsageError("an agent's policy is safe or default (no --intrusive unattended)")
-        from iotrate.discovery.portscan import port_specs
-
-        try:
-            port_specs(self.ports)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+        self.request().check_ports()
         return self.target_set()
 
     def options(self) -> dict[str, Any]:
@@ -410,9 +414,9 @@ class Agent:
     # -- scanning -----------------------------------------------------------------------------
 
     def scan_once(self) -> ScanResult:
-        from iotrate.discovery.portscan import ScanLimits
+        # The scan machinery loads when the first scan starts, not when the agent does.
+        import iotrate.scan
         from iotrate.rating import device_rater
-        from iotrate.scan import ScanOptions, run_scan
         from iotrate.storage import Recorder
 
         s = self.settings
@@ -453,18 +457,8 @@ class Agent:
             "scan %s of %s (%d addresses) begins", scan_id, " ".join(s.targets), target_set.size
         )
         try:
-            result = asyncio.run(
-                run_scan(
-                    target_set,
-                    ScanOptions(
-                        ports=s.ports,
-                        limits=ScanLimits(connect_timeout=s.timeout, concurrency=s.concurrency),
-                        policy=s.policy,
-                        on_device=on_device,
-                        scan_id=scan_id,
-                    ),
-                )
-            )
+            options = s.request().scan_options(on_device=on_device, scan_id=scan_id)
+            result = asyncio.run(iotrate.scan.run_scan(target_set, options))
         except BaseException:
             self._queue_end(recorder.partial(), "interrupted", recorder.devices)
             self.spool.set("open_scan", None)

@@ -3,14 +3,13 @@
 A thin shell, like ``iotrate identify``: ``scan`` records advertisements with bleak
 (:mod:`iotrate.ble.live`) and ``replay`` reads a recording; both then run the same pipeline
 (:func:`iotrate.ble.devices.capture_result`) and the same outputs as ``iotrate scan`` (table,
-``--json``/``-o``, ``--report``, ``--labels``). Registered in ``iotrate.cli`` with two lines.
+``--json``/``-o``, ``--report``, ``--labels``). Registered in ``iotrate.cli.main`` with one line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +18,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from iotrate.cli.console import EXIT_RUNTIME, EXIT_USAGE, stdout_console, write_outputs
+from iotrate.cli.observations import read_observation_file
 from iotrate.errors import IotrateError, UsageError
 from iotrate.identify.observations import BleObservation, Observation
 from iotrate.models import ScanResult
 
-EXIT_USAGE, EXIT_RUNTIME = 2, 3
+# Heavy modules (bleak, the BLE pipeline, the renderers) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
 
 ble_app = typer.Typer(
     help="Bluetooth LE: find watches, trackers, bands and sensors nearby and rate their privacy.",
@@ -32,10 +34,7 @@ ble_app = typer.Typer(
 
 
 def _consoles() -> tuple[Console, Console]:
-    out = Console(soft_wrap=True)
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        out = Console(soft_wrap=True, width=160)
-    return out, Console(stderr=True, soft_wrap=True)
+    return stdout_console(), Console(stderr=True, soft_wrap=True)
 
 
 def _fail(err: Console, exc: IotrateError) -> typer.Exit:
@@ -55,14 +54,13 @@ def _emit(
     labels: Path | None,
     out: Console,
 ) -> None:
-    from iotrate.cli import _write_outputs
     from iotrate.reports import terminal
 
     text = result.model_dump_json(indent=2)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text + "\n", encoding="utf-8")
-    _write_outputs(result, report, labels)
+    write_outputs(result, report, labels)
     if json_out:
         sys.stdout.write(text + "\n")
     else:
@@ -176,7 +174,6 @@ def replay_cmd(
     The time-based checks use the recording's own clock (each observation's ``time``).
     """
     from iotrate.ble.devices import capture_result
-    from iotrate.cli_identify import read_observation_file
 
     out, err = _consoles()
     read = read_observation_file(file, err)

@@ -1,14 +1,13 @@
 """``iotrate identify FILE.jsonl``: offline identification of recorded observations.
 
-Kept out of ``iotrate.cli`` so the identification area owns its command; ``cli.py`` registers
-it with one line. The command is a thin shell: reading, identifying and rendering are library
-functions, so the benchmark and tests run exactly what users run.
+Kept in its own module so the identification area owns its command; ``iotrate.cli.main``
+registers it with one line. The command is a thin shell: reading, identifying and rendering are
+library functions, so the benchmark and tests run exactly what users run.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,11 +17,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from iotrate.identify import IdentifyError, identify, read_observations
+from iotrate.cli.console import EXIT_RUNTIME, EXIT_USAGE, stdout_console
+from iotrate.cli.observations import read_observation_file, tell_read_problems
+from iotrate.identify import IdentifyError, identify
 from iotrate.identify.observations import ReadResult
 from iotrate.models import Identity
 
-EXIT_USAGE, EXIT_RUNTIME = 2, 3
+# Heavy modules (the pcap reader) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
 
 
 def result_dict(device: str, identity: Identity) -> dict[str, Any]:
@@ -82,9 +84,7 @@ def identify_cmd(
 
     Offline: reads FILE, sends nothing. Format: docs/identify.md.
     """
-    out = Console(soft_wrap=True)
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        out = Console(soft_wrap=True, width=160)
+    out = stdout_console()
     err = Console(stderr=True, soft_wrap=True)
     if (file is None) == (pcap is None):
         err.print("iotrate: error: give either FILE.jsonl or --pcap FILE", markup=False)
@@ -103,7 +103,7 @@ def identify_cmd(
     if pcap is None:
         read = read_observation_file(file, err)
     else:
-        _tell_read_problems(read, err)
+        tell_read_problems(read, err)
     try:
         results = identify(read.observations)
     except IdentifyError as exc:
@@ -115,26 +115,3 @@ def identify_cmd(
         render_table(results, out)
     if read.errors:
         raise typer.Exit(EXIT_USAGE)
-
-
-def read_observation_file(file: Path, err: Console) -> ReadResult:
-    """Observations from a JSON Lines file (``-``: stdin), their warnings and errors printed;
-    a file that cannot be read at all is a usage error (exit 2)."""
-    try:
-        if str(file) == "-":
-            read = read_observations(sys.stdin)
-        else:
-            with file.open(encoding="utf-8", errors="replace") as fh:
-                read = read_observations(fh)
-    except OSError as exc:
-        err.print(f"iotrate: error: cannot read {file}: {exc.strerror or exc}", markup=False)
-        raise typer.Exit(EXIT_USAGE) from None
-    _tell_read_problems(read, err)
-    return read
-
-
-def _tell_read_problems(read: ReadResult, err: Console) -> None:
-    for w in read.warnings:
-        err.print(f"iotrate: warning: {w}", markup=False, highlight=False)
-    for e in read.errors:
-        err.print(f"iotrate: error: {e}", markup=False, highlight=False)

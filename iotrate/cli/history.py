@@ -1,7 +1,7 @@
 """``iotrate history`` and ``iotrate diff``: what was scanned, and what changed since last time.
 
 Both read the history database that ``iotrate scan`` writes (see :mod:`iotrate.storage`);
-registered in :mod:`iotrate.cli`, with its exit codes (2: unknown scan id, 3: database
+registered in :mod:`iotrate.cli.main`, with its exit codes (2: unknown scan id, 3: database
 unreadable). Device strings come from the devices and are cleaned before they reach the
 terminal, since a device name may carry escape sequences.
 """
@@ -13,16 +13,21 @@ import sys
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from iotrate.cli.console import fail
 from iotrate.errors import IotrateError, UsageError
-from iotrate.models import Target, utcnow
-from iotrate.storage import Recorder, Store, default_path, is_url
+from iotrate.history import DeviceChange, ScanDiff, diff_results
+from iotrate.models import ScanResult
+from iotrate.storage import Store, default_path, is_url
+
+# Heavy modules (the renderers) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
 
 _out = Console(soft_wrap=True, highlight=False)
 
@@ -35,14 +40,6 @@ DbOption = Annotated[
         "$IOTRATE_DB, else iotrate.db in the user data dir).",
     ),
 ]
-
-
-def _fail(exc: IotrateError) -> NoReturn:
-    """``iotrate.cli``'s error exit, imported when called: ``iotrate.cli`` imports this module
-    to register the commands, so a module-level import here would be circular."""
-    from iotrate.cli import _fail as fail
-
-    fail(exc)
 
 
 def _clean(value: object, limit: int = 160) -> str:
@@ -66,36 +63,6 @@ def _open(db: str | None) -> Store | None:
     return Store(path)
 
 
-def scan_recorder(
-    db: Path | str | None,
-    no_history: bool,
-    scan_id: str,
-    targets: list[Target],
-    policy: str,
-    *,
-    store: Store | None = None,
-    started: datetime | None = None,
-    **recorder_kw: Any,
-) -> Recorder:
-    """The recorder ``iotrate scan`` hands to ``run_scan``. Each device is rated on its own as
-    it is stored, so an interrupted scan still has grades; the scan's final rating (after
-    cross-device correlation) replaces them when it finishes. ``store`` (already open, e.g.
-    for ``--resume``) and ``recorder_kw`` (options, owner, resumed) go to the Recorder."""
-    from iotrate.rating import device_rater
-
-    started = started or utcnow()
-    if store is None and not no_history:
-        store = Store(db or default_path())
-    prepare = device_rater(scan_id, started)
-
-    try:
-        return Recorder(store, scan_id, started, targets, policy, prepare, **recorder_kw)
-    except BaseException:
-        if store is not None:
-            store.close()
-        raise
-
-
 def history_cmd(
     db: DbOption = None,
     device: Annotated[
@@ -114,7 +81,7 @@ def history_cmd(
                 scans = store.scans() if device is None else []
                 records = store.device_history(device) if device is not None else []
     except IotrateError as exc:
-        _fail(exc)
+        fail(exc)
     if device is not None:
         if json_out:
             data: Any = [{**asdict(r), "started_at": r.started_at.isoformat()} for r in records]
@@ -189,23 +156,10 @@ def diff_cmd(
 ) -> None:
     """What changed between two scans (default: the last two complete scans of the same
     targets): devices new and gone, grades up and down, findings fixed and new, ports."""
-    from iotrate.history import diff_results
-
     try:
-        if (scan_a is None) != (scan_b is None):
-            raise UsageError("name two scans (SCAN_A SCAN_B), or none for the last two")
-        store = _open(db)
-        if store is None:
-            raise UsageError(f"no scans stored in {db or default_path()}")
-        with store:
-            if scan_a is None or scan_b is None:
-                a_id, b_id = store.previous_pair()
-            else:
-                a_id, b_id = store.resolve(scan_a), store.resolve(scan_b)
-            before, after = store.load_scan(a_id), store.load_scan(b_id)
-            statuses = (store.status(a_id), store.status(b_id))
+        before, after, statuses = _load_pair(db, scan_a, scan_b)
     except IotrateError as exc:
-        _fail(exc)
+        fail(exc)
     d = diff_results(before, after)
     if json_out:
         data = asdict(d)
@@ -224,26 +178,7 @@ def diff_cmd(
                 "new or gone",
                 markup=False,
             )
-    lines: list[tuple[str, str]] = []
-    for r in d.new_devices:
-        lines.append((f"{r.name} ({r.address})", f"new device, grade {r.grade or '-'}"))
-    for r in d.gone_devices:
-        lines.append((f"{r.name} ({r.address})", "no longer seen"))
-    for c in d.changed:
-        what: list[str] = []
-        if c.direction in ("better", "worse"):
-            what.append(f"grade {c.grade_before} -> {c.grade_after} ({c.direction})")
-        elif c.direction == "unknown":
-            what.append(f"grade {c.grade_before or '-'} -> {c.grade_after or '-'}")
-        what += [f"fixed: {f.title} ({f.check})" for f in c.findings_fixed]
-        what += [f"new problem: {f.title} ({f.check})" for f in c.findings_new]
-        if c.services_opened:
-            what.append("ports opened: " + ", ".join(c.services_opened))
-        if c.services_closed:
-            what.append("ports closed: " + ", ".join(c.services_closed))
-        if c.address_before:
-            what.append(f"moved from {c.address_before}")
-        lines.append((f"{c.device.name} ({c.device.address})", "; ".join(what)))
+    lines = _change_lines(d)
     if not lines:
         _out.print(f"nothing changed ({d.unchanged} devices the same)", markup=False)
         return
@@ -254,6 +189,54 @@ def diff_cmd(
         t.add_row(Text(_clean(who)), Text(_clean(what_text, limit=4000)))
     _out.print(t)
     _out.print(f"{d.unchanged} device(s) unchanged", markup=False)
+
+
+def _load_pair(
+    db: str | None, scan_a: str | None, scan_b: str | None
+) -> tuple[ScanResult, ScanResult, tuple[str, str]]:
+    """The two scans to compare (named, or the last two of the same targets) and their
+    statuses."""
+    if (scan_a is None) != (scan_b is None):
+        raise UsageError("name two scans (SCAN_A SCAN_B), or none for the last two")
+    store = _open(db)
+    if store is None:
+        raise UsageError(f"no scans stored in {db or default_path()}")
+    with store:
+        if scan_a is None or scan_b is None:
+            a_id, b_id = store.previous_pair()
+        else:
+            a_id, b_id = store.resolve(scan_a), store.resolve(scan_b)
+        before, after = store.load_scan(a_id), store.load_scan(b_id)
+        return before, after, (store.status(a_id), store.status(b_id))
+
+
+def _change_lines(d: ScanDiff) -> list[tuple[str, str]]:
+    """One (device, what changed) line per device that is new, gone or changed."""
+    lines: list[tuple[str, str]] = []
+    for r in d.new_devices:
+        lines.append((f"{r.name} ({r.address})", f"new device, grade {r.grade or '-'}"))
+    for r in d.gone_devices:
+        lines.append((f"{r.name} ({r.address})", "no longer seen"))
+    for c in d.changed:
+        lines.append((f"{c.device.name} ({c.device.address})", "; ".join(_what_changed(c))))
+    return lines
+
+
+def _what_changed(c: DeviceChange) -> list[str]:
+    what: list[str] = []
+    if c.direction in ("better", "worse"):
+        what.append(f"grade {c.grade_before} -> {c.grade_after} ({c.direction})")
+    elif c.direction == "unknown":
+        what.append(f"grade {c.grade_before or '-'} -> {c.grade_after or '-'}")
+    what += [f"fixed: {f.title} ({f.check})" for f in c.findings_fixed]
+    what += [f"new problem: {f.title} ({f.check})" for f in c.findings_new]
+    if c.services_opened:
+        what.append("ports opened: " + ", ".join(c.services_opened))
+    if c.services_closed:
+        what.append("ports closed: " + ", ".join(c.services_closed))
+    if c.address_before:
+        what.append(f"moved from {c.address_before}")
+    return what
 
 
 def show_cmd(
@@ -275,7 +258,7 @@ def show_cmd(
             result = store.load_scan(scan)
             status = store.status(result.scan_id)
     except IotrateError as exc:
-        _fail(exc)
+        fail(exc)
     if json_out:
         sys.stdout.write(json_report.render(result) + "\n")
         return

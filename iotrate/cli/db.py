@@ -3,19 +3,20 @@
 ``iotrate db update FILE…`` merges CVE JSON 5 records, NVD API 2.0 answers, the CISA KEV
 catalog and tables in the ``embedded_components.csv`` layout into the dataset, offline: a lab
 fetches the files however its network policy allows, then runs this. ``iotrate db info`` says
-what the dataset holds. Registered in :mod:`iotrate.cli`; exit codes as documented there.
+what the dataset holds. Registered in :mod:`iotrate.cli.main`; exit codes as documented there.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from iotrate import vulndb
+from iotrate.cli.console import fail
 from iotrate.errors import IotrateError, RuntimeFailure
 
 db_app = typer.Typer(
@@ -23,14 +24,6 @@ db_app = typer.Typer(
     no_args_is_help=True,
 )
 _out = Console(soft_wrap=True, highlight=False)
-
-
-def _fail(exc: IotrateError) -> NoReturn:
-    """``iotrate.cli``'s error exit, imported when called: ``iotrate.cli`` imports this
-    module to register the command, so a module-level import here would be circular."""
-    from iotrate.cli import _fail as fail
-
-    fail(exc)
 
 
 @db_app.command("update")
@@ -63,9 +56,9 @@ def update_cmd(
             )
         report = vulndb.update_dataset(files, target)
     except IotrateError as exc:
-        _fail(exc)
+        fail(exc)
     except OSError as exc:
-        _fail(RuntimeFailure(f"cannot update the dataset in {target}: {exc}"))
+        fail(RuntimeFailure(f"cannot update the dataset in {target}: {exc}"))
     if seeded:
         _out.print(f"seeded {target} with the shipped dataset")
     added, updated = sorted(set(report.added)), sorted(set(report.updated) - set(report.added))
@@ -89,7 +82,7 @@ def info_cmd(
     try:
         db = vulndb.load(data_dir)
     except IotrateError as exc:
-        _fail(exc)
+        fail(exc)
     total = sum(len({r.cve_id for r in rows}) for rows in db.cves.values())
     _out.print(f"dataset {data_dir or vulndb.data_dir()}")
     _out.print(

@@ -2,7 +2,7 @@
 
 Rating is separate from scanning so that a lab can re-rate the same evidence under a new
 scheme version or with the maker's declaration, without touching the device again. Registered
-in :mod:`iotrate.cli`; exit codes as documented there.
+in :mod:`iotrate.cli.main`; exit codes as in :mod:`iotrate.cli.console`.
 """
 
 from __future__ import annotations
@@ -17,17 +17,13 @@ from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
+from iotrate.cli.console import EXIT_FAIL_UNDER, err, fail, grade_option, out, worst_at_or_below
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import ScanResult
 from iotrate.naming import display_name
 
-
-def _grade(value: str | None) -> str | None:
-    """``iotrate.cli``'s grade check, imported when called: ``iotrate.cli`` imports this module
-    to register the command, so a module-level import here would be circular."""
-    from iotrate.cli import _grade as check
-
-    return check(value)
+# Heavy modules (the scheme and the declarations) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
 
 
 def rate_cmd(
@@ -84,13 +80,12 @@ def rate_cmd(
         typer.Option(
             "--fail-under",
             metavar="GRADE",
-            callback=_grade,
+            callback=grade_option,
             help="Exit 1 if any device is rated at or below this grade (A-G).",
         ),
     ] = None,
 ) -> None:
     """Rate the devices in a saved scan result, A-G, and explain each grade."""
-    from iotrate.cli import EXIT_FAIL_UNDER, _fail, err, out, worst_at_or_below
     from iotrate.declarations import assign_declarations, load_declaration
     from iotrate.rating import load_scheme, rate_result
 
@@ -115,13 +110,13 @@ def rate_cmd(
         day = as_of.date() if as_of else None
         rated = rate_result(result, scheme, assigned, today=day)
     except IotrateError as exc:
-        _fail(exc)
+        fail(exc)
     doc = rated.model_dump_json(indent=2)
     if output is not None:
         try:
             output.write_text(doc + "\n", encoding="utf-8")
         except OSError as exc:
-            _fail(RuntimeFailure(f"cannot write {output}: {exc.strerror or exc}"))
+            fail(RuntimeFailure(f"cannot write {output}: {exc.strerror or exc}"))
     if json_out:
         sys.stdout.write(doc + "\n")
     else:

@@ -1,6 +1,6 @@
 """``iotrate agent``, ``iotrate collector`` and ``iotrate agent-command``: fleet mode.
 
-Registered in :mod:`iotrate.cli` by :func:`register`. Exit codes as everywhere: 2 for a usage
+Registered in :mod:`iotrate.cli.main` by :func:`register`. Exit codes as everywhere: 2 for a usage
 error or a refused target (found before the broker is contacted), 3 for a runtime failure,
 130 when stopped by Ctrl-C or SIGTERM during a scan. The agent and the collector log to stderr,
 at INFO unless ``-v`` asks for more.
@@ -14,11 +14,15 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
+from iotrate.cli.console import fail
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
+
+# Heavy modules (paho-mqtt, the spool, the collector, PostgreSQL) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
 
 log = logging.getLogger("iotrate.fleet")
 
@@ -35,12 +39,6 @@ PasswordFileOption = Annotated[
     Path | None,
     typer.Option("--password-file", help="Broker password from this file (keeps it out of `ps`)."),
 ]
-
-
-def _fail(exc: IotrateError) -> NoReturn:
-    from iotrate.cli import _fail as fail
-
-    fail(exc)
 
 
 def _info_logging() -> None:
@@ -223,9 +221,9 @@ def agent_cmd(
         finally:
             box.close()
     except IotrateError as exc:
-        _fail(exc)
+        fail(exc)
     except OSError as exc:
-        _fail(RuntimeFailure(str(exc)))
+        fail(RuntimeFailure(str(exc)))
 
 
 def collector_cmd(
@@ -317,9 +315,9 @@ def collector_cmd(
             stats.rejected,
         )
     except IotrateError as exc:
-        _fail(exc)
+        fail(exc)
     except OSError as exc:
-        _fail(RuntimeFailure(str(exc)))
+        fail(RuntimeFailure(str(exc)))
 
 
 def agent_command_cmd(
@@ -374,7 +372,7 @@ def agent_command_cmd(
             client.disconnect()
             client.loop_stop()
     except IotrateError as exc:
-        _fail(exc)
+        fail(exc)
     sys.stderr.write(f"sent {command} to site {site}\n")
 
 

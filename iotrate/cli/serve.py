@@ -1,6 +1,6 @@
 """``iotrate serve``: the dashboard over the history database, in a browser.
 
-Registered in :mod:`iotrate.cli`. It listens on 127.0.0.1 unless told otherwise, and refuses
+Registered in :mod:`iotrate.cli.main`. It listens on 127.0.0.1 unless told otherwise, and refuses
 any address other hosts can reach unless ``--allow-remote`` is given *and* a users file exists,
 so a dashboard of every weakness on a network is never handed out by accident. Exit codes as
 for every command: 2 for a usage error or a refused address, 3 when the database or the port
@@ -15,23 +15,20 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from iotrate.cli.console import fail
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
+
+# Heavy modules (uvicorn, starlette, SQLAlchemy) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
 
 if TYPE_CHECKING:
     from iotrate.storage import Store
 
 DEFAULT_PORT = 8765
-
-
-def _fail(exc: IotrateError) -> NoReturn:
-    """``iotrate.cli``'s error exit, imported when called (it imports this module)."""
-    from iotrate.cli import _fail as fail
-
-    fail(exc)
 
 
 def store_opener(db: str | None) -> tuple[Callable[[], Store], str]:
@@ -197,7 +194,7 @@ def serve_cmd(
         opener().close()  # fails here, with exit 3, rather than on the first page
         sock = listen(host, port)
     except IotrateError as exc:
-        _fail(exc)
+        fail(exc)
     run(sock, host, opener, accounts, loopback, tls_cert, tls_key, where)
 
 

@@ -3,8 +3,9 @@
 
 They work on result files rather than on a live scan, so a lab can scan once and print, sign
 or re-render later, and a shop can print labels from results it was sent. Exit codes follow
-``iotrate.cli``: 0 ok, 1 verification failed, 2 usage error, 3 runtime failure. Messages are
-printed with ``typer.echo`` (no rich markup), because they can contain device strings.
+:mod:`iotrate.cli.console`: 0 ok, 1 verification failed, 2 usage error, 3 runtime failure.
+Messages are printed with ``typer.echo`` (no rich markup), because they can contain device
+strings.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
+from iotrate.cli.console import EXIT_RUNTIME, EXIT_USAGE
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 
-EXIT_MISMATCH, EXIT_USAGE, EXIT_RUNTIME = 1, 2, 3
+# Heavy modules (the renderers, cairosvg, cryptography) are imported inside the commands
+# that use them, so that ``iotrate --help`` and the other commands start fast.
+
+EXIT_MISMATCH = 1  # verify: a signature or label that does not match
 FORMATS = ("svg", "png", "pdf")
 T = TypeVar("T")
 
