@@ -38,7 +38,7 @@ from iotrate.models import (
     ScanResult,
     Severity,
 )
-from iotrate.rating_schema.loader import DEFAULT_SCHEME, SchemeError, load_scheme, parse_scheme
+from iotrate.rating_schema.loader import load_scheme
 from iotrate.rating_schema.model import (
     AnyCondition,
     Band,
@@ -50,19 +50,6 @@ from iotrate.rating_schema.model import (
     UnknownCondition,
     UnratedCondition,
 )
-
-__all__ = [
-    "DECLARATION_PROBE",
-    "DEFAULT_SCHEME",
-    "Scheme",
-    "SchemeError",
-    "declaration_findings",
-    "device_rater",
-    "load_scheme",
-    "parse_scheme",
-    "rate",
-    "rate_result",
-]
 
 log = logging.getLogger(__name__)
 

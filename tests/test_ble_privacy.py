@@ -22,6 +22,7 @@ from ble_recordings import (
     weight_kg,
 )
 from iotrate.rating_schema import SCHEME_DIR
+from iotrate.rating_schema.loader import load_scheme
 
 from iotrate.ble.devices import capture_result
 from iotrate.ble.privacy import (
@@ -40,7 +41,7 @@ from iotrate.models import (
     ProbeOutcome,
     Severity,
 )
-from iotrate.rating import load_scheme, rate
+from iotrate.rating import rate
 
 
 def rated(*recordings: list[dict[str, Any]]) -> dict[str, Device]:

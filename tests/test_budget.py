@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 import pytest
 from executables import IOTRATE
 from iotrate.probes.base import Probe, ProbeContext
+from iotrate.rating_schema.loader import load_scheme
+from iotrate.rating_schema.model import AnyCondition, FindingCondition
 from probefakes import device
 from typer.testing import CliRunner
 
@@ -39,7 +41,7 @@ from iotrate.probing import (
     parse_budget,
     probe_priority,
 )
-from iotrate.rating import AnyCondition, FindingCondition, load_scheme, rate
+from iotrate.rating import rate
 
 # --- order: most telling first --------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from iotrate.rating_schema.loader import load_scheme
 from typer.testing import CliRunner
 
 from iotrate.cli import app
@@ -32,7 +33,7 @@ from iotrate.models import (
     ScanResult,
     Severity,
 )
-from iotrate.rating import DECLARATION_PROBE, load_scheme, rate, rate_result
+from iotrate.rating import DECLARATION_PROBE, rate, rate_result
 
 SCHEME = load_scheme()
 TODAY = date(2026, 3, 1)

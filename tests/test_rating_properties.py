@@ -12,6 +12,7 @@ from importlib import resources
 import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from iotrate.rating_schema.loader import load_scheme
 
 from iotrate.declarations import Declaration
 from iotrate.models import (
@@ -26,7 +27,7 @@ from iotrate.models import (
     ScanResult,
     Severity,
 )
-from iotrate.rating import load_scheme, rate
+from iotrate.rating import rate
 
 SCHEME = load_scheme()
 TODAY = date(2026, 3, 1)

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from iotrate.rating_schema.loader import DEFAULT_SCHEME, SchemeError, load_scheme, parse_scheme
 
 from iotrate.declarations import load_yaml
 from iotrate.models import GRADES
-from iotrate.rating import DEFAULT_SCHEME, SchemeError, load_scheme, parse_scheme
 
 SCHEME = load_scheme()
 RAW: dict[str, Any] = load_yaml(DEFAULT_SCHEME, "rating scheme", SchemeError)

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from iotrate.rating_schema.loader import load_scheme
 from labelfixtures import SCRIPT, hostile_device, rating
 
 from iotrate.declarations import assign_declarations, load_declaration
 from iotrate.models import Device, Evidence, Finding, ScanResult, Service, Severity, Target, utcnow
-from iotrate.rating import load_scheme, rate_result
+from iotrate.rating import rate_result
 from iotrate.storage import Store
 
 DATA = Path(__file__).parent / "data"

@@ -21,7 +21,9 @@ from iotrate.identify.errors import IdentifyError
 from iotrate.identify.observations import BleObservation, Observation
 from iotrate.models import BluetoothInfo, Device, Identity, ScanResult
 from iotrate.net import printable
-from iotrate.rating import Scheme, load_scheme, rate_result
+from iotrate.rating import rate_result
+from iotrate.rating_schema.loader import load_scheme
+from iotrate.rating_schema.model import Scheme
 
 DISCOVERY_MODE = "ble-passive"
 MAX_NAMES = 8

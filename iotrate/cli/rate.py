@@ -87,7 +87,8 @@ def rate_cmd(
 ) -> None:
     """Rate the devices in a saved scan result, A-G, and explain each grade."""
     from iotrate.declarations import assign_declarations, load_declaration
-    from iotrate.rating import load_scheme, rate_result
+    from iotrate.rating import rate_result
+    from iotrate.rating_schema.loader import load_scheme
 
     try:
         try:
