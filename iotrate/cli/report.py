@@ -206,9 +206,8 @@ def report_cmd(
     def run() -> None:
         lr = load_result(result)
         url = _report_url(report_url, lr.digest, lr.result.scan_id)
-        page = html.render(
-            lr.result, digest=lr.digest, report_url=url, texts=html.load_check_texts()
-        )
+        # The same builder as ``scan --report``: each device's texts come from its scheme.
+        page = html.render(lr.result, digest=lr.digest, report_url=url)
         _write(output, page)
 
     _run(run)
