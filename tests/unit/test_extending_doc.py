@@ -113,7 +113,7 @@ def probe_module() -> ModuleType:
     """The page's probe, as if it were ``probes/vnc.py`` (its relative imports included)."""
     module = ModuleType("iotrate.probes.vnc_example")
     module.__package__ = "iotrate.probes"
-    exec(compile(example("probe"), f"{DOC}:probe", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(example("probe"), f"{DOC}:probe", "exec"), module.__dict__)
     return module
 
 
@@ -134,7 +134,9 @@ def scan(probe: type[base.Probe], reply: bytes) -> Device:
     async def go() -> Device:
         server = await asyncio.start_server(rfb_server(reply), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        device = Device(id="dut", address="127.0.0.1", services=[Service(port=port, protocol="vnc")])
+        device = Device(
+            id="dut", address="127.0.0.1", services=[Service(port=port, protocol="vnc")]
+        )
         async with server:
             run: Awaitable[list[Device]] = ProbeRunner([probe], RunnerOptions()).run([device])
             (d,) = await asyncio.wait_for(run, 30)
@@ -220,11 +222,41 @@ def test_the_probe_example_needs_its_check_in_the_scheme() -> None:
     assert outcome.status is OutcomeStatus.FAILED and d.findings == []
 
 
-def test_the_identification_rule_example(tmp_path: Path) -> None:
+def test_the_probe_tests_example(monkeypatch: pytest.MonkeyPatch, draft: Scheme) -> None:
+    monkeypatch.setattr(base, "catalogue", lambda: draft)
+    names = {
+        "asyncio": asyncio,
+        "pytest": pytest,
+        "Awaitable": Awaitable,
+        "Callable": Callable,
+        "StreamReader": asyncio.StreamReader,
+        "StreamWriter": asyncio.StreamWriter,
+        "Device": Device,
+        "Service": Service,
+        "OutcomeStatus": OutcomeStatus,
+        "ProbeRunner": ProbeRunner,
+        "RunnerOptions": RunnerOptions,
+        "VncNoAuth": probe_module().VncNoAuth,
+    }
+    exec(compile(example("probe-test"), f"{DOC}:probe-test", "exec"), names)
+    test = names["test_vnc_without_a_password"]
+    (mark,) = test.pytestmark
+    cases = mark.args[1]
+    assert {found for _, found in cases} == {True, False}
+    for reply, found in cases:
+        test(reply, found)
+
+
+def extended_identifier(tmp_path: Path) -> Identifier:
+    """The bundled fingerprint data plus the page's rule."""
     rules = load_rules(yaml_block("identify-rule", tmp_path), "extending.md")
-    base_db = Database.load()
-    assert not {r.id for r in rules} & {r.id for r in base_db.rules}
-    db = Database(base_db.rules + rules, base_db.recog, base_db.lexicon, base_db.vendors)
+    bundled = Database.load()
+    assert not {r.id for r in rules} & {r.id for r in bundled.rules}
+    db = Database(bundled.rules + rules, bundled.recog, bundled.lexicon, bundled.vendors)
+    return Identifier(db)
+
+
+def test_the_identification_rule_example(tmp_path: Path) -> None:
     line = {
         "device": "dut",
         "kind": "mdns",
@@ -235,14 +267,23 @@ def test_the_identification_rule_example(tmp_path: Path) -> None:
     }
     read = read_observations([json.dumps(line)])
     assert not read.errors
-    ident = Identifier(db).identify_device("dut", read.observations)
-    assert (ident.category, ident.firmware) == ("printer", "1.10.2")
-    assert "dnssd.octoprint.version" in {e.rule for e in ident.evidence}
+    before = Identifier().identify_device("dut", read.observations)
+    after = extended_identifier(tmp_path).identify_device("dut", read.observations)
+    assert before.firmware is None  # what the rule adds
+    assert (after.category, after.firmware) == ("printer", "1.10.2")
+    assert "dnssd.octoprint.version" in {e.rule for e in after.evidence}
+    names = {
+        "json": json,
+        "read_observations": read_observations,
+        "Identifier": lambda: extended_identifier(tmp_path),
+    }
+    exec(compile(example("identify-test"), f"{DOC}:identify-test", "exec"), names)
+    names["test_octoprint_version"]()
 
 
 def test_the_report_example_renders_findings_as_csv() -> None:
     namespace: dict[str, Any] = {"__name__": "iotrate.reports.csv_example"}
-    exec(compile(example("report"), f"{DOC}:report", "exec"), namespace)  # noqa: S102
+    exec(compile(example("report"), f"{DOC}:report", "exec"), namespace)
     scheme = load_scheme()
     telnet = scheme.finding("svc.telnet", "telnet on port 23", 23, {}, probe="svc.telnet")
     device = Device(
