@@ -53,7 +53,7 @@ def add_check(path: Path, requirement: str, check: str) -> None:
 
 
 def owasp_title(path: Path) -> str:
-    return next(fw.title for fw in load_scheme(path).frameworks if fw.id == OWASP)
+    return str(next(fw.title for fw in load_scheme(path).frameworks if fw.id == OWASP))
 
 
 def test_a_version_reads_its_frozen_copy(tmp_path: Path) -> None:
