@@ -6,6 +6,12 @@ the scheme's framework files (``frameworks/*.yaml``): that is where a mapping is
 The published schemes 2026.1 and 2026.2 also carry those lists inline (``standards`` per check,
 ``provisions``); published files are never edited, so the loader keeps reading them, but only
 to verify them against what the framework files say. A later scheme version leaves them out.
+
+A scheme of version V lists its framework files as ``frameworks/<file>``; each resolves to
+``frameworks/V/<file>`` when that file exists, else to ``frameworks/<file>``. So the unversioned
+files always map the newest scheme, and starting a new version means copying the current
+mapping into ``frameworks/<current version>/`` (frozen) without touching the published YAML
+that lists it (frameworks/README.md has the procedure).
 """
 
 from __future__ import annotations
@@ -102,8 +108,21 @@ def _load_framework(path: Path) -> Framework:
     )
 
 
+def framework_path(scheme_path: Path, version: str, entry: str) -> Path:
+    """Where a scheme's ``frameworks`` entry is read from: the copy frozen for this version
+    (``frameworks/<version>/<file>``) if there is one, else the entry as written.
+
+    Freezing a mapping is then a copy, never an edit of the published scheme that lists it; an
+    entry that already names a versioned folder (2026.1's) has no such copy and stays as is.
+    """
+    written = scheme_path.parent / entry
+    frozen = written.parent / version / written.name
+    return frozen if frozen.is_file() else written
+
+
 def _frameworks(doc: Any, path: Path, known: set[str]) -> tuple[Framework, ...]:
-    frameworks = tuple(_load_framework(path.parent / f) for f in doc["frameworks"])
+    version = str(doc["version"])
+    frameworks = tuple(_load_framework(framework_path(path, version, f)) for f in doc["frameworks"])
     for fw in frameworks:
         for req in fw.requirements:
             for cid in req.checks:
