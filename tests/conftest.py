@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hostneeds import need_namespaces
+from support.hosts import need_namespaces
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def _history_db(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
 def _no_leftover_collectors() -> Iterator[None]:
     """A fleet test that fails half-way must not leave its ``iotrate collector`` running."""
     yield
-    from fleet_support import kill_leftovers
+    from support.fleet import kill_leftovers
 
     kill_leftovers()
 

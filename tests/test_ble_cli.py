@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ble_recordings import findmy_separated, rotating_phone, travelling_airtag, uuid16
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from executables import IOTRATE
+from support.ble import findmy_separated, rotating_phone, travelling_airtag, uuid16
+from support.executables import IOTRATE
 from typer.testing import CliRunner
 
 from iotrate.ble.live import KEEP_EVERY_S, Recorder, address_type_of, observation_from

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ble_recordings import uuid16
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.ble import uuid16
 
 from iotrate.ble.adv import MAX_FACTS, MAX_TEXT, Advert, decode
 from iotrate.ble.errors import BleFormatError

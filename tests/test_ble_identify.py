@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from ble_recordings import (
+from support.ble import (
     APPLE,
     findmy_near_owner,
     findmy_separated,
@@ -16,7 +16,7 @@ from ble_recordings import (
     tile,
     uuid16,
 )
-from identify_support import benchmark_module, identify_lines, rules_fired
+from support.identify import benchmark_module, identify_lines, rules_fired
 from test_ble_observations import shared_ble_or_skip
 
 bench = benchmark_module()

@@ -9,7 +9,9 @@ from datetime import date
 from typing import Any
 
 import pytest
-from ble_recordings import (
+from iotrate.rating_schema import SCHEME_DIR
+from iotrate.rating_schema.loader import load_scheme
+from support.ble import (
     APPLE,
     address,
     capture,
@@ -21,8 +23,6 @@ from ble_recordings import (
     travelling_airtag,
     weight_kg,
 )
-from iotrate.rating_schema import SCHEME_DIR
-from iotrate.rating_schema.loader import load_scheme
 
 from iotrate.ble.devices import capture_result
 from iotrate.ble.privacy import (

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from io import StringIO
 
-from ble_recordings import observation, travelling_airtag
 from iotrate.reports import html, terminal
 from iotrate.reports import label as lbl
 from rich.console import Console
+from support.ble import observation, travelling_airtag
 
 from iotrate.ble.devices import capture_result
 from iotrate.identify import read_observations

@@ -20,11 +20,11 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
-from executables import IOTRATE
 from iotrate.probes.base import Probe, ProbeContext
 from iotrate.rating_schema.loader import load_scheme
 from iotrate.rating_schema.model import AnyCondition, FindingCondition
-from probefakes import device
+from support.executables import IOTRATE
+from support.probes import device
 from typer.testing import CliRunner
 
 from iotrate.cli import app

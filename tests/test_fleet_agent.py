@@ -20,8 +20,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from fleet_support import Mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
+from support.fleet import Mosquitto
 from test_storage import device
 
 from iotrate.fleet import commands

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from fleet_support import (
+from paho.mqtt.enums import CallbackAPIVersion
+from support.fleet import (
     CollectorProcess,
     Mosquitto,
     PostgresServer,
     postgres,  # noqa: F401
     wait_for,
 )
-from paho.mqtt.enums import CallbackAPIVersion
 from test_storage import device, peek, result, target
 
 from iotrate.fleet.messages import DeviceMessage, EndMessage, StartMessage, encode, topic_for

@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from executables import IOTRATE
-from fleet_support import (
+from paho.mqtt.enums import CallbackAPIVersion
+from support.executables import IOTRATE
+from support.fleet import (
     CollectorProcess,
     Mosquitto,
     PostgresServer,
@@ -26,7 +27,6 @@ from fleet_support import (
     postgres,  # noqa: F401
     wait_for,
 )
-from paho.mqtt.enums import CallbackAPIVersion
 from test_storage import device, finding, peek, result
 
 from iotrate.fleet.messages import DeviceMessage, EndMessage, StartMessage, encode, topic_for

@@ -4,7 +4,7 @@ redelivery and reordering, and a scan never changes hands between sites."""
 from __future__ import annotations
 
 import pytest
-from fleet_support import postgres  # noqa: F401
+from support.fleet import postgres  # noqa: F401
 from test_storage import (
     HOSTILE,
     Where,

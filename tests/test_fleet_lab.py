@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from executables import IOTRATE
-from fleet_support import (
+from support.executables import IOTRATE
+from support.fleet import (
     CollectorProcess,
     Mosquitto,
     PostgresServer,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleet_support import postgres  # noqa: F401
+from support.fleet import postgres  # noqa: F401
 from test_storage import HOSTILE, Where, device, finding, result, where  # noqa: F401
 from typer.testing import CliRunner
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from executables import IOTRATE
+from support.executables import IOTRATE
 
 from iotrate import ratelimit
 from iotrate.discovery.portscan import port_specs

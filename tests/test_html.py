@@ -11,7 +11,7 @@ from iotrate.rating_schema import SCHEME_DIR
 from iotrate.rating_schema.loader import load_scheme
 from iotrate.reports import html
 from iotrate.reports import json as json_report
-from labelfixtures import SCRIPT, fridge, hostile_device, rating, result
+from support.labels import SCRIPT, fridge, hostile_device, rating, result
 from typer.testing import CliRunner
 
 from iotrate.cli import app

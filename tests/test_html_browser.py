@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostneeds import chromium_driver
 from iotrate.reports import html
-from labelfixtures import LONG_NAME, fridge, hostile_device, rating, result
+from support.hosts import chromium_driver
+from support.labels import LONG_NAME, fridge, hostile_device, rating, result
 
 SECTIONS = ("summary", "overview", "devices", "about", "not-a-certification")
 

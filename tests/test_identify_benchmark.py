@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from identify_support import OBSERVATIONS, TRUTH, benchmark_module, shared_or_skip
+from support.identify import OBSERVATIONS, TRUTH, benchmark_module, shared_or_skip
 
 bench = benchmark_module()
 CONFIDENT = bench.CONFIDENT

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from identify_support import OBSERVATIONS, shared_or_skip
+from support.identify import OBSERVATIONS, shared_or_skip
 
 from iotrate.identify import ObservationError, parse_observation, read_observations
 from iotrate.identify.observations import (

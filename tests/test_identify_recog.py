@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from identify_support import identify_lines
+from support.identify import identify_lines
 
 from iotrate.identify.datafiles import load_yaml
 from iotrate.identify.recog import load_database, recog_matcher, ruby_to_python

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from identify_support import OBSERVATIONS, identify_lines, rules_fired, shared_or_skip
+from support.identify import OBSERVATIONS, identify_lines, rules_fired, shared_or_skip
 
 from iotrate.identify.facts import records_for, upnp_records
 from iotrate.identify.observations import read_observations

@@ -14,7 +14,8 @@ from iotrate.reports import label as lbl
 from iotrate.reports import sheet as sheets
 from iotrate.reports.labelcheck import read_label
 from iotrate.reports.textfit import ELLIPSIS, clean, fit, text_width
-from labelfixtures import (
+from PIL import Image
+from support.labels import (
     LONG_NAME,
     SCRIPT,
     every_grade_long_names,
@@ -23,7 +24,6 @@ from labelfixtures import (
     rating,
     result,
 )
-from PIL import Image
 
 from iotrate.models import GRADES, Coverage
 

@@ -7,8 +7,8 @@ from io import StringIO
 
 from iotrate.reports import label as lbl
 from iotrate.reports import terminal
-from labelfixtures import HOSTILE, fridge, hostile_device, rating, result
 from rich.console import Console
+from support.labels import HOSTILE, fridge, hostile_device, rating, result
 
 from iotrate.models import CapApplied, Finding, Severity
 

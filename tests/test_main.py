@@ -1,6 +1,6 @@
 """``python -m iotrate`` is the same program as the ``iotrate`` console script.
 
-Every other test runs the console script (``executables.IOTRATE``); this one keeps
+Every other test runs the console script (``support.executables.IOTRATE``); this one keeps
 ``iotrate/__main__.py`` covered.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from executables import IOTRATE
+from support.executables import IOTRATE
 
 
 def test_python_dash_m_runs_the_same_cli_as_the_console_script() -> None:

@@ -14,7 +14,7 @@ import pytest
 from iotrate.probes import _login, ftp, http, mqtt, rtsp, snmp, ssh, telnet
 from iotrate.probes._clients import credlist
 from iotrate.probes.base import AttemptBudget, Policy, Probe
-from probefakes import (
+from support.probes import (
     basic_route,
     device,
     digest_route,
@@ -191,7 +191,7 @@ def test_http_budget_is_four_and_shared_with_rtsp_on_the_web_account() -> None:
 
 
 def test_http_without_a_challenge_is_not_applicable() -> None:
-    from probefakes import http_response
+    from support.probes import http_response
 
     async def go() -> Device:
         route = lambda *a: http_response(200, b"<html>hello</html>")  # noqa: E731
@@ -296,7 +296,7 @@ def test_safe_policy_skips_every_credential_probe() -> None:
 def test_safe_policy_says_not_applicable_where_nothing_asks_for_a_password() -> None:
     """The passive precheck: an HTTP port without a challenge or an RTSP server whose streams
     are open has no default password to test, so --safe leaves the check out, not unknown."""
-    from probefakes import http_response
+    from support.probes import http_response
 
     async def go() -> Device:
         page = http_server(lambda *a: http_response(200, b"<html>hi</html>"))

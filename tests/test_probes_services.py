@@ -13,7 +13,7 @@ import pytest
 from iotrate.probes import adb, coap, ftp, http, modbus, mqtt, rtsp, smb, snmp, telnet, upnp
 from iotrate.probes._clients import snmp as snmp_client
 from iotrate.probes.base import Policy, Probe
-from probefakes import (
+from support.probes import (
     Fake,
     ftp_server,
     garbage,
@@ -28,7 +28,7 @@ from probefakes import (
     telnet_server,
     udp_fake,
 )
-from probefakes import device as make_device
+from support.probes import device as make_device
 
 from iotrate.models import Device, OutcomeStatus, ProbeOutcome
 from iotrate.probing import ProbeRunner, RunnerOptions

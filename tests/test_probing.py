@@ -23,7 +23,7 @@ from iotrate.probes.base import (
     ProbeContext,
     ProbeFailed,
 )
-from probefakes import (
+from support.probes import (
     Fake,
     basic_route,
     device,

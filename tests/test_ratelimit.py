@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from executables import IOTRATE
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.executables import IOTRATE
 
 from iotrate import ratelimit
 from iotrate.ratelimit import HostRateLimiter, limiting

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from executables import IOTRATE
+from support.executables import IOTRATE
 
 from iotrate.models import Device, ScanResult
 

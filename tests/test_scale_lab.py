@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from executables import IOTRATE
-from hostneeds import need_namespaces
+from support.executables import IOTRATE
+from support.hosts import need_namespaces
 
 HOSTS = 40
 INSTANCE = os.environ.get("IOTRATE_SCALE_LAB_INSTANCE", "sct")

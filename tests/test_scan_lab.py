@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from executables import IOTRATE
-from hostneeds import lo_tx_packets
+from support.executables import IOTRATE
+from support.hosts import lo_tx_packets
 
 from iotrate.models import ScanResult
 

@@ -12,7 +12,7 @@ import pytest
 from iotrate.reports import json as json_report
 from iotrate.reports import label as lbl
 from iotrate.reports.labelcheck import label_problems
-from labelfixtures import fridge, hostile_device, rating, result
+from support.labels import fridge, hostile_device, rating, result
 from typer.testing import CliRunner
 
 from iotrate import signing

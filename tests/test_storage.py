@@ -1,7 +1,7 @@
 """The history store: round trip, incremental writes, interruption, hostile strings, schema.
 
 Every test that does not look at the SQLite file itself runs twice: on SQLite and on a real
-PostgreSQL 15 (``fleet_support.postgres``), the two databases the store serves."""
+PostgreSQL 15 (``support.fleet.postgres``), the two databases the store serves."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from fleet_support import postgres  # noqa: F401  (the PostgreSQL cluster fixture)
 from sqlalchemy import create_engine, text
+from support.fleet import postgres  # noqa: F401  (the PostgreSQL cluster fixture)
 
 from iotrate.errors import RuntimeFailure, UsageError
 from iotrate.history import diff_results

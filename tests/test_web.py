@@ -1,9 +1,9 @@
 """The dashboard (``iotrate serve``): pages and their JSON twins, filters, escaping of hostile
 device strings, login, headers and the CLI's refusals — in-process through Starlette's test
 client, and as the real ``iotrate serve`` process (uvicorn) over HTTP, over HTTPS with sign-in,
-and reading a real PostgreSQL server (``fleet_support.postgres``).
+and reading a real PostgreSQL server (``support.fleet.postgres``).
 
-The database is built from a real lab scan (``tests/webfixtures.py``)."""
+The database is built from a real lab scan (``tests/support/web.py``)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import webfixtures
-from executables import IOTRATE
-from fleet_support import postgres  # noqa: F401  (the PostgreSQL server fixture)
+import support.web
 from iotrate.reports.label import GRADE_COLOURS
-from labelfixtures import SCRIPT
+from support.executables import IOTRATE
+from support.fleet import postgres  # noqa: F401  (the PostgreSQL server fixture)
+from support.labels import SCRIPT
+from support.web import CAMERA, FRIDGE, HOME, HUGE, PLUG, SHOP, WebDb
 from typer.testing import CliRunner
-from webfixtures import CAMERA, FRIDGE, HOME, HUGE, PLUG, SHOP, WebDb
 
 from iotrate.cli import app as cli_app
 from iotrate.errors import UsageError
@@ -56,7 +56,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> WebDb:
-    return webfixtures.build(tmp_path_factory.mktemp("web") / "history.db")
+    return support.web.build(tmp_path_factory.mktemp("web") / "history.db")
 
 
 def make_app(db: WebDb, **kw: Any) -> Any:
@@ -259,7 +259,7 @@ def test_unrated_device_and_empty_database(client: TestClient, tmp_path: Path) -
 def test_a_large_list_comes_a_page_at_a_time(tmp_path: Path) -> None:
     """A fleet's thousands of devices: 500 rows a page, links keep the filters, the counts and
     the grade scale stay those of the whole list, and any other change starts at page 1."""
-    lab = webfixtures.lab_result()
+    lab = support.web.lab_result()
     base = lab.devices[0]
     many = [
         base.model_copy(
@@ -693,7 +693,7 @@ def test_real_server_reads_postgresql(
 ) -> None:
     """The same history in PostgreSQL (as a fleet collector keeps it), served by the real
     command from its URL, reads exactly as from SQLite."""
-    pg = webfixtures.build(postgres.new_database("web"))
+    pg = support.web.build(postgres.new_database("web"))
     proc, url = start_serve(["--db", str(pg.path)], serve_env)
     try:
         with httpx.Client(base_url=url, timeout=10) as h:

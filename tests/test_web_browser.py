@@ -21,11 +21,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import webfixtures
-from executables import IOTRATE
-from hostneeds import chromium_driver
+import support.web
 from iotrate.reports.label import GRADE_COLOURS
-from webfixtures import FRIDGE, PLUG, WebDb
+from support.executables import IOTRATE
+from support.hosts import chromium_driver
+from support.web import FRIDGE, PLUG, WebDb
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def driver() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> WebDb:
-    return webfixtures.build(tmp_path_factory.mktemp("web") / "history.db")
+    return support.web.build(tmp_path_factory.mktemp("web") / "history.db")
 
 
 @pytest.fixture(scope="module")

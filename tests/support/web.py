@@ -21,16 +21,16 @@ from datetime import timedelta
 from pathlib import Path
 
 from iotrate.rating_schema.loader import load_scheme
-from labelfixtures import SCRIPT, hostile_device, rating
 
 from iotrate.declarations import assign_declarations, load_declaration
 from iotrate.models import Device, Evidence, Finding, ScanResult, Service, Severity, Target, utcnow
 from iotrate.rating import rate_result
 from iotrate.storage import Store
+from support.labels import SCRIPT, hostile_device, rating
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 LAB_SCAN = DATA / "lab-scan.json"
-PLUG_DECLARATION = Path(__file__).parents[1] / "iotrate" / "lab" / "declarations" / "plug.yaml"
+PLUG_DECLARATION = Path(__file__).parents[2] / "iotrate" / "lab" / "declarations" / "plug.yaml"
 
 HOME = "home"
 SHOP = 'shop-2 <i>"east"</i>'

@@ -15,8 +15,8 @@ import pytest
 from iotrate.identify import Identifier, read_observations
 from iotrate.models import Identity
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 OBSERVATIONS = SHARED / "observations.jsonl"
 TRUTH = SHARED / "truth.jsonl"
 

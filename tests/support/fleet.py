@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from executables import IOTRATE
-from hostneeds import missing
+
+from support.executables import IOTRATE
+from support.hosts import missing
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
