@@ -11,9 +11,13 @@ milliseconds.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 APPLE = "76"
 SIG = "-0000-1000-8000-00805f9b34fb"
@@ -140,3 +144,18 @@ def rotating_phone(
         }
 
     return list(capture("phone", make, minutes=minutes, rng=rng))
+
+
+SHARED_BLE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ble"
+
+
+def shared_ble_or_skip() -> Path:
+    """The real-device BLE fixtures; missing under CI is a failure, not a skip."""
+    if (
+        not (SHARED_BLE / "observations.jsonl").is_file()
+        or not (SHARED_BLE / "truth.jsonl").is_file()
+    ):
+        if os.environ.get("CI"):
+            pytest.fail("CI has ../shared beside the clone; ../shared/fixtures/ble is missing")
+        pytest.skip("../shared/fixtures/ble is not available")
+    return SHARED_BLE
