@@ -153,7 +153,7 @@ def test_resume_finishes_the_same_scan(lab: dict[str, Any], killed: Killed) -> N
     assert len(addresses) == len(set(addresses))  # each device exactly once
     assert set(addresses) - {lab["scanner"]["address"]} == {d["address"] for d in lab["devices"]}
     found = {d.address: d for d in result.devices}
-    for dev in lab["devices"]:  # the grades of tests/test_scan_lab.py's normal scan
+    for dev in lab["devices"]:  # the grades of tests/lab/test_scan_lab.py's normal scan
         rating = found[dev["address"]].rating
         assert rating is not None, dev["name"]
         if dev["name"] == "plug":

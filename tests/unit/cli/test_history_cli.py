@@ -1,7 +1,7 @@
 """``iotrate history``, ``iotrate diff`` and the scan's recording, through the real CLI.
 
 The reading commands run on SQLite and on PostgreSQL (``--db postgresql://…``): the
-``where`` fixture of test_storage gives each test a fresh database of either kind."""
+``where`` fixture of support.storage gives each test a fresh database of either kind."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The raw ARP sweep: frame building and parsing (hostile frames included), on-link routing, and
-the sweep itself against the lab's namespaces, whose kernels answer ARP as real hosts do."""
+"""The raw ARP sweep: frame building and parsing (hostile frames included), on-link routing; the
+sweep itself against the lab's namespaces is in tests/lab/test_arp_lab.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Live discovery sources: parsers on hostile bytes, and each source against the lab's real
-responders (gmediarender's SSDP, python-zeroconf's mDNS, the kernel's ARP)."""
+"""Live discovery sources: parsers on hostile bytes; each source against the lab's real
+responders (gmediarender's SSDP, python-zeroconf's mDNS, the kernel's ARP) is in
+tests/lab/test_discovery_lab.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Passive identification from captures: crafted packets, a garbage file, and a real capture
-of the lab's own SSDP and mDNS traffic taken with tcpdump inside the scanner namespace."""
+"""Passive identification from captures: crafted packets and a garbage file (a real capture of
+the lab's own traffic: tests/lab/test_pcap_lab.py)."""
 
 from __future__ import annotations
 

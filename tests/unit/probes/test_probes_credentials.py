@@ -1,6 +1,6 @@
 """Default-credential probes: the list and its order, each protocol against a scripted
-loopback server (success, rejection, lockout, garbage, tarpit), and — in the lab — the planted
-defaults found from the list alone, with no password in the evidence."""
+loopback server (success, rejection, lockout, garbage, tarpit); the planted lab defaults:
+tests/lab/test_probes_credentials_lab.py."""
 
 from __future__ import annotations
 

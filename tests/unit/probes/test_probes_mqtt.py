@@ -1,5 +1,5 @@
-"""MQTT probe: a scripted broker on 127.0.0.1 (accepting, refusing, garbage, silent) and the lab
-fridge's mosquitto (run inside the scanner namespace by re-running this file there)."""
+"""MQTT probe: a scripted broker on 127.0.0.1 (accepting, refusing, garbage, silent) (the lab
+fridge's mosquitto: tests/lab/test_probes_mqtt_lab.py)."""
 
 from __future__ import annotations
 

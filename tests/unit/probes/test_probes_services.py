@@ -1,5 +1,6 @@
 """Exposed-service probes against scripted loopback servers (the answer that is a finding,
-the answer that is not, garbage, silence) and, in the lab, against the real daemons."""
+the answer that is not, garbage, silence); the real daemons:
+tests/lab/test_probes_services_lab.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """SSH probes: identification and KEXINIT parsing on recorded bytes, the policy judgement,
-scripted servers on 127.0.0.1, a local asyncssh server for the auth probe, and the lab camera's
-dropbear (run inside the scanner namespace by re-running this file there).
+scripted servers on 127.0.0.1, a local asyncssh server for the auth probe, (the lab
+camera's dropbear: tests/lab/test_probes_ssh_lab.py).
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""TLS probes: grading and findings on scripted scans, a real ``openssl s_server`` on 127.0.0.1
-with throwaway certificates, and the lab's hub and plug.
-
-The lab tests run the probes inside the scanner namespace by re-running this file there
-(``ip netns exec <ns> python tests/test_probes_tls.py ADDRESS PORT PROTOCOL``), which prints
-the findings as JSON; nothing is probed from the root namespace.
+"""TLS probes: grading and findings on scripted scans and a real ``openssl s_server`` on 127.0.0.1
+with throwaway certificates. The lab's hub and plug: tests/lab/test_probes_tls_lab.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Update status: banners and evidence -> components -> CVEs, with the false-positive guards
 (distribution patch levels, client-only flaws, measurements that rule a CVE out), KEV, end of
-life and "version unknown"; and the lab TV's libupnp from its SSDP answer (read inside the
-scanner namespace by re-running this file there)."""
+life and "version unknown" (the lab TV's libupnp from its SSDP answer:
+tests/lab/test_probes_update_lab.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Stalling peers cost one short deadline, on 127.0.0.1: a TLS port that takes the ClientHello
 and says nothing fails the handshake pre-check before sslyze starts; an HTTP server that
 drips a byte a second trips the total deadline of the shared HTTP helper. The hostile lab
-(tests/test_hostile.py) checks the same against its tarpit and drip devices."""
+(tests/lab/test_hostile.py) checks the same against its tarpit and drip devices."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """``--budget``: the most telling probes run first, nothing starts after the deadline, whatever
 runs is stopped there, and what the budget cut counts as unknown (coverage drops), never as a
-pass or a finding. The lab test runs a real budgeted scan of the reference lab and checks it
-ends on time, rates every device with the coverage it reached and says so on label and report.
+pass or a finding. The real budgeted scan of the reference lab is tests/lab/test_budget_lab.py.
 """
 
 from __future__ import annotations

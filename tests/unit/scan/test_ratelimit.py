@@ -1,5 +1,6 @@
 """The per-host rate limit: its arithmetic on a fake clock (no timing assertion), that every
-connection path asks it, and, in the lab, that a real device sees no more than the limit."""
+connection path asks it (that a real device sees no more than the limit:
+tests/lab/test_ratelimit_lab.py)."""
 
 from __future__ import annotations
 

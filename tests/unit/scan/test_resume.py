@@ -1,6 +1,6 @@
 """``scan --resume`` without a network: which scan is picked, what is refused, who owns a
 running scan, and that the rest of a scan skips what is stored and rates old and new together.
-The kill -9 test against real daemons is tests/test_resume_lab.py."""
+The kill -9 test against real daemons is tests/lab/test_resume_lab.py."""
 
 from __future__ import annotations
 
