@@ -49,9 +49,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import paho.mqtt.client as mqtt  # noqa: E402
-from fleet_support import Mosquitto, PostgresServer  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
+from support.fleet import Mosquitto, PostgresServer  # noqa: E402
 
 from iotrate.fleet.broker import parse_broker  # noqa: E402
 from iotrate.fleet.collector import Collector, tune_gc  # noqa: E402

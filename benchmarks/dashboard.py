@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fleet_support import PostgresServer  # noqa: E402
+from support.fleet import PostgresServer  # noqa: E402
 
 from benchmarks.collector import DEFAULT_RESULT, workload  # noqa: E402
 from iotrate.fleet.messages import MAX_MESSAGE_BYTES  # noqa: E402

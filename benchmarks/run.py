@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from executables import IOTRATE
+from support.executables import IOTRATE
 
 INSTANCE = "bnch"
 SUBNET = "10.231.60.0/24"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from executables import IOTRATE
+from support.executables import IOTRATE
 
 INSTANCE = "scl"
 SUBNET = "10.232.0.0/16"

@@ -9,7 +9,7 @@ it applies are written up for labs in ``rating_schema/METHODOLOGY.md``.
 ``rate`` is pure: the same device, scheme, declaration and date give the same rating whatever
 order the findings and outcomes come in, and nothing is read from the clock or the network.
 Its properties (deterministic, monotone, caps hold, unknown is not pass) are tested in
-``tests/test_rating_properties.py``.
+``tests/unit/rating/test_rating_properties.py``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ and models in one pass), then the topic against the envelope. The models are wha
 compiled validator checks the same constraints many times faster than walking the schema,
 which is what lets one collector take a thousand devices a second; a refused message is then
 checked the slow way (JSON, the envelope against the JSON Schema) to say why
-(``tests/test_fleet_messages.py`` checks both judge alike).
+(``tests/unit/fleet/test_fleet_messages.py`` checks both judge alike).
 """
 
 from __future__ import annotations

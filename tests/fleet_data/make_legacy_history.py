@@ -2,7 +2,7 @@
 
 The ``history-v1.db`` and ``history-v2.db`` fixtures next to this file were made by the
 hand-rolled SQLite store (``schema_version`` 1 and 2) before the store moved to SQLAlchemy and
-Alembic; ``tests/test_storage.py`` opens copies of them with the current store.
+Alembic; ``tests/unit/storage/test_storage.py`` opens copies of them with the current store.
 
     git show ebfa737:iotrate/storage.py > /tmp/storage_v1.py
     python tests/fleet_data/make_legacy_history.py /tmp/storage_v1.py tests/fleet_data/history-v1.db

@@ -1,0 +1,116 @@
+"""The typed scan request: what ``scan`` records, what ``--resume`` reads back (including the
+records iotrate wrote before the request existed), and the options the CLI and the fleet agent
+both build from it. The CLI package's modules import only what they share, never each other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from iotrate.errors import UsageError
+from iotrate.fleet.agent import AgentSettings
+from iotrate.models import Policy
+from iotrate.ratelimit import DEFAULT_RATE
+from iotrate.scanrequest import OPTIONS_VERSION, SCAN_PARAMS, ScanRequest
+
+#: What ``iotrate scan`` stored before the request existed: OPTIONS_VERSION 1, keyed by the
+#: scan command's parameter names, None for options not given.
+OLD_RECORD = {
+    "version": 1,
+    "params": {
+        "ports": "22,80",
+        "allow_public": False,
+        "max_hosts": 2048,
+        "timeout": 2.5,
+        "concurrency": 64,
+        "safe": True,
+        "intrusive": False,
+        "exclude": ["192.0.2.9"],
+        "use_nmap": False,
+        "allow_list": "/etc/iotrate/lab.txt",
+        "rate_limit": 20.0,
+        "budget": "2m",
+    },
+}
+
+
+def test_the_recorded_names_are_the_ones_scans_were_always_stored_under() -> None:
+    assert OPTIONS_VERSION == 1
+    assert SCAN_PARAMS == (
+        "ports", "allow_public", "max_hosts", "timeout", "concurrency", "safe", "intrusive",
+        "exclude", "use_nmap", "allow_list", "rate_limit", "budget",
+    )  # fmt: skip
+
+
+def test_an_old_record_resumes_as_the_same_request() -> None:
+    typed_now = ScanRequest(targets=("10.0.0.0/24",), ports="iot", max_hosts=5)
+    req = typed_now.resumed(OLD_RECORD["params"], ["192.0.2.0/29"])
+    assert req == ScanRequest(
+        targets=("192.0.2.0/29",),
+        ports="22,80",
+        max_hosts=2048,
+        timeout=2.5,
+        concurrency=64,
+        safe=True,
+        exclude=("192.0.2.9",),
+        allow_list=Path("/etc/iotrate/lab.txt"),
+        rate_limit=20.0,
+        budget="2m",
+    )
+    assert req.record() == OLD_RECORD
+    # Options a record lacks keep this command line's value, except the two that were always
+    # taken from the record alone.
+    partial = typed_now.resumed({"ports": "80", "exclude": None}, ["192.0.2.0/29"])
+    assert partial.ports == "80" and partial.exclude == () and partial.max_hosts is None
+    assert partial.timeout == typed_now.timeout
+
+
+def test_options_built_from_a_request() -> None:
+    opts = ScanRequest(
+        ports="80", timeout=2.0, concurrency=8, intrusive=True, use_nmap=True, budget="90s"
+    ).scan_options(scan_id="x")
+    assert opts.policy is Policy.INTRUSIVE and opts.nmap and opts.scan_id == "x"
+    assert (opts.limits.connect_timeout, opts.limits.concurrency) == (2.0, 8)
+    assert opts.budget == 90 and opts.rate_limit == DEFAULT_RATE
+    assert ScanRequest().policy is Policy.DEFAULT and ScanRequest(safe=True).policy is Policy.SAFE
+
+
+def test_contradictions_are_refused_before_anything_else() -> None:
+    with pytest.raises(UsageError, match="--safe and --intrusive exclude each other"):
+        ScanRequest(safe=True, intrusive=True, budget="soon").check()
+    with pytest.raises(UsageError, match=r"^--budget: "):
+        ScanRequest(budget="soon").check()
+    with pytest.raises(UsageError):
+        ScanRequest(ports="99999").check_ports()
+
+
+def test_the_agent_scans_what_the_scan_command_would() -> None:
+    settings = AgentSettings(
+        site="s", targets=["127.0.0.2"], ports="80", policy="safe", timeout=3, concurrency=9
+    )
+    opts = settings.request().scan_options()
+    assert opts.policy is Policy.SAFE and opts.ports == "80" and not opts.nmap
+    assert (opts.limits.connect_timeout, opts.limits.concurrency) == (3, 9)
+    assert opts.budget is None and opts.rate_limit == DEFAULT_RATE
+    assert [t.spec for t in settings.check().targets] == ["127.0.0.2"]
+
+
+def test_cli_modules_import_only_what_they_share() -> None:
+    """No command module imports the package root or another command module."""
+    cli = Path(__file__).resolve().parents[3] / "iotrate" / "cli"
+    shared = {"iotrate.cli.console", "iotrate.cli.observations"}
+    for path in cli.glob("*.py"):
+        if path.stem in ("__init__", "main"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module is not None:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name == "iotrate.cli" or name.startswith("iotrate.cli."):
+                    assert name in shared, f"{path.name} imports {name}"
