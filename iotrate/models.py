@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from iotrate import __version__
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 Grade = Literal["A", "B", "C", "D", "E", "F", "G"]
 GRADES: tuple[Grade, ...] = ("A", "B", "C", "D", "E", "F", "G")
@@ -288,6 +288,28 @@ class ToolInfo(_Model):
     version: str = __version__
 
 
+class ScanScope(_Model):
+    """What a scan covered, on record, so a grade can say what it is based on (issue 15): a
+    home scan of the curated ports under the default policy is not a lab's full sweep, and a
+    budget that cut probes leaves checks untested. ``None`` on results written before 1.2."""
+
+    profile: Literal["home", "lab"] = Field(
+        default="home",
+        description="'lab': all TCP ports, the UDP IoT list, default credentials, declaration "
+        "required (the only profile that can earn A); 'home': everything else.",
+    )
+    tcp_ports: Literal["curated", "all", "custom"] = Field(
+        description="The TCP ports swept: the curated IoT list, all 65,535, or a user's list."
+    )
+    tcp_port_count: int = Field(ge=0, le=65535)
+    udp: bool = Field(description="Whether the UDP IoT hellos (SNMP, SSDP, mDNS, CoAP) were sent.")
+    policy: Policy
+    budget_s: float | None = Field(default=None, ge=0, description="--budget, if any.")
+    budget_cut: bool = Field(
+        default=False, description="True when the time budget stopped or skipped probes."
+    )
+
+
 class ScanResult(_Model):
     schema_version: str = SCHEMA_VERSION
     tool: ToolInfo = Field(default_factory=ToolInfo)
@@ -301,6 +323,9 @@ class ScanResult(_Model):
     targets: list[Target] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
+    scope: ScanScope | None = Field(
+        default=None, description="What the scan covered; absent in results before 1.2."
+    )
 
 
 def json_schema() -> dict[str, Any]:
