@@ -1,0 +1,177 @@
+"""Assemble the identification evaluation corpus from public test captures.
+
+The corpus is kept apart from rule writing: no rule in ``iotrate/data/identify/`` was written
+while looking at these devices, and the shared fixtures' sources are not reused file for file.
+It reads bare git mirrors of the source repositories (``git clone --bare``), so the numbers can
+be rebuilt from the commits named in ``benchmarks/data/identify-eval/SOURCES.md``::
+
+    python scripts/build_identify_eval.py MIRRORS_DIR
+
+MIRRORS_DIR holds ``<owner>+<name>/repo`` bare clones. Each source is written to its own
+``<source>.observations.jsonl`` / ``<source>.truth.jsonl`` pair.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "identify-eval"
+
+# Files of these repositories that the shared fixtures already use: never in the corpus.
+USED_BY_FIXTURES = {
+    "tests/xml/AVC-X3700H-Deviceinfo-8080.xml",
+    "tests/xml/DRA-N4-Deviceinfo.xml",
+    "tests/xml/NR1609-Deviceinfo-8080.xml",
+    "miniupnpc/testdesc/linksys_WAG200G_desc.xml",
+}
+BLE_LIBS = {
+    # library: (vendor its devices are made by, category)
+    "govee-ble": ("Govee", "sensor"),
+    "inkbird-ble": ("Inkbird", "sensor"),
+    "thermopro-ble": ("ThermoPro", "sensor"),
+    "sensorpush-ble": ("SensorPush", "sensor"),
+}
+PER_SOURCE_MAX = 60
+CONSTRUCTORS = {"BluetoothServiceInfo", "make_bluetooth_service_info"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def head(repo: Path) -> str:
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def denon(mirrors: Path) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """denonavr's recorded /goform/Deviceinfo.xml answers; BrandCode 0 Denon, 1 Marantz."""
+    repo = mirrors / "ol-iver+denonavr" / "repo"
+    commit = head(repo)
+    obs, truth = [], []
+    for path in git(repo, "ls-tree", "-r", "--name-only", "HEAD", "tests/xml").split():
+        if "Deviceinfo" not in path or path in USED_BY_FIXTURES:
+            continue
+        body = git(repo, "show", f"HEAD:{path}")
+        brand = re.search(r"<BrandCode>(\d)</BrandCode>", body)
+        model = re.search(r"<ModelName>\*?([^<]+)</ModelName>", body)
+        if not brand or brand.group(1) not in "01":
+            continue
+        dev = "eval-denonavr-" + Path(path).stem.lower()
+        port = 8080 if "8080" in path else 80
+        obs.append({"device": dev, "kind": "http", "port": port,
+                    "path": "/goform/Deviceinfo.xml", "headers": {}, "title": "", "body": body})
+        truth.append({"device": dev, "category": "speaker",
+                      "vendor": "Denon" if brand.group(1) == "0" else "Marantz",
+                      "model": model.group(1) if model else None,
+                      "source": f"ol-iver/denonavr/{path}@{commit}"})
+    return obs, truth
+
+
+def miniupnp(mirrors: Path) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    repo = mirrors / "miniupnp+miniupnp" / "repo"
+    commit = head(repo)
+    obs, truth = [], []
+    for path in git(repo, "ls-tree", "-r", "--name-only", "HEAD", "miniupnpc/testdesc").split():
+        if not path.endswith(".xml") or path in USED_BY_FIXTURES:
+            continue
+        xml = git(repo, "show", f"HEAD:{path}")
+        maker = re.search(r"<manufacturer>([^<]+)</manufacturer>", xml)
+        dev = "eval-miniupnp-" + Path(path).stem.lower()
+        obs.append({"device": dev, "kind": "ssdp", "headers": {}, "description_xml": xml})
+        truth.append({"device": dev, "category": "router",
+                      "vendor": maker.group(1) if maker else None, "model": None,
+                      "source": f"miniupnp/miniupnp/{path}@{commit}"})
+    return obs, truth
+
+
+def _literal(node: ast.AST) -> object:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, SyntaxError, TypeError):
+        return None
+
+
+def ble_lib(mirrors: Path, lib: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Every literal ``BluetoothServiceInfo(...)`` in a Bluetooth-Devices parser's tests."""
+    repo = mirrors / f"Bluetooth-Devices+{lib}" / "repo"
+    commit = head(repo)
+    vendor, category = BLE_LIBS[lib]
+    obs: list[dict[str, object]] = []
+    truth: list[dict[str, object]] = []
+    seen: set[str] = set()
+    for path in git(repo, "ls-tree", "-r", "--name-only", "HEAD", "tests").split():
+        if not path.endswith(".py"):
+            continue
+        tree = ast.parse(git(repo, "show", f"HEAD:{path}"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or getattr(node.func, "id", "") not in CONSTRUCTORS:
+                continue
+            kw = {k.arg: _literal(k.value) for k in node.keywords if k.arg}
+            md, sd = kw.get("manufacturer_data") or {}, kw.get("service_data") or {}
+            if not isinstance(md, dict) or not isinstance(sd, dict):
+                continue
+            row = {
+                "kind": "ble",
+                "address": kw.get("address") if isinstance(kw.get("address"), str) else None,
+                "address_type": "unknown",
+                "name": kw.get("name") or None,
+                "rssi": kw.get("rssi") if isinstance(kw.get("rssi"), int) else None,
+                "manufacturer_data": {str(k): bytes(v).hex() for k, v in md.items()
+                                      if isinstance(k, int) and isinstance(v, bytes)},
+                "service_data": {str(k): bytes(v).hex() for k, v in sd.items()
+                                 if isinstance(v, bytes)},
+                "service_uuids": [u for u in kw.get("service_uuids") or [] if isinstance(u, str)],
+                "tx_power": None,
+                "time": 0.0,
+            }
+            if not (row["manufacturer_data"] or row["service_data"] or row["name"]):
+                continue
+            key = json.dumps({k: row[k] for k in ("name", "manufacturer_data", "service_data",
+                                                  "service_uuids")}, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            dev = f"eval-{lib}-{len(seen)}"
+            obs.append({"device": dev, **row, "source": f"Bluetooth-Devices/{lib}@{commit[:8]} {path}"})
+            truth.append({"device": dev, "category": category, "vendor": vendor,
+                          "model": row["name"], "source": f"Bluetooth-Devices/{lib}/{path}@{commit}"})
+            if "invalid" in json.dumps(kw.get("name")).lower():
+                obs.pop(), truth.pop()
+            if len(seen) >= PER_SOURCE_MAX:
+                return obs, truth
+    return obs, truth
+
+
+def write(name: str, obs: list[dict[str, object]], truth: list[dict[str, object]]) -> None:
+    if not obs:
+        raise SystemExit(f"build_identify_eval: source {name} gave no devices")
+    for suffix, rows in (("observations", obs), ("truth", truth)):
+        with (OUT / f"{name}.{suffix}.jsonl").open("w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print(f"{name}: {len(truth)} devices")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    mirrors = Path(argv[0])
+    OUT.mkdir(parents=True, exist_ok=True)
+    write("net-denonavr", *denon(mirrors))
+    write("net-miniupnp", *miniupnp(mirrors))
+    for lib in BLE_LIBS:
+        if (mirrors / f"Bluetooth-Devices+{lib}").is_dir():
+            write(f"ble-{lib.removesuffix('-ble')}", *ble_lib(mirrors, lib))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
