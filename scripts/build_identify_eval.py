@@ -65,12 +65,26 @@ def denon(mirrors: Path) -> tuple[list[dict[str, object]], list[dict[str, object
             continue
         dev = "eval-denonavr-" + Path(path).stem.lower()
         port = 8080 if "8080" in path else 80
-        obs.append({"device": dev, "kind": "http", "port": port,
-                    "path": "/goform/Deviceinfo.xml", "headers": {}, "title": "", "body": body})
-        truth.append({"device": dev, "category": "speaker",
-                      "vendor": "Denon" if brand.group(1) == "0" else "Marantz",
-                      "model": model.group(1) if model else None,
-                      "source": f"ol-iver/denonavr/{path}@{commit}"})
+        obs.append(
+            {
+                "device": dev,
+                "kind": "http",
+                "port": port,
+                "path": "/goform/Deviceinfo.xml",
+                "headers": {},
+                "title": "",
+                "body": body,
+            }
+        )
+        truth.append(
+            {
+                "device": dev,
+                "category": "speaker",
+                "vendor": "Denon" if brand.group(1) == "0" else "Marantz",
+                "model": model.group(1) if model else None,
+                "source": f"ol-iver/denonavr/{path}@{commit}",
+            }
+        )
     return obs, truth
 
 
@@ -85,9 +99,15 @@ def miniupnp(mirrors: Path) -> tuple[list[dict[str, object]], list[dict[str, obj
         maker = re.search(r"<manufacturer>([^<]+)</manufacturer>", xml)
         dev = "eval-miniupnp-" + Path(path).stem.lower()
         obs.append({"device": dev, "kind": "ssdp", "headers": {}, "description_xml": xml})
-        truth.append({"device": dev, "category": "router",
-                      "vendor": maker.group(1) if maker else None, "model": None,
-                      "source": f"miniupnp/miniupnp/{path}@{commit}"})
+        truth.append(
+            {
+                "device": dev,
+                "category": "router",
+                "vendor": maker.group(1) if maker else None,
+                "model": None,
+                "source": f"miniupnp/miniupnp/{path}@{commit}",
+            }
+        )
     return obs, truth
 
 
@@ -96,6 +116,33 @@ def _literal(node: ast.AST) -> object:
         return ast.literal_eval(node)
     except (ValueError, SyntaxError, TypeError):
         return None
+
+
+def _row(kw: dict[str | None, object]) -> dict[str, object] | None:
+    """One advertisement in iotrate's ``ble`` observation format, or None if it has nothing."""
+    md, sd = kw.get("manufacturer_data") or {}, kw.get("service_data") or {}
+    if not isinstance(md, dict) or not isinstance(sd, dict):
+        return None
+    address, rssi, uuids = kw.get("address"), kw.get("rssi"), kw.get("service_uuids")
+    row: dict[str, object] = {
+        "kind": "ble",
+        "address": address if isinstance(address, str) else None,
+        "address_type": "unknown",
+        "name": kw.get("name") or None,
+        "rssi": rssi if isinstance(rssi, int) else None,
+        "manufacturer_data": {
+            str(k): v.hex() for k, v in md.items() if isinstance(k, int) and isinstance(v, bytes)
+        },
+        "service_data": {str(k): v.hex() for k, v in sd.items() if isinstance(v, bytes)},
+        "service_uuids": [u for u in uuids or [] if isinstance(u, str)]
+        if isinstance(uuids, list)
+        else [],
+        "tx_power": None,
+        "time": 0.0,
+    }
+    if not (row["manufacturer_data"] or row["service_data"] or row["name"]):
+        return None
+    return row
 
 
 def ble_lib(mirrors: Path, lib: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
@@ -114,36 +161,20 @@ def ble_lib(mirrors: Path, lib: str) -> tuple[list[dict[str, object]], list[dict
             if not isinstance(node, ast.Call) or getattr(node.func, "id", "") not in CONSTRUCTORS:
                 continue
             kw = {k.arg: _literal(k.value) for k in node.keywords if k.arg}
-            md, sd = kw.get("manufacturer_data") or {}, kw.get("service_data") or {}
-            if not isinstance(md, dict) or not isinstance(sd, dict):
+            row = _row(kw)
+            if row is None or "invalid" in str(row["name"]).lower():
                 continue
-            row = {
-                "kind": "ble",
-                "address": kw.get("address") if isinstance(kw.get("address"), str) else None,
-                "address_type": "unknown",
-                "name": kw.get("name") or None,
-                "rssi": kw.get("rssi") if isinstance(kw.get("rssi"), int) else None,
-                "manufacturer_data": {str(k): bytes(v).hex() for k, v in md.items()
-                                      if isinstance(k, int) and isinstance(v, bytes)},
-                "service_data": {str(k): bytes(v).hex() for k, v in sd.items()
-                                 if isinstance(v, bytes)},
-                "service_uuids": [u for u in kw.get("service_uuids") or [] if isinstance(u, str)],
-                "tx_power": None,
-                "time": 0.0,
-            }
-            if not (row["manufacturer_data"] or row["service_data"] or row["name"]):
-                continue
-            key = json.dumps({k: row[k] for k in ("name", "manufacturer_data", "service_data",
-                                                  "service_uuids")}, sort_keys=True)
+            key = json.dumps([row[k] for k in ("name", "manufacturer_data", "service_data")])
             if key in seen:
                 continue
             seen.add(key)
             dev = f"eval-{lib}-{len(seen)}"
-            obs.append({"device": dev, **row, "source": f"Bluetooth-Devices/{lib}@{commit[:8]} {path}"})
-            truth.append({"device": dev, "category": category, "vendor": vendor,
-                          "model": row["name"], "source": f"Bluetooth-Devices/{lib}/{path}@{commit}"})
-            if "invalid" in json.dumps(kw.get("name")).lower():
-                obs.pop(), truth.pop()
+            where = f"Bluetooth-Devices/{lib}/{path}@{commit}"
+            obs.append({"device": dev, **row, "source": where})
+            truth.append(
+                {"device": dev, "category": category, "vendor": vendor, "model": row["name"],
+                 "source": where}
+            )  # fmt: skip
             if len(seen) >= PER_SOURCE_MAX:
                 return obs, truth
     return obs, truth

@@ -87,6 +87,10 @@ class Database:
         return Database(rules, recog_matcher(), lexicon(), vendor_table())
 
 
+def _software_model(claim: Claim, vendors: VendorTable) -> bool:
+    return claim.field.endswith("model_name") and vendors.is_weak(claim.value)
+
+
 def _mac_records(records: list[Record]) -> tuple[list[Record], str | None]:
     """OUI facts for the device's own MAC and for MACs it reports about itself."""
     own = [v for r in records if r.kind == "mac" for v in r.fields.get("mac.address", ())]
@@ -138,6 +142,10 @@ class Identifier:
         out: list[Claim] = []
         vendors = self.db.vendors
         for c in claims:
+            if c.attribute == "model" and _software_model(c, vendors):
+                # "gmediarender", "MiniDLNA": the software's name, not the device's model.
+                c = Claim(c.attribute, c.value, min(c.weight, 0.25) * 0.5, c.rule, c.source,
+                          c.field, c.observed, c.record)  # fmt: skip
             if c.attribute != "vendor":
                 out.append(c)
                 continue
