@@ -37,6 +37,7 @@ BLE_LIBS = {
     "sensorpush-ble": ("SensorPush", "sensor"),
 }
 PER_SOURCE_MAX = 60
+MAX_ENTRIES = 32  # iotrate refuses more manufacturer/service data entries (docs/bluetooth.md)
 CONSTRUCTORS = {"BluetoothServiceInfo", "make_bluetooth_service_info"}
 
 
@@ -142,6 +143,8 @@ def _row(kw: dict[str | None, object]) -> dict[str, object] | None:
     }
     if not (row["manufacturer_data"] or row["service_data"] or row["name"]):
         return None
+    if len(md) > MAX_ENTRIES or len(sd) > MAX_ENTRIES:
+        return None  # a parser's stress input, beyond what one advertisement can carry
     return row
 
 

@@ -1,0 +1,84 @@
+"""Identification on devices no rule was written from: library defaults are not makers, the
+evaluation corpus is scored per source, and a confident answer is a right one."""
+
+from __future__ import annotations
+
+from support.identify import benchmark_module, identify_lines, rules_fired
+
+from iotrate.naming import category_phrase, display_name_of
+
+bench = benchmark_module()
+
+# A TV whose UPnP renderer is gmrender-resurrect on libupnp, as the reference lab's TCL TV:
+# libupnp sends "X-User-Agent: redsonic" by default, gmrender names its authors as manufacturer.
+GMRENDER_XML = (
+    '<root xmlns="urn:schemas-upnp-org:device-1-0"><device>'
+    "<deviceType>urn:schemas-upnp-org:device:MediaRenderer:1</deviceType>"
+    "<friendlyName>TCL 55P8</friendlyName><manufacturer>Ivo Clarysse, Henner Zeller</manufacturer>"
+    "<manufacturerURL>http://github.com/hzeller/gmrender-resurrect</manufacturerURL>"
+    "<modelName>gmediarender</modelName><serviceList><service><serviceType>"
+    "urn:schemas-upnp-org:service:AVTransport:1</serviceType></service></serviceList>"
+    "</device></root>"
+)
+LIBUPNP = {
+    "SERVER": "Linux/6.1 UPnP/1.0 Portable SDK for UPnP devices/1.8.4",
+    "X-User-Agent": "redsonic",
+}
+
+
+def test_a_library_default_header_is_no_vendor_proof() -> None:
+    ident = identify_lines({"kind": "ssdp", "headers": LIBUPNP, "description_xml": GMRENDER_XML})
+    assert ident.vendor != "Belkin"
+    assert not any(e.claims.get("vendor") == "Belkin" for e in ident.evidence)
+    assert ident.model != "gmediarender"  # the software's name, not the model
+
+
+def test_the_devices_own_claims_win_over_the_renderer_software() -> None:
+    ident = identify_lines(
+        {"kind": "ssdp", "headers": LIBUPNP, "description_xml": GMRENDER_XML},
+        {"kind": "banner", "port": 5555, "protocol": "adb",
+         "banner": "device::ro.product.name=P8M;ro.product.model=55P8;ro.product.device=mt5660"},
+        {"kind": "mac", "mac": "3c:59:1e:4a:10:0a"},
+    )  # fmt: skip
+    assert (ident.category, ident.vendor, ident.model) == ("tv", "TCL", "55P8")
+    assert "upnp.manufacturer_url" not in rules_fired(ident)  # github.com is no maker
+
+
+def test_reliability_bins_count_right_answers() -> None:
+    rows = [
+        {"confidence": 0.9, "category_ok": True, "vendor_ok": True},
+        {"confidence": 0.85, "category_ok": True, "vendor_ok": False},
+        {"confidence": 0.3, "category_ok": False, "vendor_ok": None},
+        {"confidence": 0.6, "category_ok": True, "vendor_ok": None},
+    ]
+    table = {b["bin"]: b for b in bench.reliability(rows)}
+    assert table[">= 0.8"] == {"bin": ">= 0.8", "devices": 2, "right": 1, "accuracy": 0.5}
+    assert table["0-0.5"]["right"] == 0 and table["0.5-0.7"]["accuracy"] == 1.0
+
+
+def test_evaluation_corpus_has_no_confident_wrong_answer() -> None:
+    """At confidence >= 0.8 the answer is right on every source of the evaluation corpus."""
+    sets = bench.eval_sets()
+    assert {name.split(":")[1].split("-")[0] for name, *_ in sets} == {"net", "ble"}
+    rows = []
+    for _, obs, truth, _target in sets:
+        s = bench.score(obs, truth)
+        assert not s.read_errors and s.devices > 0
+        rows.extend(s.rows)
+    confident = [r for r in rows if float(r["confidence"]) >= 0.8]
+    assert confident and all(bench.right(r) for r in confident)
+
+
+def test_low_confidence_is_shown_as_a_guess() -> None:
+    assert category_phrase("camera", 0.3) == "device, probably a camera,"
+    assert category_phrase("camera", 0.9) == "camera"
+    assert category_phrase("other", 0.9) == "device"
+    assert display_name_of(None, None, [], "other", "10.0.0.9", 0.1) == (
+        "Unidentified device at 10.0.0.9"
+    )
+    assert display_name_of("LG", None, [], "appliance", "10.0.0.11", 0.35) == (
+        "LG device, probably an appliance, at 10.0.0.11"
+    )
+    assert display_name_of("LG", None, [], "appliance", "10.0.0.11", 0.8) == (
+        "LG appliance at 10.0.0.11"
+    )
