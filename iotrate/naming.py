@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from iotrate.models import Device
 from iotrate.reports.textfit import clean  # typed as Any here: mypy sees reports/ as top level
 
-
 SURE = 0.5  # below this identification confidence a category is only "probably" right
 
 
