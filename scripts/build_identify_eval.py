@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 OUT = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "identify-eval"
 
 # Files of these repositories that the shared fixtures already use: never in the corpus.
@@ -107,6 +109,79 @@ def miniupnp(mirrors: Path) -> tuple[list[dict[str, object]], list[dict[str, obj
                 "vendor": maker.group(1) if maker else None,
                 "model": None,
                 "source": f"miniupnp/miniupnp/{path}@{commit}",
+            }
+        )
+    return obs, truth
+
+
+WEMO = {
+    # pywemo's VCR recording -> (category, model) by the product the recording is of
+    "tests.ouimeaux_device.test_dimmer/WEMO_WW_2.00.20110904.PVT-RTOS-DimmerV2.yaml": (
+        "switch", "WeMo Dimmer V2"),
+    "tests.ouimeaux_device.test_dimmer/WeMo_WW_2.00.11453.PVT-OWRT-Dimmer.yaml": (
+        "switch", "WeMo Dimmer"),
+    "tests.ouimeaux_device.test_humidifier/WeMo_WW_2.00.11423.PVT-OWRT-Smart.yaml": (
+        "appliance", "WeMo Smart Humidifier"),
+    "tests.ouimeaux_device.test_insight/WeMo_WW_2.00.11408.PVT-OWRT-Insight.yaml": (
+        "plug", "WeMo Insight"),
+}  # fmt: skip
+ROKU = ("device-info-3500x.xml", "device-info-7820x.xml", "device-info-d803x.xml")
+
+
+def wemo(mirrors: Path) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """pywemo's recorded /setup.xml answers of WeMo products the fixtures do not use."""
+    repo = mirrors / "pywemo+pywemo" / "repo"
+    commit = head(repo)
+    obs, truth = [], []
+    for name, (category, model) in WEMO.items():
+        path = f"tests/vcr/{name}"
+        cassette = yaml.safe_load(git(repo, "show", f"HEAD:{path}"))
+        for act in cassette["interactions"]:
+            if act["request"]["uri"].endswith("/setup.xml"):
+                dev = "eval-pywemo-" + Path(name).stem.lower()
+                xml = act["response"]["body"]["string"]
+                obs.append({"device": dev, "kind": "ssdp", "headers": {}, "description_xml": xml})
+                truth.append(
+                    {
+                        "device": dev,
+                        "category": category,
+                        "vendor": "Belkin",
+                        "model": model,
+                        "source": f"pywemo/pywemo/{path}@{commit}",
+                    }
+                )
+                break
+    return obs, truth
+
+
+def roku(mirrors: Path) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """python-rokuecp's recorded /query/device-info answers; the maker is vendor-name."""
+    repo = mirrors / "ctalkington+python-rokuecp" / "repo"
+    commit = head(repo)
+    obs, truth = [], []
+    for name in ROKU:
+        path = f"tests/fixtures/{name}"
+        body = git(repo, "show", f"HEAD:{path}")
+        vendor = re.search(r"<vendor-name>([^<]+)</vendor-name>", body)
+        is_tv = "<is-tv>true</is-tv>" in body
+        dev = "eval-rokuecp-" + Path(name).stem.lower()
+        obs.append(
+            {
+                "device": dev,
+                "kind": "http",
+                "port": 8060,
+                "path": "/query/device-info",
+                "headers": {},
+                "body": body,
+            }
+        )
+        truth.append(
+            {
+                "device": dev,
+                "category": "tv" if is_tv else "streamer",
+                "vendor": vendor.group(1).strip(" .") if vendor else None,
+                "model": None,
+                "source": f"ctalkington/python-rokuecp/{path}@{commit}",
             }
         )
     return obs, truth
@@ -201,6 +276,8 @@ def main(argv: list[str]) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     write("net-denonavr", *denon(mirrors))
     write("net-miniupnp", *miniupnp(mirrors))
+    write("net-pywemo", *wemo(mirrors))
+    write("net-rokuecp", *roku(mirrors))
     for lib in BLE_LIBS:
         if (mirrors / f"Bluetooth-Devices+{lib}").is_dir():
             write(f"ble-{lib.removesuffix('-ble')}", *ble_lib(mirrors, lib))
