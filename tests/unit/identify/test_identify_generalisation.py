@@ -82,3 +82,41 @@ def test_low_confidence_is_shown_as_a_guess() -> None:
     assert display_name_of("LG", None, [], "appliance", "10.0.0.11", 0.8) == (
         "LG appliance at 10.0.0.11"
     )
+
+
+def test_vendor_priors_are_counted_from_the_known_products() -> None:
+    from iotrate.identify.engine import Database, derive_priors
+    from iotrate.identify.rules import load_rules
+    from iotrate.identify.vendors import vendor_table
+
+    doc = {
+        "rules": [
+            {"id": f"t.{i}", "match": {"x.y": "a"}, "then": then, "weight": 0.5}
+            for i, then in enumerate(
+                [{"vendor": "Acmecam", "category": "camera"}] * 3
+                + [{"vendor": "Mixco", "category": "camera"}] * 2
+                + [{"vendor": "Mixco", "category": "bulb"}] * 2
+                + [{"vendor": "Sonos", "category": "camera"}] * 3  # curated: speaker stays
+            )
+        ]
+    }
+    priors = derive_priors(load_rules(doc, "test.yaml"), vendor_table())
+    assert priors == {"acmecam": ("camera", 1.0)}  # Mixco makes many kinds: no prior
+    shipped = Database.load().derived_priors
+    assert shipped.get("blink") == ("camera", 1.0)
+    assert "lg" not in shipped and "samsung" not in shipped
+
+
+def test_a_derived_prior_is_shown_as_such_and_is_weaker_than_a_curated_one() -> None:
+    from iotrate.identify.claims import Claim
+    from iotrate.identify.engine import Identifier
+
+    ident = Identifier()
+    seen = [
+        Claim("vendor", "Lutron", 0.6, "r", "ssdp", "ssdp.manufacturer", "Lutron", "rec1"),
+        Claim("vendor", "Sonos", 0.6, "r", "ssdp", "ssdp.manufacturer", "Sonos", "rec2"),
+    ]
+    priors = {c.rule: c for c in ident._priors(seen)}
+    assert priors["prior.derived:Lutron"].value == "hub"
+    assert priors["prior:Sonos"].value == "speaker"
+    assert priors["prior.derived:Lutron"].weight < priors["prior:Sonos"].weight < 0.35
