@@ -26,13 +26,13 @@ def device_names(device: Device) -> tuple[str, str]:
 
 
 def category_phrase(category: str | None, confidence: float | None) -> str:
-    """How a category is named for how sure identification is: a guess below 0.5 is shown
-    as one ("device, probably a camera"), and "other" says nothing, so it is not named."""
+    """How a category is named for how sure identification is: a guess below 0.5 is marked as
+    one ("camera (probably)"), and "other" says nothing, so it is not named."""
     cat = clean(category) or ""
     if not cat or cat == "other":
         return "device"
     if confidence is not None and confidence < SURE:
-        return f"device, probably {'an' if cat[0] in 'aeiou' else 'a'} {cat},"
+        return f"{cat} (probably)"
     return str(cat)
 
 

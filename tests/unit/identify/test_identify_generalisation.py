@@ -70,14 +70,14 @@ def test_evaluation_corpus_has_no_confident_wrong_answer() -> None:
 
 
 def test_low_confidence_is_shown_as_a_guess() -> None:
-    assert category_phrase("camera", 0.3) == "device, probably a camera,"
+    assert category_phrase("camera", 0.3) == "camera (probably)"
     assert category_phrase("camera", 0.9) == "camera"
     assert category_phrase("other", 0.9) == "device"
     assert display_name_of(None, None, [], "other", "10.0.0.9", 0.1) == (
         "Unidentified device at 10.0.0.9"
     )
     assert display_name_of("LG", None, [], "appliance", "10.0.0.11", 0.35) == (
-        "LG device, probably an appliance, at 10.0.0.11"
+        "LG appliance (probably) at 10.0.0.11"
     )
     assert display_name_of("LG", None, [], "appliance", "10.0.0.11", 0.8) == (
         "LG appliance at 10.0.0.11"
@@ -120,3 +120,27 @@ def test_a_derived_prior_is_shown_as_such_and_is_weaker_than_a_curated_one() -> 
     assert priors["prior.derived:Lutron"].value == "hub"
     assert priors["prior:Sonos"].value == "speaker"
     assert priors["prior.derived:Lutron"].weight < priors["prior:Sonos"].weight < 0.35
+
+
+def _apple(hexdata: str) -> dict[str, object]:
+    return {"kind": "ble", "address": None, "address_type": "unknown", "name": None,
+            "rssi": None, "manufacturer_data": {"76": hexdata}, "service_data": {},
+            "service_uuids": [], "tx_power": None, "time": 0.0}  # fmt: skip
+
+
+def test_a_stated_apple_device_class_outranks_the_nearby_info_length() -> None:
+    # An iPad sending the 5-byte Nearby Info a watch also sends, and a Hey Siri message whose
+    # device class (0x0003) says what it is (furiousMAC/continuity's dissector).
+    ipad = identify_lines(_apple("10050b1820aabb"), _apple("0807aabb43000003ca"))
+    assert ipad.category == "tablet" and ipad.vendor == "Apple" and ipad.model == "iPad"
+    # Nearby Action "iOS Setup" (type 0x09) with the class nibble 0xE: a watch.
+    watch = identify_lines(_apple("0f050009e1010a"))
+    assert watch.category == "watch"
+    # With the auth-tag flag (0x80) the class byte comes 3 bytes later.
+    phone = identify_lines(_apple("0f088009aabbcc21010a"))
+    assert phone.category == "phone" and phone.model == "iPhone"
+
+
+def test_a_nearby_info_length_alone_is_only_a_guess() -> None:
+    guess = identify_lines(_apple("10050b1820aabb"))
+    assert guess.category == "watch" and guess.confidences["category"] < 0.7
