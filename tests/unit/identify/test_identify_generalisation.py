@@ -3,7 +3,14 @@ evaluation corpus is scored per source, and a confident answer is a right one.""
 
 from __future__ import annotations
 
-from support.identify import benchmark_module, identify_lines, rules_fired
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from support.identify import ROOT, benchmark_module, identify_lines, rules_fired
 
 from iotrate.naming import category_phrase, display_name_of
 
@@ -144,3 +151,47 @@ def test_a_stated_apple_device_class_outranks_the_nearby_info_length() -> None:
 def test_a_nearby_info_length_alone_is_only_a_guess() -> None:
     guess = identify_lines(_apple("10050b1820aabb"))
     assert guess.category == "watch" and guess.confidences["category"] < 0.7
+
+
+def test_home_assistant_bluetooth_matchers_are_evidence() -> None:
+    # Home Assistant 2024.3.3's inkbird matcher "iBBQ*" and govee_ble's company 0x4C32 with
+    # service 0x1801, as an advertisement's facts.
+    adv = {**_apple(""), "manufacturer_data": {"19506": "00010203"},
+           "service_uuids": ["00001801-0000-1000-8000-00805f9b34fb"]}  # fmt: skip
+    ident = identify_lines(adv)
+    assert any(r.startswith("hass:bluetooth:govee_ble:") for r in rules_fired(ident))
+    assert (ident.vendor, ident.category) == ("Govee", "sensor")
+    named = identify_lines({**_apple(""), "manufacturer_data": {}, "name": "iBBQ-4"})
+    assert any(r.startswith("hass:bluetooth:inkbird:") for r in rules_fired(named))
+
+
+def test_refresh_hass_refuses_a_broken_source(tmp_path: Path) -> None:
+    refresh = _script("refresh_hass")
+    gen = tmp_path / "homeassistant" / "generated"
+    gen.mkdir(parents=True)
+    for name, body in {
+        "zeroconf": "ZEROCONF = {'_x._tcp.local.': [{'domain': 'x'}]}\nHOMEKIT = {}",
+        "ssdp": "SSDP = {}",
+        "dhcp": "DHCP = []",
+        "bluetooth": "BLUETOOTH = [{'domain': 'a', 'local_name': 'A*'}] * 20",
+    }.items():
+        (gen / f"{name}.py").write_text(body, encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert refresh.main([str(tmp_path), "--version", "0", "--out", str(out)]) == 1
+    assert not list(out.iterdir())  # nothing written
+    with pytest.raises(refresh.BrokenSource, match="duplicate"):
+        refresh.validate("BLUETOOTH", [{"domain": "a", "local_name": "A*"}] * 20)
+    with pytest.raises(refresh.BrokenSource, match="unknown matcher keys"):
+        refresh.validate("DHCP", [{"domain": f"d{i}", "evil": 1} for i in range(60)])
+    shipped = json.loads((ROOT / "iotrate/data/hass/ha_bluetooth.json").read_text("utf-8"))
+    refresh.validate("BLUETOOTH", shipped["BLUETOOTH"])  # the shipped copy passes
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
