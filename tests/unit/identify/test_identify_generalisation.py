@@ -195,3 +195,32 @@ def _script(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _upnp(device_type: str, *services: str) -> dict[str, object]:
+    svc = "".join(f"<service><serviceType>{s}</serviceType></service>" for s in services)
+    xml = (
+        '<root xmlns="urn:schemas-upnp-org:device-1-0"><device>'
+        f"<deviceType>{device_type}</deviceType><friendlyName>x</friendlyName>"
+        f"<serviceList>{svc}</serviceList></device></root>"
+    )
+    return {"kind": "ssdp", "headers": {}, "description_xml": xml}
+
+
+@pytest.mark.parametrize(
+    ("service", "category"),
+    [
+        ("urn:schemas-upnp-org:service:PrintBasic:1", "printer"),
+        ("urn:schemas-upnp-org:service:DigitalSecurityCameraSettings:1", "camera"),
+        ("urn:schemas-upnp-org:service:TemperatureSetpoint:1", "thermostat"),
+        ("urn:schemas-upnp-org:service:Dimming:1", "bulb"),
+    ],
+)
+def test_standard_upnp_services_are_category_evidence(service: str, category: str) -> None:
+    ident = identify_lines(_upnp("urn:schemas-upnp-org:device:Basic:1", service))
+    assert ident.category == category
+
+
+def test_the_basic_placeholder_type_says_nothing() -> None:
+    ident = identify_lines(_upnp("urn:schemas-upnp-org:device:Basic:1"))
+    assert ident.category == "other"
