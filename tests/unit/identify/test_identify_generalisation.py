@@ -224,3 +224,24 @@ def test_standard_upnp_services_are_category_evidence(service: str, category: st
 def test_the_basic_placeholder_type_says_nothing() -> None:
     ident = identify_lines(_upnp("urn:schemas-upnp-org:device:Basic:1"))
     assert ident.category == "other"
+
+
+def _described(manufacturer: str, friendly: str) -> dict[str, object]:
+    xml = (
+        '<root xmlns="urn:schemas-upnp-org:device-1-0"><device>'
+        "<deviceType>urn:schemas-upnp-org:device:MediaRenderer:1</deviceType>"
+        f"<friendlyName>{friendly}</friendlyName><manufacturer>{manufacturer}</manufacturer>"
+        "<modelName>XR-1</modelName></device></root>"
+    )
+    return {"kind": "ssdp", "headers": {}, "description_xml": xml}
+
+
+def test_a_devices_structured_claim_outranks_free_text_and_the_conflict_shows() -> None:
+    plain = identify_lines(_described("LG Electronics", "Living room"))
+    mixed = identify_lines(_described("LG Electronics", "Samsung TV in the living room"))
+    assert plain.vendor == mixed.vendor == "LG"
+    # The free-text brand lost the vote: it is listed, supporting nothing, and it costs
+    # confidence.
+    outvoted = [e for e in mixed.evidence if e.claims.get("vendor") == "Samsung"]
+    assert outvoted and all(not e.supports for e in outvoted)
+    assert mixed.confidences["vendor"] < plain.confidences["vendor"]
