@@ -245,3 +245,13 @@ def test_a_devices_structured_claim_outranks_free_text_and_the_conflict_shows() 
     outvoted = [e for e in mixed.evidence if e.claims.get("vendor") == "Samsung"]
     assert outvoted and all(not e.supports for e in outvoted)
     assert mixed.confidences["vendor"] < plain.confidences["vendor"]
+
+
+def test_an_ibbq_probe_is_known_by_its_layout() -> None:
+    # Theengs Decoder's iBBQ condition: company 0x0000, payload 00 00 + the probe's MAC + data.
+    probe = {**_apple(""), "address": "49:42:08:00:12:34", "address_type": "public",
+             "manufacturer_data": {"0": "0000494208001234" + "d200fa00"}}  # fmt: skip
+    ident = identify_lines(probe)
+    assert (ident.vendor, ident.category) == ("Inkbird", "sensor")
+    stranger = {**probe, "address": "11:22:33:44:55:66"}  # the MAC is not in its payload
+    assert identify_lines(stranger).vendor != "Inkbird"
