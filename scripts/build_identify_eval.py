@@ -5,9 +5,11 @@ while looking at these devices, and the shared fixtures' sources are not reused 
 It reads bare git mirrors of the source repositories (``git clone --bare``), so the numbers can
 be rebuilt from the commits named in ``benchmarks/data/identify-eval/SOURCES.md``::
 
-    python scripts/build_identify_eval.py MIRRORS_DIR
+    python scripts/build_identify_eval.py MIRRORS_DIR [HASS_FILES]
 
-MIRRORS_DIR holds ``<owner>+<name>/repo`` bare clones. Each source is written to its own
+MIRRORS_DIR holds ``<owner>+<name>/repo`` bare clones; HASS_FILES holds the few Home Assistant
+test fixtures listed in ``HASS`` as ``<commit>/<path>`` (home-assistant/core is too big to
+clone for eight files). Each source is written to its own
 ``<source>.observations.jsonl`` / ``<source>.truth.jsonl`` pair.
 """
 
@@ -187,6 +189,72 @@ def roku(mirrors: Path) -> tuple[list[dict[str, object]], list[dict[str, object]
     return obs, truth
 
 
+# Home Assistant's recorded answers of local device APIs (tests/components/*/fixtures), each
+# with the documented endpoint it answers and the product the integration's test describes.
+HASS = [
+    # (path, commit, port, endpoint, category, vendor, model)
+    ("tests/components/elgato/fixtures/key-light/info.json",
+     "d7a464884993b08569bd25180db7ca99336139e7", 9123, "/elgato/accessory-info",
+     "bulb", "Elgato", "Key Light"),
+    ("tests/components/elgato/fixtures/light-strip/info.json",
+     "d7a464884993b08569bd25180db7ca99336139e7", 9123, "/elgato/accessory-info",
+     "bulb", "Elgato", "Light Strip"),
+    ("tests/components/elgato/fixtures/key-light-mini/info.json",
+     "a5c8209270205b905bb35a9082c39708b0d5f52f", 9123, "/elgato/accessory-info",
+     "bulb", "Elgato", "Key Light Mini"),
+    ("tests/components/homewizard/fixtures/HWE-KWH1/device.json",
+     "bc178324bf0db769c468c6e10a970410d3e5afd1", 80, "/api", "sensor", "HomeWizard",
+     "kWh meter (HWE-KWH1)"),
+    ("tests/components/homewizard/fixtures/HWE-WTR/device.json",
+     "8a8e5264b901a2a3ca1375c75a2bb6b2b165c774", 80, "/api", "sensor", "HomeWizard",
+     "Watermeter (HWE-WTR)"),
+    ("tests/components/homewizard/fixtures/SDM230/device.json",
+     "06ec8a9dd93e4dd64e43a01095c341cfa9e14c84", 80, "/api", "sensor", "HomeWizard",
+     "kWh meter (SDM230-wifi)"),
+    ("tests/components/airgradient/fixtures/current_measures_indoor.json",
+     "c3562c57c51051e2cab96491e06f445bfb734233", 80, "/measures/current", "sensor",
+     "AirGradient", "ONE (I-9PSL)"),
+    ("tests/components/nam/fixtures/nam_data.json",
+     "3e9d584903d022074aedb1111c181960fba94c1b", 80, "/data.json", "sensor", "Nettigo",
+     "Air Monitor"),
+]  # fmt: skip
+
+
+def hass(files: Path) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Home Assistant test fixtures, read from ``FILES/<commit>/<path>`` (each file as
+    ``git show <commit>:<path>`` of home-assistant/core gives it)."""
+    obs, truth = [], []
+    for path, commit, port, endpoint, category, vendor, model in HASS:
+        body = (files / commit / path).read_text(encoding="utf-8")
+        json.loads(body)  # a recorded JSON answer, or the file is not what was meant
+        product = Path(path).parent.name
+        dev = (
+            f"eval-hass-{path.split('/')[2]}-"
+            + (Path(path).stem if product == "fixtures" else product).lower()
+        )
+        obs.append(
+            {
+                "device": dev,
+                "kind": "http",
+                "port": port,
+                "path": endpoint,
+                "headers": {"Content-Type": "application/json"},
+                "title": "",
+                "body": body,
+            }
+        )
+        truth.append(
+            {
+                "device": dev,
+                "category": category,
+                "vendor": vendor,
+                "model": model,
+                "source": f"home-assistant/core/{path}@{commit}",
+            }
+        )
+    return obs, truth
+
+
 def _literal(node: ast.AST) -> object:
     try:
         return ast.literal_eval(node)
@@ -269,7 +337,7 @@ def write(name: str, obs: list[dict[str, object]], truth: list[dict[str, object]
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if len(argv) not in (1, 2):
         print(__doc__, file=sys.stderr)
         return 2
     mirrors = Path(argv[0])
@@ -278,6 +346,8 @@ def main(argv: list[str]) -> int:
     write("net-miniupnp", *miniupnp(mirrors))
     write("net-pywemo", *wemo(mirrors))
     write("net-rokuecp", *roku(mirrors))
+    if len(argv) == 2:
+        write("net-hass", *hass(Path(argv[1])))
     for lib in BLE_LIBS:
         if (mirrors / f"Bluetooth-Devices+{lib}").is_dir():
             write(f"ble-{lib.removesuffix('-ble')}", *ble_lib(mirrors, lib))
