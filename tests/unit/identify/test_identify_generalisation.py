@@ -255,3 +255,16 @@ def test_an_ibbq_probe_is_known_by_its_layout() -> None:
     assert (ident.vendor, ident.category) == ("Inkbird", "sensor")
     stranger = {**probe, "address": "11:22:33:44:55:66"}  # the MAC is not in its payload
     assert identify_lines(stranger).vendor != "Inkbird"
+
+
+def test_a_confident_answer_is_right_on_the_fixtures() -> None:
+    """Calibration: at confidence >= 0.8 at least 98 % of the shared fixtures' answers are right."""
+    from support.identify import OBSERVATIONS, TRUTH, shared_or_skip
+
+    shared_or_skip()
+    rows = bench.score(OBSERVATIONS, TRUTH).rows
+    ble = OBSERVATIONS.parent / "ble"
+    if (ble / "observations.jsonl").is_file():
+        rows += bench.score(ble / "observations.jsonl", ble / "truth.jsonl").rows
+    top = {b["bin"]: b for b in bench.reliability(rows)}[">= 0.8"]
+    assert top["devices"] >= 20 and float(top["accuracy"]) >= 0.98
