@@ -15,6 +15,11 @@ whose truth has no vendor, or names none ("generic (iTAG)"), is not counted for 
 accuracy. An answer is "confidently wrong" when
 its confidence is at or above the threshold and its category, or its named vendor, is wrong.
 
+``--eval`` also scores the evaluation corpus of ``benchmarks/data/identify-eval/`` (public test
+captures of real devices that no rule was written from; ``SOURCES.md`` there), one line per
+source, and every run prints the reliability table: how often the answer is right in each
+confidence bin (right = category and, where the truth names one, vendor).
+
 ``--split SEED --half first|second`` scores one half of a seeded random split of the devices,
 for checking rules written while looking at one half against the other.
 """
@@ -39,6 +44,8 @@ DEFAULT_OBS = ROOT.parent / "shared" / "fixtures" / "observations.jsonl"
 DEFAULT_TRUTH = ROOT.parent / "shared" / "fixtures" / "truth.jsonl"
 BLE_OBS = ROOT.parent / "shared" / "fixtures" / "ble" / "observations.jsonl"
 BLE_TRUTH = ROOT.parent / "shared" / "fixtures" / "ble" / "truth.jsonl"
+EVAL_DIR = ROOT / "benchmarks" / "data" / "identify-eval"
+BINS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.8), (0.8, 1.01))  # the last bin is ">= 0.8"
 CONFIDENT = 0.7
 TARGET_CATEGORY = 0.95
 TARGET_VENDOR = 0.90
@@ -160,6 +167,55 @@ def score(
     return s
 
 
+def eval_sets() -> list[tuple[str, Path, Path, float]]:
+    """The evaluation corpus, one set per source; ``ble-*`` sources are Bluetooth LE."""
+    out = []
+    for obs in sorted(EVAL_DIR.glob("*.observations.jsonl")):
+        name = obs.name.removesuffix(".observations.jsonl")
+        truth = obs.with_name(f"{name}.truth.jsonl")
+        target = TARGET_BLE_CATEGORY if name.startswith("ble-") else TARGET_CATEGORY
+        out.append((f"eval:{name}", obs, truth, target))
+    return out
+
+
+def right(row: dict[str, object]) -> bool:
+    return bool(row["category_ok"]) and row["vendor_ok"] is not False
+
+
+def reliability(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Accuracy per confidence bin: what a confidence of 0.8 is worth in practice."""
+    table = []
+    for low, high in BINS:
+        inside = [r for r in rows if low <= float(str(r["confidence"])) < high]
+        ok = sum(right(r) for r in inside)
+        table.append(
+            {
+                "bin": f">= {low:g}" if high > 1 else f"{low:g}-{high:g}",
+                "devices": len(inside),
+                "right": ok,
+                "accuracy": round(ok / len(inside), 4) if inside else None,
+            }
+        )
+    return table
+
+
+def print_reliability(rows: list[dict[str, object]], heading: str) -> None:
+    print(heading)
+    print(f"  {'confidence':>10}  {'devices':>7}  {'right':>5}  accuracy")
+    for b in reliability(rows):
+        acc = "-" if b["accuracy"] is None else f"{100 * float(str(b['accuracy'])):.1f}%"
+        print(f"  {b['bin']:>10}  {b['devices']:>7}  {b['right']:>5}  {acc}")
+
+
+def print_sources(scores: dict[str, Score]) -> None:
+    print(f"{'source':28} {'devices':>7} {'category':>9} {'vendor':>8} {'conf. wrong':>11}")
+    for name, s in scores.items():
+        print(
+            f"{name:28} {s.devices:>7} {100 * s.category_accuracy:>8.1f}% "
+            f"{100 * s.vendor_accuracy:>7.1f}% {s.confident_wrong:>11}"
+        )
+
+
 def figures(s: Score) -> dict[str, object]:
     return {
         "devices": s.devices,
@@ -204,6 +260,36 @@ def print_score(s: Score, details: bool, heading: str | None = None) -> None:
     print("targets:           " + ("met" if s.meets_targets() else "NOT met"))
 
 
+def report(scores: dict[str, Score], evals: dict[str, Score], as_json: bool, details: bool) -> None:
+    if as_json:
+        first = next(iter(scores.values()))
+        out = figures(first)
+        if "ble" in scores and len(scores) > 1:
+            out["ble"] = figures(scores["ble"])
+        out["reliability"] = reliability([r for s in scores.values() for r in s.rows])
+        if evals:
+            out["eval"] = {name: figures(s) for name, s in evals.items()}
+            out["eval_reliability"] = reliability([r for s in evals.values() for r in s.rows])
+        print(json.dumps(out))
+    else:
+        headings = {"ip": "Network devices", "ble": "Bluetooth LE devices"}
+        for i, (name, s) in enumerate(scores.items()):
+            if i:
+                print()
+            print_score(s, details, headings[name] if len(scores) > 1 else None)
+        print()
+        print_reliability([r for s in scores.values() for r in s.rows], "Reliability (fixtures)")
+        if evals:
+            print()
+            print_sources(evals)
+            if details:
+                for s in evals.values():
+                    print_score(s, True)
+            print()
+            rows = [r for s in evals.values() for r in s.rows]
+            print_reliability(rows, "Reliability (evaluation corpus)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.identify", description=__doc__)
     ap.add_argument("observations", nargs="?", type=Path, default=None)
@@ -213,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--half", choices=("first", "second"), default=None)
     ap.add_argument("--details", action="store_true", help="List every device's answer.")
     ap.add_argument("--json", action="store_true", help="Print the figures as JSON.")
+    ap.add_argument(
+        "--eval", action="store_true", help="Also score the evaluation corpus, per source."
+    )
     ap.add_argument(
         "--ble", action="store_true", help="Score FILES as Bluetooth LE (90 % category target)."
     )
@@ -231,18 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         s = score(obs, truth, args.threshold, args.split, args.half)
         s.target_category = target
         scores[name] = s
-    if args.json:
-        first = next(iter(scores.values()))
-        out = figures(first)
-        if "ble" in scores and len(scores) > 1:
-            out["ble"] = figures(scores["ble"])
-        print(json.dumps(out))
-    else:
-        headings = {"ip": "Network devices", "ble": "Bluetooth LE devices"}
-        for i, (name, s) in enumerate(scores.items()):
-            if i:
-                print()
-            print_score(s, args.details, headings[name] if len(scores) > 1 else None)
+    evals: dict[str, Score] = {}
+    for name, obs, truth, target in eval_sets() if args.eval else []:
+        s = score(obs, truth, args.threshold, args.split, args.half)
+        s.target_category = target
+        evals[name] = s
+    report(scores, evals, args.json, args.details)
+    # The evaluation corpus is reported, not a gate: it measures, the fixtures' targets guard.
     return 0 if all(s.meets_targets() for s in scores.values()) else 1
 
 

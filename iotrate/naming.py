@@ -12,19 +12,43 @@ from collections.abc import Sequence
 from iotrate.models import Device
 from iotrate.reports.textfit import clean  # typed as Any here: mypy sees reports/ as top level
 
+SURE = 0.5  # below this identification confidence a category is only "probably" right
+
+
+def _confidence(device: Device) -> float | None:
+    return device.identity.confidence if device.identity is not None else None
+
 
 def device_names(device: Device) -> tuple[str, str]:
     """(vendor line, model line) for a device, falling back to what discovery knew."""
-    return _names(device.vendor, device.model, device.names, device.category, device.address)
+    d = device
+    return _names(d.vendor, d.model, d.names, d.category, d.address, _confidence(d))
+
+
+def category_phrase(category: str | None, confidence: float | None) -> str:
+    """How a category is named for how sure identification is: a guess below 0.5 is marked as
+    one ("camera (probably)"), and "other" says nothing, so it is not named."""
+    cat = clean(category) or ""
+    if not cat or cat == "other":
+        return "device"
+    if confidence is not None and confidence < SURE:
+        return f"{cat} (probably)"
+    return str(cat)
 
 
 def _names(
-    vendor: str | None, model: str | None, names: Sequence[str], category: str | None, address: str
+    vendor: str | None,
+    model: str | None,
+    names: Sequence[str],
+    category: str | None,
+    address: str,
+    confidence: float | None = None,
 ) -> tuple[str, str]:
     vendor_line = clean(vendor) or "Unknown manufacturer"
     model_line = clean(model) or (clean(names[0]) if names else "")
     if not model_line:
-        model_line = f"Unidentified {clean(category) or 'device'} at {clean(address)}"
+        phrase = category_phrase(category, confidence)
+        model_line = f"Unidentified {phrase} at {clean(address)}"
     return vendor_line, model_line
 
 
@@ -33,14 +57,19 @@ def display_name(device: Device) -> str:
     than "Unidentified appliance…" when the maker is known, and "Google Home Mini" rather than
     "Google Google Home Mini" when the model already carries the maker's name."""
     d = device
-    return display_name_of(d.vendor, d.model, d.names, d.category, d.address)
+    return display_name_of(d.vendor, d.model, d.names, d.category, d.address, _confidence(d))
 
 
 def display_name_of(
-    vendor: str | None, model: str | None, names: Sequence[str], category: str | None, address: str
+    vendor: str | None,
+    model: str | None,
+    names: Sequence[str],
+    category: str | None,
+    address: str,
+    confidence: float | None = None,
 ) -> str:
     """:func:`display_name` from the fields it reads, for lists built from stored columns."""
-    vendor_line, model_line = _names(vendor, model, names, category, address)
+    vendor_line, model_line = _names(vendor, model, names, category, address, confidence)
     known_vendor = bool(clean(vendor))
     if model_line.startswith("Unidentified "):
         if not known_vendor:

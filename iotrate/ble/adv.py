@@ -223,6 +223,8 @@ def _apple(payload: bytes, out: Decoded, address: str | None) -> None:
             _findmy(length, value, out, address)
         elif kind == 0x10 and value:
             out.add("ble.apple.nearby.action", f"{value[0] & 0x0F:x}")
+        elif kind in (0x08, 0x0F):
+            _apple_device_class(kind, value, out)
         elif kind == 0x07 and len(value) >= 3:
             model = value[1:3].hex()
             out.add("ble.apple.audio.model_id", model)
@@ -233,6 +235,28 @@ def _apple(payload: bytes, out: Decoded, address: str | None) -> None:
             out.add("ble.apple.truncated", "yes")
             break
         i += 2 + length
+
+
+# furiousMAC/continuity's dissector: the sender's device class in "Hey Siri" (0x08, 16 bits at
+# offset 4) and in Nearby Action "iOS Setup" (0x0f type 0x09, the high nibble after the flags,
+# the type and the optional 3-byte auth tag).
+SIRI_DEVICE_CLASSES = {0x0002: "iphone", 0x0003: "ipad", 0x0007: "homepod", 0x0009: "mac",
+                       0x000A: "watch"}  # fmt: skip
+SETUP_DEVICE_CLASSES = {0x2: "iphone", 0x4: "ipod", 0x6: "ipad", 0x8: "homepod", 0xA: "mac",
+                        0xC: "appletv", 0xE: "watch"}  # fmt: skip
+
+
+def _apple_device_class(kind: int, value: bytes, out: Decoded) -> None:
+    """The sender's own device class, where a Continuity message carries one."""
+    name = None
+    if kind == 0x08 and len(value) >= 6:
+        name = SIRI_DEVICE_CLASSES.get(int.from_bytes(value[4:6], "big"))
+    elif kind == 0x0F and len(value) >= 3 and value[1] == 0x09:
+        at = 2 + (3 if value[0] & 0x80 else 0)
+        if len(value) > at:
+            name = SETUP_DEVICE_CLASSES.get(value[at] >> 4)
+    if name:
+        out.add("ble.apple.device_class", name)
 
 
 def _findmy(length: int, value: bytes, out: Decoded, address: str | None) -> None:

@@ -34,6 +34,7 @@ CATEGORIES: tuple[str, ...] = (
     "fitness-band",
     "tracker",
     "phone",
+    "tablet",
     "headphones",
     "toothbrush",
     "printer",

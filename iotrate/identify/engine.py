@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from iotrate.identify.claims import Attribute, Claim
+from iotrate.identify.claims import Attribute, Claim, family
 from iotrate.identify.combine import Conclusion, conclude, overall_confidence
 from iotrate.identify.datafiles import data_names, load_yaml
 from iotrate.identify.errors import FingerprintDataError, IdentifyError
@@ -25,7 +25,7 @@ from iotrate.identify.observations import Observation
 from iotrate.identify.oui import lookup as oui_lookup
 from iotrate.identify.recog import RecogMatcher, recog_matcher
 from iotrate.identify.rules import Rule, load_rules
-from iotrate.identify.vendors import VendorTable, vendor_table
+from iotrate.identify.vendors import VendorTable, vendor_key, vendor_table
 from iotrate.models import Identity, IdentityEvidence
 from iotrate.net import printable
 
@@ -34,6 +34,9 @@ OUI_WEIGHT = 0.45  # the MAC's registered owner: usually the maker, sometimes a 
 OUI_EMBEDDED_WEIGHT = 0.3  # a MAC the device reports inside an answer (may be anonymised)
 OUI_MODULE_WEIGHT = 0.1
 BRAND_PRIOR_WEIGHT = 0.3  # "Sonos makes speakers": never enough on its own
+DERIVED_PRIOR_WEIGHT = 0.2  # a prior counted from the rules, weaker than a curated one
+DERIVED_PRIOR_MIN_SHARE = 0.9  # a maker of many kinds gets no derived prior
+DERIVED_PRIOR_MIN_PRODUCTS = 3
 MAX_EVIDENCE = 40
 VALUE_CHARS = 200  # evidence values as shown; what the device sent is capped and made printable
 NAME_CHARS = 128
@@ -49,8 +52,10 @@ class Database:
     vendors: VendorTable
     by_field: dict[str, list[Rule]] = field(default_factory=dict)
     unindexed: list[Rule] = field(default_factory=list)
+    derived_priors: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.derived_priors = derive_priors(self.rules, self.vendors)
         # Index rules by a field they cannot match without, so a record only meets the rules
         # that could apply to it (a few dozen of the thousand-odd).
         for rule in self.rules:
@@ -85,6 +90,41 @@ class Database:
         if dupes:
             raise FingerprintDataError(f"duplicate rule ids across files: {dupes[:10]}")
         return Database(rules, recog_matcher(), lexicon(), vendor_table())
+
+
+def derive_priors(rules: Sequence[Rule], vendors: VendorTable) -> dict[str, tuple[str, float]]:
+    """Vendor -> (usual category, share) counted from the products the rules know.
+
+    Every rule or Home Assistant matcher that names both a maker and a category is one known
+    product of that maker. A maker whose known products are nearly all of one kind ("Blink":
+    cameras, "Lutron": hubs) gets that kind as a weak prior; one that makes several kinds gets
+    none. Brands in ``vendors.yaml`` keep their hand-decided prior (or deliberate lack of one:
+    LG makes TVs and fridges, whatever the rules happen to cover).
+    """
+    counts: dict[str, Counter[str]] = {}
+    for rule in rules:
+        then = dict(rule.then)
+        vendor, category = then.get("vendor"), then.get("category")
+        if not vendor or not category or "{" in vendor or "{" in category:
+            continue
+        name = vendors.normalise(vendor) or vendor
+        counts.setdefault(name, Counter())[family(category)] += 1
+    out: dict[str, tuple[str, float]] = {}
+    for name, per_family in counts.items():
+        total = sum(per_family.values())
+        top, n = per_family.most_common(1)[0]
+        share = n / total
+        if (
+            total >= DERIVED_PRIOR_MIN_PRODUCTS
+            and share >= DERIVED_PRIOR_MIN_SHARE
+            and not vendors.is_curated(name)
+        ):
+            out[vendor_key(name)] = (top, round(share, 3))
+    return out
+
+
+def _software_model(claim: Claim, vendors: VendorTable) -> bool:
+    return claim.field.endswith("model_name") and vendors.is_weak(claim.value)
 
 
 def _mac_records(records: list[Record]) -> tuple[list[Record], str | None]:
@@ -138,6 +178,10 @@ class Identifier:
         out: list[Claim] = []
         vendors = self.db.vendors
         for c in claims:
+            if c.attribute == "model" and _software_model(c, vendors):
+                # "gmediarender", "MiniDLNA": the software's name, not the device's model.
+                c = Claim(c.attribute, c.value, min(c.weight, 0.25) * 0.5, c.rule, c.source,
+                          c.field, c.observed, c.record)  # fmt: skip
             if c.attribute != "vendor":
                 out.append(c)
                 continue
@@ -161,19 +205,16 @@ class Identifier:
         out = []
         for vendor, c in best.items():
             category = self.db.vendors.category_prior(vendor)
+            rule, scale = f"prior:{vendor}", BRAND_PRIOR_WEIGHT
+            if not category and vendor_key(vendor) in self.db.derived_priors:
+                category, share = self.db.derived_priors[vendor_key(vendor)]
+                rule, scale = f"prior.derived:{vendor}", DERIVED_PRIOR_WEIGHT * share
             if category:
-                out.append(
-                    Claim(
-                        "category",
-                        category,
-                        round(BRAND_PRIOR_WEIGHT * min(1.0, c.weight + 0.2), 3),
-                        f"prior:{vendor}",
-                        c.source,
-                        c.field,
-                        c.observed,
-                        f"prior:{vendor}",
-                    )
+                weight = round(scale * min(1.0, c.weight + 0.2), 3)
+                claim = Claim(
+                    "category", category, weight, rule, c.source, c.field, c.observed, rule
                 )
+                out.append(claim)
         return out
 
     def identify_device(self, device: str, observations: Sequence[Observation]) -> Identity:

@@ -162,6 +162,45 @@ def _dhcp_rules(out: _Rules) -> None:
         out.add(f"hass:dhcp:{m.get('domain')}:{i}", str(m.get("domain")), matchers, mac_only)
 
 
+_SIG_BASE = re.compile(r"^0000([0-9a-f]{4})-0000-1000-8000-00805f9b34fb$")
+
+
+def _uuid_pattern(uuid: str) -> re.Pattern[str]:
+    """BLE facts name SIG-based UUIDs by their 16 bits ("fe95"), others in full."""
+    u = uuid.lower()
+    short = _SIG_BASE.match(u)
+    return re.compile(f"^{re.escape(short.group(1) if short else u)}$")
+
+
+def _bluetooth_matchers(m: dict[str, Any]) -> list[Matcher]:
+    """One Home Assistant Bluetooth matcher as field matchers on one advertisement's facts."""
+    matchers: list[Matcher] = []
+    if isinstance(m.get("local_name"), str):
+        matchers.append(Matcher(("ble.name",), _glob(m["local_name"]), False))
+    if isinstance(m.get("service_uuid"), str):
+        matchers.append(Matcher(("ble.uuid",), _uuid_pattern(m["service_uuid"]), False))
+    if isinstance(m.get("service_data_uuid"), str):
+        matchers.append(Matcher(("ble.svc_uuid",), _uuid_pattern(m["service_data_uuid"]), False))
+    cid = m.get("manufacturer_id")
+    if isinstance(cid, int) and not isinstance(cid, bool):
+        matchers.append(Matcher(("ble.company",), re.compile(f"^{cid}$"), False))
+        start = m.get("manufacturer_data_start")
+        if isinstance(start, list) and all(isinstance(b, int) and 0 <= b < 256 for b in start):
+            prefix = bytes(start).hex()
+            matchers.append(Matcher((f"ble.mfr.{cid:04x}",), re.compile(f"^{prefix}"), False))
+    return matchers
+
+
+def _bluetooth_rules(out: _Rules) -> None:
+    doc = _load_json("ha_bluetooth.json")
+    entries = doc.get("BLUETOOTH")
+    if not isinstance(entries, list):
+        raise FingerprintDataError("data/hass/ha_bluetooth.json: BLUETOOTH is not a list")
+    for i, m in enumerate(entries):
+        if isinstance(m, dict) and isinstance(m.get("domain"), str):
+            out.add(f"hass:bluetooth:{m['domain']}:{i}", m["domain"], _bluetooth_matchers(m))
+
+
 @lru_cache(maxsize=1)
 def hass_rules() -> list[Rule]:
     doc = require_mapping(load_yaml("hass.yaml"), "hass.yaml")
@@ -169,4 +208,5 @@ def hass_rules() -> list[Rule]:
     _zeroconf_rules(out)
     _ssdp_rules(out)
     _dhcp_rules(out)
+    _bluetooth_rules(out)
     return out.rules

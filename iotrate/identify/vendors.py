@@ -167,6 +167,10 @@ class VendorTable:
         brand = self._brand_by_key.get(vendor_key(vendor))
         return brand.category if brand else None
 
+    def is_curated(self, vendor: str) -> bool:
+        """A brand the table lists: its category (or its lack of one) was decided by hand."""
+        return vendor_key(vendor) in self._brand_by_key
+
 
 def _site_label(url: str) -> str:
     """The name part of a web address: "https://www.example.co/x" -> "example"."""

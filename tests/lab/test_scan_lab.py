@@ -185,7 +185,18 @@ def test_identification_in_the_scan(lab: dict[str, Any], scanned: ScanResult) ->
     speaker = found[by_name["speaker"]["address"]]
     assert speaker.category == "speaker" and speaker.vendor == "Google"
     assert "mdns" in speaker.sources and speaker.identity and speaker.identity.evidence
-    assert found[by_name["tv"]["address"]].category == "tv"
+    tv = found[by_name["tv"]["address"]]
+    assert tv.category == "tv"
+    # gmediarender on libupnp sends libupnp's default "X-User-Agent: redsonic" and names its
+    # authors as manufacturer: neither is the maker; the OUI, friendly name and ADB say TCL.
+    assert (tv.vendor, tv.model) == (by_name["tv"]["vendor"], "55P8")
+    for d in scanned.devices:
+        # No device's identity rests on another lab device's MAC.
+        own = (d.mac or "").lower()
+        others = {str(x["mac"]).lower() for x in lab["devices"]} - {own}
+        assert d.identity is None or not any(
+            e.value.lower() in others for e in d.identity.evidence
+        ), d.address
     assert found[by_name["camera"]["address"]].category == "camera"
     # These two announce nothing: their probes' evidence (SNMP sysDescr, certificate) names them.
     assert found[by_name["hub"]["address"]].category == "hub"
