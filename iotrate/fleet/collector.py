@@ -31,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from iotrate.errors import RuntimeFailure
 from iotrate.fleet.broker import Broker, connect_async, connect_properties, make_client
+from iotrate.fleet.callbacks import guarded
 from iotrate.fleet.messages import MAX_MESSAGE_BYTES, TOPIC_ROOT
 from iotrate.fleet.writer import Report, WriterProcess, spawn_context, tune_gc
 from iotrate.storage import Store
@@ -112,6 +113,7 @@ class Collector:
 
     # -- paho's thread ------------------------------------------------------------------------
 
+    @guarded(log, "the collector's connect callback")
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -128,6 +130,7 @@ class Collector:
         client.subscribe(f"{TOPIC_ROOT}/#", qos=1)
         self.connected.set()
 
+    @guarded(log, "the collector's disconnect callback")
     def _on_disconnect(
         self,
         _client: mqtt.Client,
@@ -140,6 +143,7 @@ class Collector:
             log.warning("lost the broker %s (%s); reconnecting", self.broker, reason)
         self.connected.clear()
 
+    @guarded(log, "the collector's message callback")
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put((next(self._arrivals), msg))
 
