@@ -8,9 +8,12 @@ idempotent — a device replaces its earlier version under the (scan, address) k
 fills in its scan row, an end replaces the scan's devices with the final ones — so a message
 stored twice is stored once.
 
-Whatever is not a valid message for its topic (too large, not JSON, not the schema, topic and
-payload disagreeing, a scan claimed by another site) is logged and acknowledged without being
-stored, so it can neither poison the database nor block the queue behind it.
+Whatever is not a valid message for its topic (too large, not JSON, not the schema or its
+bounds, topic and payload disagreeing, a scan claimed by another site) or that the database
+refuses is logged and acknowledged without being stored, so it can neither poison the database
+nor block the queue behind it, nor come back after a restart. Only a database that cannot be
+reached holds messages back (unacknowledged, retried). The paho callbacks log what goes wrong
+in them and carry on (:mod:`iotrate.fleet.callbacks`).
 """
 
 from __future__ import annotations
