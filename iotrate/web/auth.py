@@ -59,6 +59,8 @@ from .state import dashboard, error, render
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 MIN_PASSWORD, MAX_PASSWORD = 10, 1024
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
+#: The most memory one check may take (scrypt needs 128 * r * n bytes): twice today's cost.
+_MAXMEM = 256 * 2**20
 #: Password checks running at once; each holds 128 MiB while it runs.
 MAX_CHECKS = 2
 MAX_SESSIONS = 10_000
@@ -84,7 +86,7 @@ def _b64(data: bytes) -> str:
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM + 2**20, dklen=32
     )
 
 
@@ -102,6 +104,9 @@ def _parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
     ni, ri, pi = int(n), int(r), int(p)
     if not (2 <= ni <= 2**20 and ni & (ni - 1) == 0 and 1 <= ri <= 32 and 1 <= pi <= 16):
         raise ValueError("scrypt parameters out of range")
+    if 128 * ri * ni > _MAXMEM:
+        # Refused when the file is read, not as a failed check (a 500) at every sign-in.
+        raise ValueError(f"scrypt parameters need more than {_MAXMEM // 2**20} MiB")
     return (
         ni,
         ri,
