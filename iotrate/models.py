@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from iotrate import __version__
 
@@ -30,8 +30,37 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _utc_expressible(value: datetime) -> datetime:
+    """Storage writes every time in UTC; a time near the ends of the calendar with an offset
+    (year 1 at +14:00) has no UTC form, and would fail there instead of here."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("the time has no UTC equivalent (out of range)") from None
+    return value
+
+
+#: A TCP or UDP port number.
+Port = Annotated[int, Field(ge=0, le=65535)]
+#: A count of things a scan did or saw (attempts, checks, sightings): far below the 32-bit
+#: integer columns of PostgreSQL, so a number from outside can never overflow one.
+Count = Annotated[int, Field(ge=0, le=1_000_000_000)]
+#: Seconds a probe or scan took or may take: ten years at most.
+Seconds = Annotated[float, Field(ge=0, le=315_360_000)]
+Timestamp = Annotated[datetime, AfterValidator(_utc_expressible)]
+#: Upper bounds on the lists of one device: every TCP and UDP port, and room far beyond what
+#: a real device yields, so a hostile agent's message is refused before it becomes rows.
+MAX_ITEMS = 262_144
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    """Frozen, no unknown fields, and finite floats only: NaN and infinity come from nowhere
+    real and turn into NULLs or failed checks once stored."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", use_enum_values=False, allow_inf_nan=False
+    )
 
 
 class Policy(StrEnum):
@@ -87,11 +116,11 @@ class Target(_Model):
     kind: TargetKind
     first: str = Field(description="First address covered.")
     last: str = Field(description="Last address covered.")
-    size: int = Field(ge=1, description="Number of host addresses covered.")
+    size: int = Field(ge=1, le=2**128, description="Number of host addresses covered.")
 
 
 class Service(_Model):
-    port: int = Field(ge=0, le=65535)
+    port: Port
     transport: Transport = Transport.TCP
     protocol: str | None = Field(
         default=None, description="Protocol name (e.g. 'ssh', 'http'); null when unknown."
@@ -111,7 +140,7 @@ class Evidence(_Model):
     """What a finding rests on, in a form a test lab can put in its report."""
 
     summary: str
-    port: int | None = None
+    port: Port | None = None
     transport: Transport | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -120,37 +149,35 @@ class Finding(_Model):
     check: str = Field(description="Check id from the rating scheme, e.g. 'cred.telnet.default'.")
     severity: Severity
     title: str
-    evidence: list[Evidence] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list, max_length=MAX_ITEMS)
     remediation: str | None = None
     standards: list[str] = Field(
         default_factory=list, description="Standard clauses, e.g. 'ETSI EN 303 645 5.1-1'."
     )
     confidence: Confidence = Confidence.CONFIRMED
     probe: str | None = None
-    port: int | None = None
+    port: Port | None = None
 
 
 class ProbeOutcome(_Model):
     probe: str
     status: OutcomeStatus
-    port: int | None = None
+    port: Port | None = None
     transport: Transport | None = None
     reason: str | None = Field(default=None, description="Why it failed, was skipped or n/a.")
-    duration_s: float | None = Field(default=None, ge=0)
+    duration_s: Seconds | None = None
     checks: list[str] = Field(
         default_factory=list,
         description="Check ids this run evaluated (status ran) or could not evaluate (otherwise); "
         "the rating's coverage is computed from these.",
     )
-    attempts: int | None = Field(
+    attempts: Count | None = Field(
         default=None,
-        ge=0,
         description="Login attempts the probe made (login probes only), so a report can say "
         "how much of the credential list was tried within the attempt budget.",
     )
-    budget_s: float | None = Field(
+    budget_s: Seconds | None = Field(
         default=None,
-        ge=0,
         exclude_if=lambda v: v is None,
         description="Set when the scan's time budget cut this run (not started, or stopped): "
         "the budget in seconds (0 when none was given as a figure). Absent otherwise.",
@@ -167,8 +194,8 @@ class Coverage(_Model):
     """How much of the scheme the scan could actually test; shown honestly on the label."""
 
     fraction: float = Field(ge=0, le=1)
-    checks_run: int = Field(ge=0)
-    checks_total: int = Field(ge=0)
+    checks_run: Count
+    checks_total: Count
     checks_unknown: list[str] = Field(
         default_factory=list,
         description="Check ids that could not be evaluated (probe failed or skipped, or never "
@@ -237,7 +264,7 @@ class Identity(_Model):
     confidences: dict[str, float] = Field(
         default_factory=dict, description="Per attribute: category, vendor, model, firmware."
     )
-    evidence: list[IdentityEvidence] = Field(default_factory=list)
+    evidence: list[IdentityEvidence] = Field(default_factory=list, max_length=MAX_ITEMS)
 
 
 class BluetoothInfo(_Model):
@@ -250,8 +277,10 @@ class BluetoothInfo(_Model):
     )
     first_seen: float | None = Field(default=None, description="Seconds, capture clock.")
     last_seen: float | None = Field(default=None, description="Seconds, capture clock.")
-    sightings: int = Field(default=0, ge=0, description="Advertisements heard.")
-    rssi_max: int | None = Field(default=None, description="Strongest signal heard, dBm.")
+    sightings: Count = Field(default=0, description="Advertisements heard.")
+    rssi_max: int | None = Field(
+        default=None, ge=-255, le=255, description="Strongest signal heard, dBm."
+    )
 
 
 class Device(_Model):
@@ -262,17 +291,19 @@ class Device(_Model):
         "BLE advertisements; address is then the Bluetooth address).",
     )
     address: str
-    addresses: list[str] = Field(default_factory=list)
+    addresses: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
     mac: str | None = None
     vendor: str | None = None
     model: str | None = None
     category: str | None = None
     firmware: str | None = None
-    names: list[str] = Field(default_factory=list)
-    sources: list[str] = Field(default_factory=list, description="Discovery sources that saw it.")
-    services: list[Service] = Field(default_factory=list)
-    findings: list[Finding] = Field(default_factory=list)
-    outcomes: list[ProbeOutcome] = Field(default_factory=list)
+    names: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
+    sources: list[str] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Discovery sources that saw it."
+    )
+    services: list[Service] = Field(default_factory=list, max_length=MAX_ITEMS)
+    findings: list[Finding] = Field(default_factory=list, max_length=MAX_ITEMS)
+    outcomes: list[ProbeOutcome] = Field(default_factory=list, max_length=MAX_ITEMS)
     rating: Rating | None = None
     identity: Identity | None = Field(
         default=None, description="Identification with confidence and evidence, when run."
@@ -304,7 +335,7 @@ class ScanScope(_Model):
     tcp_port_count: int = Field(ge=0, le=65535)
     udp: bool = Field(description="Whether the UDP IoT hellos (SNMP, SSDP, mDNS, CoAP) were sent.")
     policy: Policy
-    budget_s: float | None = Field(default=None, ge=0, description="--budget, if any.")
+    budget_s: Seconds | None = Field(default=None, description="--budget, if any.")
     budget_cut: bool = Field(
         default=False, description="True when the time budget stopped or skipped probes."
     )
@@ -314,8 +345,8 @@ class ScanResult(_Model):
     schema_version: str = SCHEMA_VERSION
     tool: ToolInfo = Field(default_factory=ToolInfo)
     scan_id: str
-    started_at: datetime
-    finished_at: datetime | None = None
+    started_at: Timestamp
+    finished_at: Timestamp | None = None
     discovery_mode: str | None = Field(
         default=None, description="Which host discovery ran, e.g. 'tcp-connect' or 'arp'."
     )

@@ -98,6 +98,8 @@ def _add_user(name: str, users: Path) -> None:
     check_password(password)
     new = add_user(users, name, password)
     typer.echo(f"{'added' if new else 'changed the password of'} user {name} in {users}")
+    if not new:
+        typer.echo(f"a running dashboard ends {name}'s sessions at their next request")
 
 
 def serve_cmd(
@@ -195,7 +197,7 @@ def serve_cmd(
         sock = listen(host, port)
     except IotrateError as exc:
         fail(exc)
-    run(sock, host, opener, accounts, loopback, tls_cert, tls_key, where)
+    run(sock, host, opener, accounts, loopback, tls_cert, tls_key, where, users_path)
 
 
 def run(
@@ -207,6 +209,7 @@ def run(
     tls_cert: Path | None,
     tls_key: Path | None,
     where: str,
+    users_path: Path | None = None,
 ) -> None:
     import uvicorn
 
@@ -223,6 +226,7 @@ def run(
             users=accounts,
             allowed_hosts=allowed,
             https=tls_cert is not None,
+            users_file=users_path if accounts is not None else None,
         )
     )
     config = uvicorn.Config(

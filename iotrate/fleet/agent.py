@@ -35,6 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from iotrate.errors import IotrateError, UsageError
 from iotrate.fleet import commands
 from iotrate.fleet.broker import Broker, connect_async, make_client
+from iotrate.fleet.callbacks import guarded
 from iotrate.fleet.messages import (
     NAME_PATTERN,
     DeviceMessage,
@@ -208,6 +209,7 @@ class Publisher:
 
     # -- paho callbacks (its network thread) --------------------------------------------------
 
+    @guarded(log, "the agent's connect callback")
     def _connected(
         self,
         client: mqtt.Client,
@@ -225,6 +227,7 @@ class Publisher:
         self.connected.set()
         self._wake.set()
 
+    @guarded(log, "the agent's disconnect callback")
     def _disconnected(
         self,
         _client: mqtt.Client,
@@ -237,6 +240,7 @@ class Publisher:
             log.warning("lost the broker %s (%s); results wait in the spool", self.broker, reason)
         self.connected.clear()
 
+    @guarded(log, "the agent's acknowledgement callback")
     def _acked(
         self,
         _client: mqtt.Client,
@@ -248,6 +252,7 @@ class Publisher:
         self._acks.put((mid, reason))
         self._wake.set()
 
+    @guarded(log, "the agent's message callback")
     def _message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._on_command is not None and msg.topic == self._commands_topic:
             self._on_command(bytes(msg.payload))
@@ -326,6 +331,7 @@ class Agent:
 
     # -- commands -----------------------------------------------------------------------------
 
+    @guarded(log, "the agent's command handler")
     def _command(self, payload: bytes) -> None:
         assert self.command_key is not None
         try:

@@ -112,6 +112,9 @@ def make_client(broker: Broker, client_id: str, *, manual_ack: bool = False) -> 
             context.load_cert_chain(os.fspath(broker.cert), os.fspath(broker.key))
         client.tls_set_context(context)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
+    # Our callbacks catch their own exceptions (iotrate.fleet.callbacks); this is the net
+    # under them, so none can end paho's network thread.
+    client.suppress_exceptions = True
     return client
 
 

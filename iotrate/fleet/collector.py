@@ -8,9 +8,12 @@ idempotent — a device replaces its earlier version under the (scan, address) k
 fills in its scan row, an end replaces the scan's devices with the final ones — so a message
 stored twice is stored once.
 
-Whatever is not a valid message for its topic (too large, not JSON, not the schema, topic and
-payload disagreeing, a scan claimed by another site) is logged and acknowledged without being
-stored, so it can neither poison the database nor block the queue behind it.
+Whatever is not a valid message for its topic (too large, not JSON, not the schema or its
+bounds, topic and payload disagreeing, a scan claimed by another site) or that the database
+refuses is logged and acknowledged without being stored, so it can neither poison the database
+nor block the queue behind it, nor come back after a restart. Only a database that cannot be
+reached holds messages back (unacknowledged, retried). The paho callbacks log what goes wrong
+in them and carry on (:mod:`iotrate.fleet.callbacks`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from iotrate.errors import RuntimeFailure
 from iotrate.fleet.broker import Broker, connect_async, connect_properties, make_client
+from iotrate.fleet.callbacks import guarded
 from iotrate.fleet.messages import MAX_MESSAGE_BYTES, TOPIC_ROOT
 from iotrate.fleet.writer import Report, WriterProcess, spawn_context, tune_gc
 from iotrate.storage import Store
@@ -112,6 +116,7 @@ class Collector:
 
     # -- paho's thread ------------------------------------------------------------------------
 
+    @guarded(log, "the collector's connect callback")
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -128,6 +133,7 @@ class Collector:
         client.subscribe(f"{TOPIC_ROOT}/#", qos=1)
         self.connected.set()
 
+    @guarded(log, "the collector's disconnect callback")
     def _on_disconnect(
         self,
         _client: mqtt.Client,
@@ -140,6 +146,7 @@ class Collector:
             log.warning("lost the broker %s (%s); reconnecting", self.broker, reason)
         self.connected.clear()
 
+    @guarded(log, "the collector's message callback")
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put((next(self._arrivals), msg))
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ COMMANDS = ("scan-now",)
 WINDOW = 300.0  # seconds a command stays valid either side of the agent's clock
 MAX_COMMAND_BYTES = 4096
 MIN_KEY_BYTES = 16
+_NONCE = re.compile(r"[0-9a-f]{16,64}")
 
 
 class CommandRejected(ValueError):
@@ -65,6 +68,17 @@ def sign(key: bytes, site: str, command: str, *, now: float | None = None) -> by
     return _canonical({**fields, "mac": _mac(key, fields)})
 
 
+def _seconds(value: object) -> float | None:
+    """A JSON number as a finite float, or None: JSON brings ints too large for a float,
+    NaN and Infinity, and True (which Python counts as an int)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int):
+        value = max(min(value, 10**18), -(10**18))
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) else None
+
+
 def verify(
     key: bytes,
     site: str,
@@ -93,15 +107,19 @@ def verify(
     }:
         raise CommandRejected("not a command")
     mac = data.pop("mac")
-    if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, data)):
+    # Compared as bytes: compare_digest refuses str holding anything but ASCII (TypeError),
+    # and a publisher without the key chooses this field. surrogatepass: JSON can carry
+    # lone surrogates, which plain UTF-8 cannot encode.
+    given = mac.encode("utf-8", "surrogatepass") if isinstance(mac, str) else b""
+    if not hmac.compare_digest(given, _mac(key, data).encode("ascii")):
         raise CommandRejected("bad signature")
     if data["schema"] != COMMAND_SCHEMA or data["site"] != site:
         raise CommandRejected("for another site or version")
-    issued = data["issued_at"]
-    if not isinstance(issued, int | float) or abs(now - issued) > WINDOW:
+    issued = _seconds(data["issued_at"])
+    if issued is None or abs(now - issued) > WINDOW:
         raise CommandRejected("expired or from the future (check the clocks)")
     nonce = data["nonce"]
-    if not isinstance(nonce, str) or not 16 <= len(nonce) <= 64:
+    if not isinstance(nonce, str) or not _NONCE.fullmatch(nonce):
         raise CommandRejected("bad nonce")
     if data["command"] not in COMMANDS:
         raise CommandRejected(f"unknown command {str(data['command'])[:40]!r}")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -34,7 +33,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from iotrate.models import SCHEMA_VERSION, Device, ScanResult, Target, ToolInfo
+from iotrate.models import SCHEMA_VERSION, Device, ScanResult, Target, Timestamp, ToolInfo
 
 #: Version of the envelope; the scan result inside carries its own ``schema_version``.
 FLEET_SCHEMA = "iotrate.fleet/1"
@@ -86,13 +85,15 @@ class _Envelope(BaseModel):
     site: str = Field(pattern=NAME_PATTERN, description="The agent's site (--site).")
     scan_id: str = Field(pattern=ID_PATTERN)
     agent_id: str = Field(pattern=NAME_PATTERN, description="The agent, stable across runs.")
-    sent_at: datetime = Field(description="When the agent queued the message.")
-    seq: int = Field(ge=0, description="The agent's spool sequence number (diagnostics).")
+    sent_at: Timestamp = Field(description="When the agent queued the message.")
+    seq: int = Field(
+        ge=0, le=2**63 - 1, description="The agent's spool sequence number (diagnostics)."
+    )
 
 
 class StartMessage(_Envelope):
     kind: Literal["start"] = "start"
-    started_at: datetime
+    started_at: Timestamp
     policy: str = Field(pattern=r"^(safe|default|intrusive)$")
     targets: list[Target] = Field(max_length=4096)
     tool: ToolInfo
@@ -194,7 +195,7 @@ def decode(
         message = _ADAPTER.validate_json(payload, strict=True)
     except ValidationError as exc:
         _diagnose(payload)
-        raise MessageRejected(f"invalid: {str(exc).splitlines()[0][:200]}") from None
+        raise MessageRejected(f"invalid: {_first_error(exc)}") from None
     except RecursionError:
         raise MessageRejected("not JSON: nested too deeply") from None
     if topic != topic_for(message):
@@ -205,6 +206,17 @@ def decode(
         if message.result.devices:
             raise MessageRejected("an end message carries no devices")
     return message
+
+
+def _first_error(exc: ValidationError) -> str:
+    """Where and what, for the log: ``at device.findings.0.port: Input should be less than
+    or equal to 65535`` (the union's own name, pydantic's first line, says nothing)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return str(exc).splitlines()[0][:200]
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"][1:]) or "(top)"  # [0] is the union's tag
+    return f"at {where[:120]}: {first['msg'][:200]}"
 
 
 def _diagnose(payload: bytes) -> None:

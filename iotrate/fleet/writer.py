@@ -78,32 +78,47 @@ class Writer:
     def handle(self, batch: Batch, give_up: Callable[[float], bool]) -> Report:
         """Store a batch in one transaction. While the database is away it retries; between
         tries ``give_up(seconds)`` waits and says whether to stop trying, and the batch is
-        then reported as not committed."""
+        then reported as not committed. Anything else that fails is the fault of a message:
+        the batch is stored one message at a time and only the culprit is dropped, with the
+        reason in the log, so a poison message is acknowledged once instead of stopping the
+        writer and coming back after every restart."""
         report = Report()
         items = [self._decode(topic, payload, report) for topic, payload in batch]
         delay = 1.0
         while True:
             try:
-                stored, ignored = self._store_all(items, report)
+                attempt = Report()  # what a failed try counted is forgotten with it
+                try:
+                    stored, ignored = self._store_all(items, attempt)
+                except Exception as exc:
+                    if _unreachable(exc):
+                        raise
+                    # Something in the batch the database will not take: store one by one,
+                    # so only the culprit is dropped.
+                    self.say(
+                        logging.WARNING, f"a batch failed ({_reason(exc)}); storing one at a time"
+                    )
+                    one_by_one = Report()
+                    self._store_one_by_one(batch, items, one_by_one)
+                    _merge(report, one_by_one)
+                    return report
+                _merge(report, attempt)
                 report.stored += stored
                 report.ignored += ignored
                 return report
-            except RuntimeFailure as exc:
-                if _unreachable(exc):
-                    # The database is away: keep the batch unacknowledged and try again; the
-                    # broker holds the rest. On stop, leave it to the broker's redelivery
-                    # (and say nothing more of the batches still queued behind it).
-                    if not give_up(0):
-                        self.say(logging.ERROR, f"{exc}; retrying in {delay:.0f}s")
-                        if not give_up(delay):
-                            delay = min(delay * 2, 30.0)
-                            continue
-                    report.committed = False
-                    return report
-                # Something in the batch the database will not take: store one by one, so
-                # only the culprit is dropped.
-                self.say(logging.WARNING, f"a batch failed ({exc}); storing one at a time")
-                self._store_one_by_one(batch, items, report)
+            except Exception as exc:
+                if not _unreachable(exc):
+                    raise
+                # The database is away: keep the batch unacknowledged and try again; the
+                # broker holds the rest. On stop, leave it to the broker's redelivery (and say
+                # nothing more of the batches still queued behind it). What a one-by-one pass
+                # had committed is stored again, idempotently, on the next try.
+                if not give_up(0):
+                    self.say(logging.ERROR, f"{_reason(exc)}; retrying in {delay:.0f}s")
+                    if not give_up(delay):
+                        delay = min(delay * 2, 30.0)
+                        continue
+                report.committed = False
                 return report
 
     def _decode(self, topic: str, payload: bytes, report: Report) -> Message | None:
@@ -111,7 +126,9 @@ class Writer:
             return decode(topic, payload, self.max_bytes)
         except MessageRejected as exc:
             self._reject(report, topic, str(exc))
-            return None
+        except Exception as exc:
+            self._reject(report, topic, f"could not be checked: {_reason(exc)}")
+        return None
 
     def _store_all(self, items: Sequence[Message | None], report: Report) -> tuple[int, int]:
         """Everything in one transaction; (stored, ignored) once it has committed."""
@@ -151,8 +168,10 @@ class Writer:
             try:
                 with self.store.batch():
                     changed = self._apply([item], report)
-            except RuntimeFailure as exc:
-                self._reject(report, topic, f"the database refused it: {exc}")
+            except Exception as exc:
+                if _unreachable(exc):
+                    raise  # not this message's fault: the whole batch waits and retries
+                self._reject(report, topic, f"the database refused it: {_reason(exc)}")
                 continue
             if changed:
                 report.stored += 1
@@ -209,9 +228,39 @@ def _same_scan(a: Message | None, b: Message) -> bool:
     return a is not None and (a.site, a.scan_id, a.agent_id) == (b.site, b.scan_id, b.agent_id)
 
 
-def _unreachable(exc: RuntimeFailure) -> bool:
-    """A lost or refused database connection (worth retrying), not a bad row."""
-    return isinstance(exc.__cause__, OperationalError | InterfaceError)
+def _unreachable(exc: BaseException) -> bool:
+    """A lost or refused database connection (worth retrying), not a bad row: SQLAlchemy's
+    errors, and psycopg's own, which the bulk COPY raises without SQLAlchemy in between."""
+    import psycopg
+
+    lost = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+    seen: BaseException | None = exc
+    for _ in range(4):  # the error, what it wraps, and so on
+        if seen is None:
+            return False
+        if isinstance(seen, lost) and not isinstance(seen, psycopg.errors.QueryCanceled):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for the log: a database error's first line, else the exception's type and
+    text, cut short (a message can make either long)."""
+    if isinstance(exc, RuntimeFailure):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def _merge(into: Report, part: Report) -> None:
+    into.stored += part.stored
+    into.ignored += part.ignored
+    into.rejected += part.rejected
+    for key, n in part.by_reason.items():
+        into.by_reason[key] = into.by_reason.get(key, 0) + n
 
 
 def tune_gc() -> None:

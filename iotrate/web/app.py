@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import jinja2
 from starlette.applications import Starlette
@@ -34,7 +35,7 @@ from iotrate.reports.html import GRADE_MEANING
 from iotrate.storage.store import Store
 
 from . import auth, charts, handlers, views
-from .auth import LoginThrottle, SignIn
+from .auth import LoginThrottle, SignIn, Users
 from .state import DashboardState, Database
 
 CSP = (
@@ -55,6 +56,9 @@ class DashboardConfig:
     https: bool = False
     session_secret: str | None = None
     throttle: LoginThrottle | None = None
+    #: The users file ``users`` came from: read again when it changes (a changed password
+    #: ends that user's sessions), and where old-cost hashes are upgraded at sign-in.
+    users_file: Path | None = None
 
 
 # --- middleware -------------------------------------------------------------------------------
@@ -186,5 +190,8 @@ def create_app(config: DashboardConfig) -> Starlette:
         lifespan=lifespan,
     )
     app.state.dashboard = DashboardState(db, Jinja2Templates(env=_environment()), login)
-    app.state.sign_in = SignIn(config.users or {}, config.throttle or LoginThrottle())
+    app.state.sign_in = SignIn(
+        Users(config.users or {}, config.users_file if login else None),
+        config.throttle or LoginThrottle(),
+    )
     return app
