@@ -7,7 +7,6 @@ in :mod:`iotrate.cli.main`; exit codes as in :mod:`iotrate.cli.console`.
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +16,15 @@ from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
-from iotrate.cli.console import EXIT_FAIL_UNDER, err, fail, grade_option, out, worst_at_or_below
+from iotrate.cli.console import (
+    EXIT_FAIL_UNDER,
+    err,
+    fail,
+    grade_option,
+    out,
+    worst_at_or_below,
+    write_json,
+)
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import ScanResult
 from iotrate.naming import display_name
@@ -119,7 +126,7 @@ def rate_cmd(
         except OSError as exc:
             fail(RuntimeFailure(f"cannot write {output}: {exc.strerror or exc}"))
     if json_out:
-        sys.stdout.write(doc + "\n")
+        write_json(doc + "\n")
     else:
         out.print(rating_table(rated))
     if fail_under is not None:

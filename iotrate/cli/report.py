@@ -247,6 +247,36 @@ def keys_new(
     typer.echo(f"key id:      {signing.key_id(key)}")
 
 
+@keys_app.command("trust")
+def keys_trust(
+    name: Annotated[str, typer.Argument(help="Who signs with this key, e.g. the lab's name.")],
+    pubkey: Annotated[Path, typer.Argument(help="Their public key (a .pub PEM file).")],
+) -> None:
+    """Trust a signer: verify then says "signed by NAME" for results this key signed."""
+    from iotrate import signing
+
+    def run() -> tuple[Path, str]:
+        key = signing.load_public_key(pubkey)
+        return signing.trust_key(name, key), signing.key_id(key)
+
+    path, kid = _run(run)
+    typer.echo(f"trusted {name}: key {kid} (in {path})")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The trusted signers and their key ids."""
+    from iotrate import signing
+
+    trusted = _run(signing.load_trusted)
+    for name, key in sorted(trusted.items()):
+        typer.echo(f"{signing.key_id(key)}  {name}")
+    if not trusted:
+        typer.echo(
+            "iotrate: no trusted signers yet (iotrate keys trust NAME FILE.pub)", err=True
+        )
+
+
 def sign_cmd(
     result: Annotated[Path, typer.Argument(help="The result JSON to sign.")],
     key: Annotated[
@@ -269,7 +299,9 @@ def sign_cmd(
         envelope = signing.sign_value(lr.value, k)
         target = output or signing.signature_path(result)
         _write(target, json.dumps(envelope, indent=2, sort_keys=True) + "\n")
-        typer.echo(f"signed sha256 {lr.digest} with key {envelope['key_id']}", err=True)
+        typer.echo(
+            f"signed sha256 {lr.digest} with key {signing.key_id(k.public_key())}", err=True
+        )
         return target
 
     typer.echo(str(_run(run)))
@@ -292,10 +324,47 @@ def verify_cmd(
     allow_unsigned: Annotated[
         bool, typer.Option("--allow-unsigned", help="Only check labels; no signature needed.")
     ] = False,
+    any_signer: Annotated[
+        bool,
+        typer.Option(
+            "--any-signer",
+            help="Accept a valid signature by a key you have not trusted (proves the result "
+            "is unchanged, not who signed it).",
+        ),
+    ] = False,
 ) -> None:
-    """Check a result's signature and that labels belong to it. Exit 0 ok, 1 mismatch."""
+    """Check a result's signature and who made it, and that labels belong to it.
+    Exit 0 ok, 1 mismatch or unknown signer."""
     from iotrate import signing
     from iotrate.reports.labelcheck import label_problems
+
+    def check_signature(value: object, sig_path: Path) -> list[str]:
+        envelope = signing.load_json(sig_path)
+        pinned = signing.load_public_key(pubkey) if pubkey else None
+        checked = signing.check_envelope(value, envelope, trusted=pinned)
+        if checked.problems or checked.signer is None:
+            return checked.problems or ["the signature does not verify"]
+        kid = checked.signer_id
+        where = f"ed25519, key {kid}, {sig_path.name}"
+        if pinned is not None:
+            say_out(f"ok: signature valid ({where}); signed by the key in {pubkey}")
+            return []
+        name = signing.trusted_name(checked.signer, signing.load_trusted())
+        if name is not None:
+            say_out(f"ok: signature valid ({where}); signed by {name}")
+            return []
+        unknown = (
+            f"signed by an UNKNOWN key {kid}: not one of your trusted signers "
+            "(iotrate keys trust NAME FILE.pub, or --pubkey FILE)"
+        )
+        if not any_signer:
+            return [unknown]
+        say_out(f"ok: signature valid ({where}); signer not trusted (--any-signer)")
+        say_err(
+            f"WARNING: {unknown}. This proves the result is unchanged since signing, "
+            "not who signed it."
+        )
+        return []
 
     def run() -> list[str]:
         lr = signing.load_result(result)
@@ -305,19 +374,7 @@ def verify_cmd(
             if not sig_path.exists():
                 problems.append(f"not signed: no signature file {sig_path}")
             else:
-                envelope = signing.load_json(sig_path)
-                trusted = signing.load_public_key(pubkey) if pubkey else None
-                found = signing.verify_envelope(lr.value, envelope, trusted=trusted)
-                problems += found
-                if not found:
-                    who = envelope.get("key_id")
-                    typer.echo(f"ok: signature valid (ed25519, key {who}, {sig_path.name})")
-                    if trusted is None:
-                        typer.echo(
-                            "note: checked with the key inside the envelope; pass --pubkey "
-                            "to check who signed",
-                            err=True,
-                        )
+                problems += check_signature(lr.value, sig_path)
         for path in label or []:
             try:
                 svg = path.read_text(encoding="utf-8")
