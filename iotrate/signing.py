@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from iotrate.errors import RuntimeFailure, UsageError
 from iotrate.models import ScanResult, utcnow
 from iotrate.privatefiles import make_private_dir, write_private
+from iotrate.yamlfiles import excerpt
 
 CANONICALIZATION = "iotrate-json-1"  # json sorted keys, separators (",", ":"), UTF-8, no NaN
 ENVELOPE_TYPE = "iotrate-signature"
@@ -74,9 +75,15 @@ def load_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise RuntimeFailure(f"cannot read {path}: {exc}") from exc
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_nan)
     except ValueError as exc:
-        raise UsageError(f"{path}: not valid JSON: {exc}") from exc
+        raise UsageError(f"{path}: not valid JSON: {excerpt(exc)}") from exc
+
+
+def _no_nan(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python reads them, but no canonical form (no digest,
+    # no signature) exists for them, so a file holding one is refused when read.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 @dataclass(frozen=True)
@@ -251,7 +258,9 @@ def check_envelope(
         embedded = Ed25519PublicKey.from_public_bytes(raw)
         body = canonical_json({k: v for k, v in envelope.items() if k != "signature"})
     except ValueError:
-        return Verification([*problems, "the envelope's public key or signature is malformed"], None)
+        return Verification(
+            [*problems, "the envelope's public key or signature is malformed"], None
+        )
     if trusted is not None and _raw_public(trusted) != raw:
         problems.append(
             f"signed by key {key_id(embedded)}, not by the trusted key {key_id(trusted)}"

@@ -22,6 +22,7 @@ from iotrate.cli.console import (
     out,
     say,
     worst_at_or_below,
+    write_json,
     write_outputs,
 )
 from iotrate.errors import IotrateError, RuntimeFailure
