@@ -38,9 +38,10 @@ def _table(weight: str) -> dict[int, int]:
 def _unprintable(ch: str) -> bool:
     """The one rule, for labels and terminals alike, of what device text may not carry:
     control characters (C0, DEL, C1: ESC, CSI, OSC, BEL, NUL...), format characters (bidi
-    overrides, zero-width), surrogates, private-use and unassigned code points, non-characters."""
+    overrides, zero-width), line and paragraph separators, surrogates, private-use and
+    unassigned code points, non-characters."""
     cp = ord(ch)
-    if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+    if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
         return True
     return (cp & 0xFFFE) == 0xFFFE or 0xFDD0 <= cp <= 0xFDEF
 
@@ -55,7 +56,7 @@ def clean(text: object, limit: int = 512) -> str:
     s = "" if text is None else str(text)
     out: list[str] = []
     for ch in s[: limit * 4]:
-        if ch in "\t\n\r" or unicodedata.category(ch) == "Zs":
+        if ch in "\t\n\r" or unicodedata.category(ch) in ("Zs", "Zl", "Zp"):
             out.append(" ")
         elif not _unprintable(ch):
             out.append(ch)
