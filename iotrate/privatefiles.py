@@ -61,3 +61,18 @@ def make_private_dir(directory: Path) -> None:
         return
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty and 0600 (its folder 0700) unless it exists, before a library
+    (SQLite) creates it with the umask's 0644; SQLite gives its -wal and -shm files the
+    database file's mode, so they stay private too. An existing file is left as it is."""
+    make_private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)

@@ -200,8 +200,7 @@ def test_identify_table_and_json(tmp_path: Path) -> None:
 def test_ble_replay_table_and_json(tmp_path: Path) -> None:
     rec = tmp_path / "ble.jsonl"
     lines = [
-        observation(EVIL, 1000.0 + 30 * i, name=EVIL, address="AA:BB:CC:DD:EE:FF")
-        for i in range(5)
+        observation(EVIL, 1000.0 + 30 * i, name=EVIL, address="AA:BB:CC:DD:EE:FF") for i in range(5)
     ]
     rec.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     table = clean_run(["ble", "replay", str(rec)])
@@ -224,3 +223,17 @@ def test_db_update_and_info(tmp_path: Path) -> None:
     res = clean_run(["db", "update", str(table), "--data-dir", str(data)], code=(0, 2))
     assert "Evil" in res.stdout + res.stderr
     clean_run(["db", "info", "--data-dir", str(data)])
+
+
+def test_label_files_per_device_do_not_collide(tmp_path: Path) -> None:
+    r = result(
+        [
+            fridge(id="10.0.11.5", address="10.0.11.5", mac=None),
+            fridge(id="10.0.1.15", address="10.0.1.15", mac=None),
+        ]
+    )
+    path = tmp_path / "two.json"
+    path.write_text(json_report.render(r))
+    out = tmp_path / "labels"
+    clean_run(["label", str(path), "--out", str(out), "--format", "svg"])
+    assert len(list(out.glob("*.svg"))) == 2

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from iotrate.rating_schema.loader import SchemeError, load_scheme
 from iotrate.reports import json as json_report
 from support.labels import fridge, result
 from typer.testing import CliRunner
@@ -15,7 +16,6 @@ from typer.testing import CliRunner
 from iotrate import yamlfiles
 from iotrate.cli import app
 from iotrate.declarations import DeclarationError, load_declaration
-from iotrate.rating_schema.loader import SchemeError, load_scheme
 
 runner = CliRunner()
 

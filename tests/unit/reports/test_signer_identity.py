@@ -63,9 +63,7 @@ def _sign(result_file: Path, key: Path) -> None:
     assert res.exit_code == 0, res.output
 
 
-def test_forged_key_id_is_never_shown_and_fails(
-    result_file: Path, lab: tuple[Path, Path]
-) -> None:
+def test_forged_key_id_is_never_shown_and_fails(result_file: Path, lab: tuple[Path, Path]) -> None:
     _priv, pub = lab
     lab_id = signing.key_id(signing.load_public_key(pub))
     assert runner.invoke(app, ["keys", "trust", "Test Lab", str(pub)]).exit_code == 0
