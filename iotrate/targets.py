@@ -165,6 +165,19 @@ def _refusal_reason(addr: IPAddress) -> str | None:
     return None
 
 
+def _refuse_special(p: _Parsed, broadcasts: Mapping[IPAddress, str]) -> None:
+    """Addresses named one by one (or a range of a few) that are multicast, unspecified or
+    a broadcast address, the plain one or a local subnet's; wider ranges skip the latter."""
+    if p.addresses is None and p.target.size > 4:
+        return
+    for a in p.hosts():
+        reason = _refusal_reason(a)
+        if reason is None and a in broadcasts:
+            reason = f"is {broadcasts[a]}"
+        if reason:
+            raise TargetRefused(f"refusing {p.target.spec}: {a} {reason}")
+
+
 def _parse_one(spec: str, resolver: Resolver) -> _Parsed:
     text = spec.strip()
     if not text:
@@ -310,15 +323,12 @@ def resolve_targets(
     if broadcasts is None:
         from iotrate.netinfo import local_broadcasts
 
-        broadcasts = local_broadcasts()
+        found: dict[IPAddress, str] = {}
+        for a, why in local_broadcasts().items():
+            found[a] = why
+        broadcasts = found
     for p in parsed:
-        if p.addresses is not None or p.target.size <= 4:
-            for a in p.hosts():
-                reason = _refusal_reason(a)
-                if reason is None and a in broadcasts:
-                    reason = f"is {broadcasts[a]}"
-                if reason:
-                    raise TargetRefused(f"refusing {p.target.spec}: {a} {reason}")
+        _refuse_special(p, broadcasts)
         if allow_list is not None:
             _check_allowed(p, allow_list)
         elif not allow_public:
