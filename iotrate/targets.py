@@ -324,8 +324,8 @@ def resolve_targets(
         from iotrate.netinfo import local_broadcasts
 
         found: dict[IPAddress, str] = {}
-        for a, why in local_broadcasts().items():
-            found[a] = why
+        for a, reason in local_broadcasts().items():
+            found[a] = reason
         broadcasts = found
     for p in parsed:
         _refuse_special(p, broadcasts)
