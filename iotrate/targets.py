@@ -340,7 +340,7 @@ def resolve_targets(
                 )
     # A wider range that spans a local subnet's broadcast or network address skips it, as a
     # network's own broadcast address is never among its hosts.
-    excluded: list[IPNetwork] = [ipaddress.ip_network(a) for a in sorted(broadcasts)]
+    excluded: list[IPNetwork] = [ipaddress.ip_network(a) for a in broadcasts]
     for e in exclude:
         try:
             excluded.append(ipaddress.ip_network(e.strip(), strict=False))
