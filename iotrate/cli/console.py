@@ -9,6 +9,7 @@ only the command modules turn errors into exit codes and one-line messages, thro
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterable
@@ -45,6 +46,13 @@ class SafeConsole(Console):
             Segment(text if control else terminal_safe(text), style, control)
             for text, style, control in buffer
         )
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines on stderr are terminal lines too: agents and probes log device strings."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return str(terminal_safe(super().format(record)))
 
 
 def stdout_console() -> Console:

@@ -28,6 +28,7 @@ from iotrate.cli.console import (
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import ScanResult
 from iotrate.naming import display_name
+from iotrate.reports.textfit import clean
 
 # Heavy modules (the scheme and the declarations) are imported inside the commands
 # that use them, so that ``iotrate --help`` and the other commands start fast.
@@ -165,13 +166,16 @@ def rating_table(result: ScanResult) -> Table:
         r = d.rating
         what = display_name(d)
         if r is None:
-            t.add_row(Text(d.address), Text(what), Text("–"), *(Text("") for _ in range(4)))
+            t.add_row(
+                Text(clean(d.address)), Text(clean(what)), Text("–"), *(Text("") for _ in range(4))
+            )
             continue
         cov = r.coverage
-        main = r.caps[0].reason if r.caps else (r.reasons[0] if r.reasons else "")
+        # Cap reasons quote evidence (a certificate subject, a banner): device text.
+        main = clean(r.caps[0].reason if r.caps else (r.reasons[0] if r.reasons else ""), 2000)
         t.add_row(
-            Text(d.address),
-            Text(what),
+            Text(clean(d.address)),
+            Text(clean(what)),
             Text(r.grade or "–"),
             Text(f"{r.score:g}" if r.score is not None else "–"),
             Text(f"{cov.checks_run}/{cov.checks_total}" if cov else "–"),

@@ -237,3 +237,14 @@ def test_label_files_per_device_do_not_collide(tmp_path: Path) -> None:
     out = tmp_path / "labels"
     clean_run(["label", str(path), "--out", str(out), "--format", "svg"])
     assert len(list(out.glob("*.svg"))) == 2
+
+
+def test_log_lines_are_cleaned_too() -> None:
+    """Agents, the collector and probes log device strings on stderr."""
+    import logging
+
+    from iotrate.cli.console import SafeFormatter
+
+    record = logging.LogRecord("iotrate.fleet", logging.WARNING, __file__, 1, "%s", (EVIL,), None)
+    line = SafeFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert unsafe(line) == [] and line.startswith("WARNING iotrate.fleet: Evil")
