@@ -39,6 +39,7 @@ class SafeConsole(Console):
         # No console markup by default: ``[link=…]`` in a device string would otherwise become
         # a hyperlink. Styling is given as rich ``Text`` styles, never parsed from strings.
         kwargs.setdefault("markup", False)
+        kwargs.setdefault("emoji", False)  # ":thumbs_up:" in a device name stays text
         super().__init__(**kwargs)
 
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:
@@ -76,8 +77,9 @@ def fail(exc: IotrateError) -> NoReturn:
 
 
 def say(line: str) -> None:
-    """A line for the user on stderr, printed as it is (no markup, no highlighting)."""
-    say_err(line)
+    """A line for the user on stderr, printed as it is (no markup, no highlighting), through
+    the stderr console so that it shares the screen with a live status line."""
+    err.print(line, markup=False, highlight=False)
 
 
 def say_err(line: str) -> None:
