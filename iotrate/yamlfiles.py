@@ -42,7 +42,7 @@ def _refuse_aliases(root: yaml.Node) -> None:
         node = stack.pop()
         if id(node) in seen:
             mark = node.start_mark
-            where = f" (line {mark.line + 1})" if mark is not None else ""
+            where = f" (the value anchored on line {mark.line + 1} is reused)" if mark else ""
             raise YamlRefused(f"YAML aliases (*name) are not accepted{where}")
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
