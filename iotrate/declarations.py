@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from iotrate.errors import UsageError
 from iotrate.models import Device, ScanResult
 from iotrate.rating_schema import SCHEME_DIR
+from iotrate.yamlfiles import SafeYamlLoader, excerpt, load_error, loads, read_capped
 
 DECLARATION_SCHEMA = SCHEME_DIR / "declaration.schema.json"
 _MAX_ERRORS = 5
@@ -38,51 +39,36 @@ class DeclarationError(UsageError):
     """A declaration file is missing, malformed or does not fit the scanned devices (exit 2)."""
 
 
-try:  # libyaml's parser: the scheme is read on every run and the pure-Python one is slow
-    from yaml import CSafeLoader as _SafeLoader
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+class _DeclarationLoader(SafeYamlLoader):
+    """Aliases and duplicate keys refused (:class:`iotrate.yamlfiles.SafeYamlLoader`), dates
+    kept as text."""
 
 
-class _UniqueKeyLoader(_SafeLoader):
-    """Safe loader that refuses duplicate keys: YAML would silently keep the last one, and a
-    second ``weight:`` or ``support_period_end:`` must not pass unnoticed in a rating input."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return dict(loader.construct_mapping(node, deep=True))
-
-
-def _timestamp_as_text(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> str:
+def _timestamp_as_text(loader: _DeclarationLoader, node: yaml.ScalarNode) -> str:
     """Keep ``2032-12-31`` as text: JSON Schema only knows strings, and PyYAML's own date
     parsing fails on ``2030-02-30`` with a bare ValueError instead of a message naming the
     field. Dates are parsed once, with a clear error, after validation."""
     return str(loader.construct_scalar(node))
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+_DeclarationLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
 def load_yaml(path: Path, what: str, error: type[UsageError]) -> Any:
-    """Read one YAML document as plain JSON-like data, mapping every failure to ``error``."""
+    """Read one YAML document as plain JSON-like data, mapping every failure to ``error``.
+    Aliases and files over :data:`iotrate.yamlfiles.MAX_BYTES` are refused."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path)
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path}: not UTF-8 text") from exc
     except OSError as exc:
         raise error(f"{what} {path}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        raise error(f"{what} {path}: not valid YAML: {exc}") from exc
-    return doc
+        raise error(f"{what} {path}: {load_error(exc)}") from exc
+    try:
+        return loads(text, _DeclarationLoader)
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {path}: not valid YAML: {load_error(exc)}") from exc
 
 
 @cache
@@ -108,7 +94,8 @@ def schema_errors(schema_path: Path, doc: Any) -> list[str]:
         if err.context:
             err = jsonschema.exceptions.best_match(err.context) or err
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        messages.append(f"{where}: {err.message}")
+        # jsonschema quotes the offending value whole; a message quotes a short excerpt.
+        messages.append(f"{excerpt(where, 80)}: {excerpt(err.message)}")
     return messages
 
 

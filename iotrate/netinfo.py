@@ -69,3 +69,38 @@ def local_addresses() -> set[str]:
         for info in link.get("addr_info", [])
         if info.get("local") and info.get("scope") != "host"
     }
+
+
+def broadcasts_from_table(addrs: list[dict[str, Any]]) -> dict[ipaddress.IPv4Address, str]:
+    """The broadcast and network address of every IPv4 subnet configured here, each with why
+    it is refused. A packet to x.x.x.255 of a /24 the machine is on reaches every host of it,
+    which is broadcast whether or not the address is 255.255.255.255.
+
+    ``addrs`` is ``ip -j -4 addr show``; /31 and /32 have no broadcast address (RFC 3021)."""
+    out: dict[ipaddress.IPv4Address, str] = {}
+    for link in addrs:
+        dev = link.get("ifname", "?")
+        for info in link.get("addr_info", []):
+            if info.get("family") != "inet" or "local" not in info:
+                continue
+            try:
+                net = ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}").network
+                told = info.get("broadcast")
+                extra = [ipaddress.IPv4Address(told)] if told else []
+            except (KeyError, ValueError):
+                continue
+            if net.prefixlen > 30:
+                continue
+            for a in (net.broadcast_address, *extra):
+                out.setdefault(a, f"the broadcast address of {net} on {dev}")
+            out.setdefault(net.network_address, f"the network address of {net} on {dev}")
+    return out
+
+
+def local_broadcasts() -> dict[ipaddress.IPv4Address, str]:
+    """:func:`broadcasts_from_table` of this machine (reads the table, sends nothing); none
+    when the table cannot be read, since the plain broadcast checks still apply."""
+    try:
+        return broadcasts_from_table(_ip_json("-4", "addr", "show"))
+    except (RuntimeFailure, ValueError):
+        return {}

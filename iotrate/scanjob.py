@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
@@ -148,21 +150,26 @@ class ScanJob:
         result. ``around`` wraps the scan itself, e.g. a terminal's live status line."""
         target_set = self.target_set if self.target_set is not None else self.prepare()
         plan = self.plan
-        recorder = self._recorder(target_set)
+        # A Ctrl-C while the scan's row is being written waits for it, then interrupts the
+        # scan like any other: a row left "running" with nothing said is what it must not do.
+        with _sigint_held() as held:
+            recorder = self._recorder(target_set)
 
         def tell(device: Device) -> None:
             recorder(device)
             if on_device is not None:
                 on_device(device)
 
-        options = self.request.scan_options(
-            save_observations=save_observations,
-            on_device=tell,
-            scan_id=recorder.scan_id,
-            resumed=() if plan is None else tuple(plan.devices),
-            started_at=None if plan is None else plan.record.started_at,
-        )
         try:
+            if held[0]:
+                raise KeyboardInterrupt
+            options = self.request.scan_options(
+                save_observations=save_observations,
+                on_device=tell,
+                scan_id=recorder.scan_id,
+                resumed=() if plan is None else tuple(plan.devices),
+                started_at=None if plan is None else plan.record.started_at,
+            )
             with around if around is not None else contextlib.nullcontext():
                 result = asyncio.run(iotrate.scan.run_scan(target_set, options))
         except KeyboardInterrupt:
@@ -172,7 +179,8 @@ class ScanJob:
                 recorder.interrupt()
             _close(recorder)
             raise
-        self._record(recorder, result)
+        with _sigint_held():  # the result is stored whole, or the scan says interrupted
+            self._record(recorder, result)
         return result
 
     def close(self) -> None:
@@ -212,14 +220,19 @@ class ScanJob:
         )
 
     def _interrupted(self, recorder: Recorder) -> ScanInterrupted:
-        """Ctrl-C: mark the scan interrupted and keep the devices already finished."""
-        try:
-            partial = recorder.interrupt()
-        except IotrateError as exc:
-            self.say(f"iotrate: warning: {exc}")
-            partial = recorder.partial()
-        finally:
-            _close(recorder)
+        """Ctrl-C: mark the scan interrupted and keep the devices already finished.
+
+        A second Ctrl-C while that is written (people press it again when a scan in discovery
+        does not stop at once) would leave the scan ``running`` with nothing said; it waits
+        until the history is written."""
+        with _sigint_held():
+            try:
+                partial = recorder.interrupt()
+            except IotrateError as exc:
+                self.say(f"iotrate: warning: {exc}")
+                partial = recorder.partial()
+            finally:
+                _close(recorder)
         return ScanInterrupted(partial, kept=recorder.store is not None)
 
     def _record(self, recorder: Recorder, result: ScanResult) -> None:
@@ -230,6 +243,25 @@ class ScanJob:
             self.say(f"iotrate: warning: scan not saved in the history: {exc}")
         finally:
             _close(recorder)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[list[bool]]:
+    """SIGINT noted, not raised, for the duration (main thread only: elsewhere it cannot be
+    set); ``held[0]`` says whether one came."""
+    held = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def hold(_sig: int, _frame: object) -> None:
+        held[0] = True
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def _close(recorder: Recorder) -> None:

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +31,8 @@ from pydantic import ValidationError
 
 from iotrate.errors import RuntimeFailure, UsageError
 from iotrate.models import ScanResult, utcnow
+from iotrate.privatefiles import make_private_dir, write_private
+from iotrate.yamlfiles import excerpt
 
 CANONICALIZATION = "iotrate-json-1"  # json sorted keys, separators (",", ":"), UTF-8, no NaN
 ENVELOPE_TYPE = "iotrate-signature"
@@ -72,9 +75,15 @@ def load_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise RuntimeFailure(f"cannot read {path}: {exc}") from exc
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_nan)
     except ValueError as exc:
-        raise UsageError(f"{path}: not valid JSON: {exc}") from exc
+        raise UsageError(f"{path}: not valid JSON: {excerpt(exc)}") from exc
+
+
+def _no_nan(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python reads them, but no canonical form (no digest,
+    # no signature) exists for them, so a file holding one is refused when read.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 @dataclass(frozen=True)
@@ -130,7 +139,7 @@ def new_keypair(directory: Path, *, force: bool = False) -> tuple[Path, Path]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
         if force:
             priv_path.unlink(missing_ok=True)
         fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -205,38 +214,127 @@ def sign_value(
     return envelope
 
 
-def verify_envelope(
-    value: Any, envelope: Any, *, trusted: Ed25519PublicKey | None = None
-) -> list[str]:
-    """Problems found, empty when the signature is valid for exactly this result.
+@dataclass(frozen=True)
+class Verification:
+    """What checking an envelope found. ``signer`` is the public key whose signature verified
+    (None unless it did): the key id shown to people is computed from it, never read from the
+    envelope, whose ``key_id`` field is only a claim whoever made the envelope chose."""
 
-    Without ``trusted`` the envelope's own public key is used: that proves the result was not
-    changed since signing, not who signed it; the caller shows the key id so a person can.
-    """
+    problems: list[str]
+    signer: Ed25519PublicKey | None
+
+    @property
+    def signer_id(self) -> str | None:
+        return key_id(self.signer) if self.signer is not None else None
+
+
+def check_envelope(
+    value: Any, envelope: Any, *, trusted: Ed25519PublicKey | None = None
+) -> Verification:
+    """Check the envelope against exactly this result; with ``trusted``, also that this key
+    made it. Without it, a valid signature proves the result was not changed since signing,
+    not who signed it: the caller decides who the signer is from :attr:`Verification.signer`."""
     if not isinstance(envelope, dict):
-        return ["the signature file is not a JSON object"]
+        return Verification(["the signature file is not a JSON object"], None)
     if envelope.get("type") != ENVELOPE_TYPE or envelope.get("version") != ENVELOPE_VERSION:
-        return ["the signature file is not an iotrate signature envelope (version 1)"]
+        return Verification(
+            ["the signature file is not an iotrate signature envelope (version 1)"], None
+        )
     if envelope.get("algorithm") != "ed25519" or envelope.get("canonicalization") != (
         CANONICALIZATION
     ):
-        return ["unsupported algorithm or canonicalization in the signature envelope"]
+        return Verification(
+            ["unsupported algorithm or canonicalization in the signature envelope"], None
+        )
     problems: list[str] = []
-    if envelope.get("result_sha256") != digest(value):
-        problems.append("the result's digest differs from the signed digest: it was changed")
+    try:
+        if envelope.get("result_sha256") != digest(value):
+            problems.append("the result's digest differs from the signed digest: it was changed")
+    except ValueError:  # NaN or infinity: not canonical JSON, so never what was signed
+        problems.append("the result holds NaN or infinity, which no signed result can")
     try:
         raw = base64.b64decode(str(envelope.get("public_key", "")), validate=True)
         signature = base64.b64decode(str(envelope.get("signature", "")), validate=True)
         embedded = Ed25519PublicKey.from_public_bytes(raw)
+        body = canonical_json({k: v for k, v in envelope.items() if k != "signature"})
     except ValueError:
-        return [*problems, "the envelope's public key or signature is malformed"]
+        return Verification(
+            [*problems, "the envelope's public key or signature is malformed"], None
+        )
     if trusted is not None and _raw_public(trusted) != raw:
         problems.append(
             f"signed by key {key_id(embedded)}, not by the trusted key {key_id(trusted)}"
         )
-    body = {k: v for k, v in envelope.items() if k != "signature"}
+    if envelope.get("key_id") != key_id(embedded):
+        problems.append("the envelope's key_id is not the id of its public key")
     try:
-        embedded.verify(signature, canonical_json(body))
+        embedded.verify(signature, body)
     except InvalidSignature:
         problems.append("the signature does not match the envelope")
-    return problems
+        return Verification(problems, None)
+    return Verification(problems, embedded)
+
+
+def verify_envelope(
+    value: Any, envelope: Any, *, trusted: Ed25519PublicKey | None = None
+) -> list[str]:
+    """Problems found, empty when the signature is valid for exactly this result."""
+    return check_envelope(value, envelope, trusted=trusted).problems
+
+
+# --- trusted signers --------------------------------------------------------------------------
+
+TRUSTED_KEYS_NAME = "trusted-keys.json"
+_SIGNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@()-]{0,63}")
+
+
+def trusted_keys_path() -> Path:
+    """Beside the user's signing keys in the config folder: who the user trusts is a setting
+    of theirs, not of any one result."""
+    import platformdirs
+
+    return platformdirs.user_config_path("iotrate") / TRUSTED_KEYS_NAME
+
+
+def load_trusted(path: Path | None = None) -> dict[str, Ed25519PublicKey]:
+    """The user's trusted signers by name; none when the file does not exist yet."""
+    path = path or trusted_keys_path()
+    if not path.exists():
+        return {}
+    value = load_json(path)
+    keys = value.get("keys") if isinstance(value, dict) else None
+    if not isinstance(keys, dict):
+        raise UsageError(f"{path}: not an iotrate trusted-keys file")
+    out: dict[str, Ed25519PublicKey] = {}
+    for name, b64 in keys.items():
+        try:
+            out[name] = Ed25519PublicKey.from_public_bytes(
+                base64.b64decode(str(b64), validate=True)
+            )
+        except ValueError as exc:
+            raise UsageError(f"{path}: the key of {name!r} is malformed") from exc
+    return out
+
+
+def trusted_name(key: Ed25519PublicKey, trusted: dict[str, Ed25519PublicKey]) -> str | None:
+    raw = _raw_public(key)
+    return next((name for name, k in trusted.items() if _raw_public(k) == raw), None)
+
+
+def trust_key(name: str, key: Ed25519PublicKey, path: Path | None = None) -> Path:
+    """Add (or replace) a named trusted signer. The file is written 0600 in a 0700 folder:
+    someone who can change it can make any signature read as the lab's."""
+    if not _SIGNER_NAME.fullmatch(name):
+        raise UsageError(
+            "a signer name is 1-64 letters, digits, spaces and . _ @ ( ) -, starting with a "
+            "letter or digit"
+        )
+    path = path or trusted_keys_path()
+    current = load_trusted(path)
+    current[name] = key
+    body = {
+        "version": 1,
+        "keys": {n: _b64(_raw_public(k)) for n, k in sorted(current.items())},
+    }
+    write_private(path, (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +165,19 @@ def _refusal_reason(addr: IPAddress) -> str | None:
     return None
 
 
+def _refuse_special(p: _Parsed, broadcasts: Mapping[IPAddress, str]) -> None:
+    """Addresses named one by one (or a range of a few) that are multicast, unspecified or
+    a broadcast address, the plain one or a local subnet's; wider ranges skip the latter."""
+    if p.addresses is None and p.target.size > 4:
+        return
+    for a in p.hosts():
+        reason = _refusal_reason(a)
+        if reason is None and a in broadcasts:
+            reason = f"is {broadcasts[a]}"
+        if reason:
+            raise TargetRefused(f"refusing {p.target.spec}: {a} {reason}")
+
+
 def _parse_one(spec: str, resolver: Resolver) -> _Parsed:
     text = spec.strip()
     if not text:
@@ -280,13 +293,18 @@ def resolve_targets(
     resolver: Resolver = system_resolver,
     exclude: Sequence[str] = (),
     allow_list: AllowList | None = None,
+    broadcasts: Mapping[IPAddress, str] | None = None,
 ) -> TargetSet:
     """Parse and vet the targets; raise :class:`TargetRefused` before any packet is sent.
 
     ``exclude`` (addresses or CIDRs) are never contacted, e.g. a fragile medical device or the
     router of a network one may scan only in part. With an ``allow_list`` every target must lie
     inside it, and public addresses inside it need no ``allow_public``: the lab operator who
-    wrote the list has already said these networks are theirs."""
+    wrote the list has already said these networks are theirs.
+
+    ``broadcasts``: the broadcast and network addresses of the subnets this machine is on, and
+    why each is refused (default: read from the interface table, see
+    :func:`iotrate.netinfo.local_broadcasts`)."""
     if not specs:
         raise UsageError("no targets given")
     limit = DEFAULT_MAX_HOSTS if max_hosts is None else max_hosts
@@ -302,12 +320,15 @@ def resolve_targets(
         raise TargetRefused(
             f"refusing {total} addresses in all, more than {limit}; pass --max-hosts {total}"
         )
+    if broadcasts is None:
+        from iotrate.netinfo import local_broadcasts
+
+        found: dict[IPAddress, str] = {}
+        for a, reason in local_broadcasts().items():
+            found[a] = reason
+        broadcasts = found
     for p in parsed:
-        if p.addresses is not None or p.target.size <= 4:
-            for a in p.hosts():
-                reason = _refusal_reason(a)
-                if reason:
-                    raise TargetRefused(f"refusing {p.target.spec}: {a} {reason}")
+        _refuse_special(p, broadcasts)
         if allow_list is not None:
             _check_allowed(p, allow_list)
         elif not allow_public:
@@ -317,7 +338,9 @@ def resolve_targets(
                     f"refusing {why}; iotrate scans only networks you own — "
                     "pass --allow-public if this one is yours"
                 )
-    excluded: list[IPNetwork] = []
+    # A wider range that spans a local subnet's broadcast or network address skips it, as a
+    # network's own broadcast address is never among its hosts.
+    excluded: list[IPNetwork] = [ipaddress.ip_network(a) for a in broadcasts]
     for e in exclude:
         try:
             excluded.append(ipaddress.ip_network(e.strip(), strict=False))

@@ -17,6 +17,7 @@ from :mod:`iotrate.naming`, shared with every other view of a device.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import re
 import unicodedata
@@ -717,5 +718,9 @@ def file_stem(device: Device) -> str:
     raw = f"{vendor}-{model}"
     ascii_ = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_).strip("-").lower()[:48].strip("-")
-    ident = re.sub(r"[^A-Za-z0-9]+", "", device.id).lower()[-12:]
-    return f"{slug or 'device'}-{ident or 'x'}"
+    # Separators become "-" rather than vanish: "10.0.11.5" and "10.0.1.15" must not meet as
+    # "100115". A short hash of the whole id keeps ids that still collide (cut, or differing
+    # only in punctuation) apart; one label must never overwrite another.
+    ident = re.sub(r"[^A-Za-z0-9]+", "-", device.id).strip("-").lower()[-17:].strip("-")
+    tag = hashlib.sha256(device.id.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return f"{slug or 'device'}-{ident or 'x'}-{tag}"

@@ -1,5 +1,6 @@
-"""The terminal table. Device strings go in as rich ``Text``, never as markup, so a device
-named ``[red]...`` or carrying escape sequences cannot restyle or take over the terminal."""
+"""The terminal table. Device strings go in as rich ``Text``, never as markup, and cleaned
+(:func:`textfit.clean`), so a device named ``[red]...`` or carrying escape sequences cannot
+restyle or take over the terminal."""
 
 from __future__ import annotations
 
@@ -59,17 +60,19 @@ def table(result: ScanResult) -> Table:
     for d in result.devices:
         what = display_name(d)
         grade = d.rating.grade if d.rating else None
+        # Every cell may carry device text (fleet agents send addresses and protocols too):
+        # each is cleaned, and the console (iotrate.cli.console.SafeConsole) cleans again.
         t.add_row(
-            Text(d.address),
-            Text(d.mac or "–"),
+            Text(clean(d.address)),
+            Text(clean(d.mac or "–")),
             Text(clean(what)),
             Text(
                 "Bluetooth LE"
                 if d.transport == "bluetooth"
-                else ", ".join(_service_label(s) for s in d.services) or "none found"
+                else clean(", ".join(_service_label(s) for s in d.services), 2000) or "none found"
             ),
             grade_text(grade),
-            Text(_short(top_reason(d))),
+            Text(_short(clean(top_reason(d), 2000))),
         )
     return t
 

@@ -35,9 +35,20 @@ def _table(weight: str) -> dict[int, int]:
     return table
 
 
+def _unprintable(ch: str) -> bool:
+    """The one rule, for labels and terminals alike, of what device text may not carry:
+    control characters (C0, DEL, C1: ESC, CSI, OSC, BEL, NUL...), format characters (bidi
+    overrides, zero-width), line and paragraph separators, surrogates, private-use and
+    unassigned code points, non-characters."""
+    cp = ord(ch)
+    if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+        return True
+    return (cp & 0xFFFE) == 0xFFFE or 0xFDD0 <= cp <= 0xFDEF
+
+
 def clean(text: object, limit: int = 512) -> str:
-    """Printable text only: control, format (bidi overrides, zero-width) and surrogate or
-    non-character code points are dropped, runs of whitespace become one space.
+    """Printable text only: what :func:`_unprintable` names is dropped, runs of whitespace
+    become one space.
 
     Bidi overrides could make a label read differently from what the device sent, and XML 1.0
     forbids most control characters outright, so they are removed rather than escaped.
@@ -45,17 +56,40 @@ def clean(text: object, limit: int = 512) -> str:
     s = "" if text is None else str(text)
     out: list[str] = []
     for ch in s[: limit * 4]:
-        cat = unicodedata.category(ch)
-        cp = ord(ch)
-        if ch in "\t\n\r" or cat == "Zs":
+        if ch in "\t\n\r" or unicodedata.category(ch) in ("Zs", "Zl", "Zp"):
             out.append(" ")
-        elif cat in ("Cc", "Cf", "Cs", "Co", "Cn") or (cp & 0xFFFE) == 0xFFFE:
-            continue
-        elif 0xFDD0 <= cp <= 0xFDEF:
-            continue
-        else:
+        elif not _unprintable(ch):
             out.append(ch)
     return " ".join("".join(out).split())[:limit]
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` as it may reach a terminal: line feeds and tabs kept, everything
+    :func:`_unprintable` names dropped. Every line the CLI prints passes through here (see
+    ``iotrate.cli.console``), so an escape sequence in a device's answer can never move the
+    cursor, retitle the window, plant a hyperlink or reorder what the user reads."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(ch for ch in text if ch in "\n\t" or not _unprintable(ch))
+
+
+def json_safe(text: str) -> str:
+    """A JSON document with every character :func:`_unprintable` names written as a ``\\u``
+    escape: the same JSON value (so digests and parsers agree), safe to print on a terminal."""
+    if text.isascii() and text.isprintable():
+        return text
+    out: list[str] = []
+    for ch in text:
+        if ch in "\n\t" or not _unprintable(ch):
+            out.append(ch)
+            continue
+        cp = ord(ch)
+        if cp > 0xFFFF:
+            cp -= 0x10000
+            out.append(f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{cp:04x}")
+    return "".join(out)
 
 
 def xml_escape(text: str) -> str:

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from iotrate.cli.console import EXIT_RUNTIME, EXIT_USAGE, stdout_console, write_outputs
+from iotrate.cli.console import (
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    stderr_console,
+    stdout_console,
+    write_json,
+    write_outputs,
+)
 from iotrate.cli.observations import read_observation_file
 from iotrate.errors import IotrateError, UsageError
 from iotrate.identify.observations import BleObservation, Observation
@@ -34,7 +41,7 @@ ble_app = typer.Typer(
 
 
 def _consoles() -> tuple[Console, Console]:
-    return stdout_console(), Console(stderr=True, soft_wrap=True)
+    return stdout_console(), stderr_console
 
 
 def _fail(err: Console, exc: IotrateError) -> typer.Exit:
@@ -62,13 +69,16 @@ def _emit(
         output.write_text(text + "\n", encoding="utf-8")
     write_outputs(result, report, labels)
     if json_out:
-        sys.stdout.write(text + "\n")
+        write_json(text + "\n")
     else:
         terminal.render(result, out)
         for d in result.devices:
             for f in d.findings:
                 if f.check == "ble.tracker.following":
-                    out.print(f"[bold red]Warning:[/] {f.evidence[0].summary}", highlight=False)
+                    out.print(
+                        Text.assemble(("Warning:", "bold red"), " ", f.evidence[0].summary),
+                        highlight=False,
+                    )
 
 
 def _save(path: Path, observations: list[BleObservation]) -> None:
@@ -177,11 +187,18 @@ def replay_cmd(
 
     out, err = _consoles()
     read = read_observation_file(file, err)
+    if read.errors:
+        # A recording that did not read whole is not rated: a result (or an empty one) from
+        # part of it would claim less was heard than was, and overwrite any earlier -o file.
+        err.print(
+            f"iotrate: error: {file}: {len(read.errors)} bad line(s); nothing rated or written",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_USAGE)
     ble: list[Observation] = [o for o in read.observations if isinstance(o, BleObservation)]
     try:
         result = capture_result(ble)
         _emit(result, json_out=json_out, output=output, report=report, labels=labels, out=out)
     except IotrateError as exc:
         raise _fail(err, exc) from None
-    if read.errors:
-        raise typer.Exit(EXIT_USAGE)

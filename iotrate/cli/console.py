@@ -9,41 +9,94 @@ only the command modules turn errors into exit codes and one-line messages, thro
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.segment import Segment
 
 from iotrate.errors import IotrateError, UsageError
 from iotrate.models import GRADES, ScanResult
+from iotrate.reports.textfit import json_safe, terminal_safe
 
 EXIT_OK, EXIT_FAIL_UNDER, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 
 
+class SafeConsole(Console):
+    """A rich console whose every text segment passes :func:`terminal_safe` on its way out.
+
+    This is the one place between data and the terminal: tables, reasons and errors may all
+    carry device strings, and cleaning at each call site is how one gets forgotten. Rich's
+    own styling and control segments are generated after the text is cleaned, so colours stay.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        # No console markup by default: ``[link=…]`` in a device string would otherwise become
+        # a hyperlink. Styling is given as rich ``Text`` styles, never parsed from strings.
+        kwargs.setdefault("markup", False)
+        kwargs.setdefault("emoji", False)  # ":thumbs_up:" in a device name stays text
+        super().__init__(**kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            Segment(text if control else terminal_safe(text), style, control)
+            for text, style, control in buffer
+        )
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines on stderr are terminal lines too: agents and probes log device strings."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return str(terminal_safe(super().format(record)))
+
+
 def stdout_console() -> Console:
     """The console for results on stdout."""
-    console = Console(soft_wrap=True)
+    console = SafeConsole(soft_wrap=True)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # Piped or logged output gets a table wide enough to read, not rich's 80-column default.
-        console = Console(soft_wrap=True, width=160)
+        console = SafeConsole(soft_wrap=True, width=160)
     return console
 
 
 out = stdout_console()
-err = Console(stderr=True, soft_wrap=True)
+err = SafeConsole(stderr=True, soft_wrap=True)
+stderr_console = err  # for modules whose functions take a console named ``err``
 
 
 def fail(exc: IotrateError) -> NoReturn:
     """One line on stderr, no traceback; usage errors exit 2, everything else 3."""
-    err.print(f"iotrate: error: {exc}", markup=False, highlight=False)
+    say(f"iotrate: error: {exc}")
     raise typer.Exit(EXIT_USAGE if isinstance(exc, UsageError) else EXIT_RUNTIME)
 
 
 def say(line: str) -> None:
-    """A line for the user on stderr, printed as it is (no markup, no highlighting)."""
+    """A line for the user on stderr, printed as it is (no markup, no highlighting), through
+    the stderr console so that it shares the screen with a live status line."""
     err.print(line, markup=False, highlight=False)
+
+
+def say_err(line: str) -> None:
+    """A plain line on stderr, cleaned like everything the CLI prints."""
+    typer.echo(terminal_safe(line), err=True)
+
+
+def say_out(line: str) -> None:
+    """A plain line on stdout, cleaned like everything the CLI prints."""
+    typer.echo(terminal_safe(line))
+
+
+def write_json(text: str) -> None:
+    """A JSON document on stdout, device strings' control characters written as ``\\u``
+    escapes: the same JSON value, harmless when nobody pipes it anywhere."""
+    sys.stdout.write(json_safe(text))
+    sys.stdout.flush()
 
 
 def grade_option(value: str | None) -> str | None:

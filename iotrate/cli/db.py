@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from iotrate import vulndb
-from iotrate.cli.console import fail
+from iotrate.cli.console import SafeConsole, fail
 from iotrate.errors import IotrateError, RuntimeFailure
 
 db_app = typer.Typer(
     help="The vulnerability dataset used by the update-status check (offline refresh).",
     no_args_is_help=True,
 )
-_out = Console(soft_wrap=True, highlight=False)
+_out = SafeConsole(soft_wrap=True, highlight=False)
 
 
 @db_app.command("update")

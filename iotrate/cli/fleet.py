@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from iotrate.cli.console import fail
+from iotrate.cli.console import fail, say
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 
 # Heavy modules (paho-mqtt, the spool, the collector, PostgreSQL) are imported inside the commands
@@ -39,6 +39,16 @@ PasswordFileOption = Annotated[
     Path | None,
     typer.Option("--password-file", help="Broker password from this file (keeps it out of `ps`)."),
 ]
+
+
+def _secrets(*files: tuple[Path | None, str]) -> None:
+    """Refuse, in one line, a secret file that other local users can read: the broker password,
+    the client key and the command key each let their reader speak for the site."""
+    from iotrate.privatefiles import refuse_if_shared
+
+    for path, what in files:
+        if path is not None:
+            refuse_if_shared(path, what)
 
 
 def _info_logging() -> None:
@@ -83,13 +93,19 @@ def _config(path: Path | None) -> dict[str, Any]:
         timeout: float | None = None
         concurrency: int | None = None
 
+    from iotrate.yamlfiles import excerpt, load_error, load_file
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_file(path) or {}
         return FileConfig.model_validate(data).model_dump(exclude_none=True)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise UsageError(f"{path}: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: {load_error(exc)}") from None
+    except ValidationError as exc:
+        raise UsageError(f"{path}: {excerpt(str(exc).splitlines()[0])}") from None
 
 
 def agent_cmd(
@@ -192,6 +208,11 @@ def agent_cmd(
             every=parse_duration(every or file.get("every", "1h")),
         )
         settings.check()  # refusals before any connection
+        _secrets(
+            (password_file, "the broker password file"),
+            (key, "the client key"),
+            (command_key, "the command key"),
+        )
         mqtt = parse_broker(url, ca=ca, cert=cert, key=key, password_file=password_file)
         secret = load_key(command_key) if command_key is not None else None
         box = Spool(spool or default_spool_path())
@@ -287,6 +308,7 @@ def collector_cmd(
     try:
         if not broker or not db:
             raise UsageError("--broker and --db are required")
+        _secrets((password_file, "the broker password file"), (key, "the client key"))
         mqtt = parse_broker(broker, ca=ca, cert=cert, key=key, password_file=password_file)
         with Store(db) as store:
             collector = Collector(
@@ -345,6 +367,11 @@ def agent_command_cmd(
             check_name(site)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        _secrets(
+            (password_file, "the broker password file"),
+            (key, "the client key"),
+            (command_key, "the command key"),
+        )
         payload = commands.sign(commands.load_key(command_key), site, command)
         mqtt = parse_broker(broker, ca=ca, cert=cert, key=key, password_file=password_file)
         client = make_client(mqtt, f"iotrate-command-{int(time.time() * 1000) % 10**9}")
@@ -373,7 +400,7 @@ def agent_command_cmd(
             client.loop_stop()
     except IotrateError as exc:
         fail(exc)
-    sys.stderr.write(f"sent {command} to site {site}\n")
+    say(f"sent {command} to site {site}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,18 +9,16 @@ terminal, since a device name may carry escape sequences.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from iotrate.cli.console import fail
+from iotrate.cli.console import SafeConsole, fail, write_json
 from iotrate.errors import IotrateError, UsageError
 from iotrate.history import DeviceChange, ScanDiff, diff_results
 from iotrate.models import ScanResult
@@ -29,7 +27,7 @@ from iotrate.storage import Store, default_path, is_url
 # Heavy modules (the renderers) are imported inside the commands
 # that use them, so that ``iotrate --help`` and the other commands start fast.
 
-_out = Console(soft_wrap=True, highlight=False)
+_out = SafeConsole(soft_wrap=True, highlight=False)
 
 DbOption = Annotated[
     str | None,
@@ -85,7 +83,7 @@ def history_cmd(
     if device is not None:
         if json_out:
             data: Any = [{**asdict(r), "started_at": r.started_at.isoformat()} for r in records]
-            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+            write_json(json.dumps(data, indent=2) + "\n")
             return
         if not records:
             _out.print(f"no stored scan saw device {_clean(device)}", markup=False)
@@ -118,7 +116,7 @@ def history_cmd(
             }
             for s in scans
         ]
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        write_json(json.dumps(data, indent=2) + "\n")
         return
     if not scans:
         _out.print(f"no scans stored in {db or default_path()}", markup=False)
@@ -164,7 +162,7 @@ def diff_cmd(
     if json_out:
         data = asdict(d)
         data["before_status"], data["after_status"] = statuses
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        write_json(json.dumps(data, indent=2) + "\n")
         return
     _out.print(
         f"changes from scan {d.before[:8]} ({_when(before.started_at)}) to scan "
@@ -260,7 +258,7 @@ def show_cmd(
     except IotrateError as exc:
         fail(exc)
     if json_out:
-        sys.stdout.write(json_report.render(result) + "\n")
+        write_json(json_report.render(result) + "\n")
         return
     if status != "complete":
         _out.print(f"note: scan {result.scan_id[:8]} is {status}", markup=False)

@@ -8,7 +8,6 @@ library functions, so the benchmark and tests run exactly what users run.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from iotrate.cli.console import EXIT_RUNTIME, EXIT_USAGE, stdout_console
+from iotrate.cli.console import EXIT_RUNTIME, EXIT_USAGE, stderr_console, stdout_console, write_json
 from iotrate.cli.observations import read_observation_file, tell_read_problems
 from iotrate.identify import IdentifyError, identify
 from iotrate.identify.observations import ReadResult
@@ -85,7 +84,7 @@ def identify_cmd(
     Offline: reads FILE, sends nothing. Format: docs/identify.md.
     """
     out = stdout_console()
-    err = Console(stderr=True, soft_wrap=True)
+    err = stderr_console
     if (file is None) == (pcap is None):
         err.print("iotrate: error: give either FILE.jsonl or --pcap FILE", markup=False)
         raise typer.Exit(EXIT_USAGE)
@@ -110,7 +109,7 @@ def identify_cmd(
         err.print(f"iotrate: error: {exc}", markup=False, highlight=False)
         raise typer.Exit(EXIT_RUNTIME) from None
     if json_out:
-        sys.stdout.write(render_json(results))
+        write_json(render_json(results))
     else:
         render_table(results, out)
     if read.errors:

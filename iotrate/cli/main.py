@@ -14,7 +14,7 @@ import typer
 
 from iotrate import __version__
 from iotrate.cli.ble import ble_app
-from iotrate.cli.console import EXIT_OK, err, out
+from iotrate.cli.console import EXIT_OK, SafeFormatter, err, out
 from iotrate.cli.db import db_app
 from iotrate.cli.fleet import register as register_fleet
 from iotrate.cli.history import diff_cmd, history_cmd, show_cmd
@@ -51,9 +51,9 @@ def main_callback(
 ) -> None:
     """iotrate: find the devices on a network, probe them and grade them A-G."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=level, stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
 
 
 # The order of registration is the order of ``iotrate --help``.

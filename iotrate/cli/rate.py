@@ -7,7 +7,6 @@ in :mod:`iotrate.cli.main`; exit codes as in :mod:`iotrate.cli.console`.
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -17,10 +16,19 @@ from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
-from iotrate.cli.console import EXIT_FAIL_UNDER, err, fail, grade_option, out, worst_at_or_below
+from iotrate.cli.console import (
+    EXIT_FAIL_UNDER,
+    err,
+    fail,
+    grade_option,
+    out,
+    worst_at_or_below,
+    write_json,
+)
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import ScanResult
 from iotrate.naming import display_name
+from iotrate.reports.textfit import clean
 
 # Heavy modules (the scheme and the declarations) are imported inside the commands
 # that use them, so that ``iotrate --help`` and the other commands start fast.
@@ -119,7 +127,7 @@ def rate_cmd(
         except OSError as exc:
             fail(RuntimeFailure(f"cannot write {output}: {exc.strerror or exc}"))
     if json_out:
-        sys.stdout.write(doc + "\n")
+        write_json(doc + "\n")
     else:
         out.print(rating_table(rated))
     if fail_under is not None:
@@ -158,13 +166,16 @@ def rating_table(result: ScanResult) -> Table:
         r = d.rating
         what = display_name(d)
         if r is None:
-            t.add_row(Text(d.address), Text(what), Text("–"), *(Text("") for _ in range(4)))
+            t.add_row(
+                Text(clean(d.address)), Text(clean(what)), Text("–"), *(Text("") for _ in range(4))
+            )
             continue
         cov = r.coverage
-        main = r.caps[0].reason if r.caps else (r.reasons[0] if r.reasons else "")
+        # Cap reasons quote evidence (a certificate subject, a banner): device text.
+        main = clean(r.caps[0].reason if r.caps else (r.reasons[0] if r.reasons else ""), 2000)
         t.add_row(
-            Text(d.address),
-            Text(what),
+            Text(clean(d.address)),
+            Text(clean(what)),
             Text(r.grade or "–"),
             Text(f"{r.score:g}" if r.score is not None else "–"),
             Text(f"{cov.checks_run}/{cov.checks_total}" if cov else "–"),

@@ -4,8 +4,8 @@
 They work on result files rather than on a live scan, so a lab can scan once and print, sign
 or re-render later, and a shop can print labels from results it was sent. Exit codes follow
 :mod:`iotrate.cli.console`: 0 ok, 1 verification failed, 2 usage error, 3 runtime failure.
-Messages are printed with ``typer.echo`` (no rich markup), because they can contain device
-strings.
+Messages are printed with ``say_out``/``say_err`` (no rich markup, control characters
+dropped), because they can contain device strings.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from iotrate.cli.console import EXIT_RUNTIME, EXIT_USAGE
+from iotrate.cli.console import EXIT_RUNTIME, EXIT_USAGE, say_err, say_out
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
+
+if TYPE_CHECKING:
+    from iotrate.signing import LoadedResult
 
 # Heavy modules (the renderers, cairosvg, cryptography) are imported inside the commands
 # that use them, so that ``iotrate --help`` and the other commands start fast.
@@ -29,7 +32,7 @@ T = TypeVar("T")
 
 
 def _fail(exc: IotrateError) -> NoReturn:
-    typer.echo(f"iotrate: error: {exc}", err=True)
+    say_err(f"iotrate: error: {exc}")
     raise typer.Exit(EXIT_USAGE if isinstance(exc, UsageError) else EXIT_RUNTIME)
 
 
@@ -153,10 +156,9 @@ def label_cmd(
             pdf = sheets.render_pdf(models, sheet, chosen)
             _write(output, pdf)
             g = sheets.grid(sheet, chosen)
-            typer.echo(
+            say_err(
                 f"{len(models)} label(s) on {sheets.page_count(len(models), g)} "
-                f"{g.sheet} page(s): {output}",
-                err=True,
+                f"{g.sheet} page(s): {output}"
             )
             return [output]
         kinds = _formats(formats)
@@ -176,17 +178,14 @@ def label_cmd(
                         _write(path, lbl.to_pdf(svg))
                     written.append(path)
         if not written:
-            typer.echo("iotrate: the result has no devices: no labels written", err=True)
+            say_err("iotrate: the result has no devices: no labels written")
         return written
 
     written = _run(run)
     for path in written:
-        typer.echo(str(path))
+        say_out(str(path))
     if written and report_url is None:
-        typer.echo(
-            "iotrate: note: no --report-url: the QR code carries the result digest only",
-            err=True,
-        )
+        say_err("iotrate: note: no --report-url: the QR code carries the result digest only")
 
 
 def report_cmd(
@@ -211,7 +210,7 @@ def report_cmd(
         _write(output, page)
 
     _run(run)
-    typer.echo(str(output))
+    say_out(str(output))
 
 
 keys_app = typer.Typer(help="Signing keys for results (ed25519).", no_args_is_help=True)
@@ -242,9 +241,37 @@ def keys_new(
     where = directory or _default_key_dir()
     priv, pub = _run(lambda: signing.new_keypair(where, force=force))
     key = _run(lambda: signing.load_public_key(pub))
-    typer.echo(f"private key: {priv}")
-    typer.echo(f"public key:  {pub}")
-    typer.echo(f"key id:      {signing.key_id(key)}")
+    say_out(f"private key: {priv}")
+    say_out(f"public key:  {pub}")
+    say_out(f"key id:      {signing.key_id(key)}")
+
+
+@keys_app.command("trust")
+def keys_trust(
+    name: Annotated[str, typer.Argument(help="Who signs with this key, e.g. the lab's name.")],
+    pubkey: Annotated[Path, typer.Argument(help="Their public key (a .pub PEM file).")],
+) -> None:
+    """Trust a signer: verify then says "signed by NAME" for results this key signed."""
+    from iotrate import signing
+
+    def run() -> tuple[Path, str]:
+        key = signing.load_public_key(pubkey)
+        return signing.trust_key(name, key), signing.key_id(key)
+
+    path, kid = _run(run)
+    say_out(f"trusted {name}: key {kid} (in {path})")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The trusted signers and their key ids."""
+    from iotrate import signing
+
+    trusted = _run(signing.load_trusted)
+    for name, key in sorted(trusted.items()):
+        say_out(f"{signing.key_id(key)}  {name}")
+    if not trusted:
+        say_err("iotrate: no trusted signers yet (iotrate keys trust NAME FILE.pub)")
 
 
 def sign_cmd(
@@ -269,10 +296,29 @@ def sign_cmd(
         envelope = signing.sign_value(lr.value, k)
         target = output or signing.signature_path(result)
         _write(target, json.dumps(envelope, indent=2, sort_keys=True) + "\n")
-        typer.echo(f"signed sha256 {lr.digest} with key {envelope['key_id']}", err=True)
+        say_err(f"signed sha256 {lr.digest} with key {signing.key_id(k.public_key())}")
         return target
 
-    typer.echo(str(_run(run)))
+    say_out(str(_run(run)))
+
+
+def _check_label(path: Path, lr: LoadedResult) -> list[str]:
+    """Problems of one ``--label`` SVG against the result; an ``ok:`` line when none."""
+    from iotrate.reports.labelcheck import label_problems
+
+    try:
+        svg = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path}: no such file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuntimeFailure(f"cannot read {path}: {exc}") from exc
+    try:
+        found = label_problems(svg, lr.result, lr.digest)
+    except UsageError as exc:  # not an iotrate label at all: invalid, not misuse
+        found = [str(exc)]
+    if not found:
+        say_out(f"ok: label {path.name} matches the result")
+    return [f"{path.name}: {p}" for p in found]
 
 
 def verify_cmd(
@@ -292,10 +338,46 @@ def verify_cmd(
     allow_unsigned: Annotated[
         bool, typer.Option("--allow-unsigned", help="Only check labels; no signature needed.")
     ] = False,
+    any_signer: Annotated[
+        bool,
+        typer.Option(
+            "--any-signer",
+            help="Accept a valid signature by a key you have not trusted (proves the result "
+            "is unchanged, not who signed it).",
+        ),
+    ] = False,
 ) -> None:
-    """Check a result's signature and that labels belong to it. Exit 0 ok, 1 mismatch."""
+    """Check a result's signature and who made it, and that labels belong to it.
+    Exit 0 ok, 1 mismatch or unknown signer."""
     from iotrate import signing
-    from iotrate.reports.labelcheck import label_problems
+
+    def check_signature(value: object, sig_path: Path) -> list[str]:
+        envelope = signing.load_json(sig_path)
+        pinned = signing.load_public_key(pubkey) if pubkey else None
+        checked = signing.check_envelope(value, envelope, trusted=pinned)
+        if checked.problems or checked.signer is None:
+            return checked.problems or ["the signature does not verify"]
+        kid = checked.signer_id
+        where = f"ed25519, key {kid}, {sig_path.name}"
+        if pinned is not None:
+            say_out(f"ok: signature valid ({where}); signed by the key in {pubkey}")
+            return []
+        name = signing.trusted_name(checked.signer, signing.load_trusted())
+        if name is not None:
+            say_out(f"ok: signature valid ({where}); signed by {name}")
+            return []
+        unknown = (
+            f"signed by an UNKNOWN key {kid}: not one of your trusted signers "
+            "(iotrate keys trust NAME FILE.pub, or --pubkey FILE)"
+        )
+        if not any_signer:
+            return [unknown]
+        say_out(f"ok: signature valid ({where}); signer not trusted (--any-signer)")
+        say_err(
+            f"WARNING: {unknown}. This proves the result is unchanged since signing, "
+            "not who signed it."
+        )
+        return []
 
     def run() -> list[str]:
         lr = signing.load_result(result)
@@ -305,38 +387,14 @@ def verify_cmd(
             if not sig_path.exists():
                 problems.append(f"not signed: no signature file {sig_path}")
             else:
-                envelope = signing.load_json(sig_path)
-                trusted = signing.load_public_key(pubkey) if pubkey else None
-                found = signing.verify_envelope(lr.value, envelope, trusted=trusted)
-                problems += found
-                if not found:
-                    who = envelope.get("key_id")
-                    typer.echo(f"ok: signature valid (ed25519, key {who}, {sig_path.name})")
-                    if trusted is None:
-                        typer.echo(
-                            "note: checked with the key inside the envelope; pass --pubkey "
-                            "to check who signed",
-                            err=True,
-                        )
+                problems += check_signature(lr.value, sig_path)
         for path in label or []:
-            try:
-                svg = path.read_text(encoding="utf-8")
-            except FileNotFoundError as exc:
-                raise UsageError(f"{path}: no such file") from exc
-            except (OSError, UnicodeDecodeError) as exc:
-                raise RuntimeFailure(f"cannot read {path}: {exc}") from exc
-            try:
-                found = label_problems(svg, lr.result, lr.digest)
-            except UsageError as exc:  # not an iotrate label at all: invalid, not misuse
-                found = [str(exc)]
-            problems += [f"{path.name}: {p}" for p in found]
-            if not found:
-                typer.echo(f"ok: label {path.name} matches the result")
-        typer.echo(f"result sha256 {lr.digest}")
+            problems += _check_label(path, lr)
+        say_out(f"result sha256 {lr.digest}")
         return problems
 
     problems = _run(run)
     for p in problems:
-        typer.echo(f"FAIL: {p}", err=True)
+        say_err(f"FAIL: {p}")
     if problems:
         raise typer.Exit(EXIT_MISMATCH)

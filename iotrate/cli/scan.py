@@ -22,6 +22,7 @@ from iotrate.cli.console import (
     out,
     say,
     worst_at_or_below,
+    write_json,
     write_outputs,
 )
 from iotrate.errors import IotrateError, RuntimeFailure
@@ -256,7 +257,7 @@ def _emit(
     except (OSError, IotrateError) as exc:
         fail(RuntimeFailure(f"cannot write the report or labels: {exc}"))
     if json_out:
-        sys.stdout.write(text + "\n")
+        write_json(text + "\n")
     else:
         terminal.render(result, out)
 
@@ -267,14 +268,19 @@ def _interrupted(stop: ScanInterrupted, json_out: bool) -> NoReturn:
     from iotrate.reports import terminal
 
     partial = stop.partial
-    kept = f"; kept in the history as {partial.scan_id[:8]}" if stop.kept else ""
+    kept = (
+        f"; kept in the history as {partial.scan_id[:8]}: finish it with "
+        f"'iotrate scan --resume {partial.scan_id[:8]}'"
+        if stop.kept
+        else " (--no-history: nothing kept to resume)"
+    )
     err.print(
         f"iotrate: interrupted after {len(partial.devices)} finished device(s){kept}",
         markup=False,
         highlight=False,
     )
     if json_out:
-        sys.stdout.write(json_report.render(partial) + "\n")
+        write_json(json_report.render(partial) + "\n")
     else:
         terminal.render(partial, out)
     raise typer.Exit(130)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from iotrate.errors import RuntimeFailure
+from iotrate.privatefiles import create_private
 
 
 def default_spool_path() -> Path:
@@ -35,7 +36,7 @@ class Spool:
         self.path = path
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(path)  # findings and the command nonces: owner only
             self._db = sqlite3.connect(
                 path, isolation_level=None, timeout=10, check_same_thread=False
             )

@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.sql import Executable
 
 from iotrate.errors import RuntimeFailure, UsageError
+from iotrate.privatefiles import create_private
 
 from .schema import LEGACY_PARKED, LEGACY_REVISIONS, MIGRATIONS_DIR, SCHEMA_VERSION
 
@@ -126,7 +127,8 @@ class Database:
         self._local = threading.local()  # each thread's open batch, if any
         if isinstance(self.path, Path):
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Every device's weaknesses are in here: readable by its owner only.
+                create_private(self.path)
             except OSError as exc:
                 raise RuntimeFailure(
                     f"cannot open the history database {self.path}: {exc}"

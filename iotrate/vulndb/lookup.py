@@ -32,6 +32,7 @@ import yaml
 
 from iotrate.errors import RuntimeFailure
 from iotrate.models import Confidence
+from iotrate.yamlfiles import load_error, load_file
 
 from .versions import compare_versions
 
@@ -351,13 +352,16 @@ def load(directory: Path | None = None) -> VulnDB:
 def _load(directory: str) -> VulnDB:
     base = Path(directory)
     try:
-        comps_raw = yaml.safe_load((base / "components.yaml").read_text(encoding="utf-8"))
-        ann_raw = yaml.safe_load((base / "annotations.yaml").read_text(encoding="utf-8"))
+        # $IOTRATE_VULN_DIR may name any folder: its YAML is read like every user file.
+        comps_raw = load_file(base / "components.yaml")
+        ann_raw = load_file(base / "annotations.yaml")
         cve_rows = _read_csv(base / "cves.csv", CVE_FIELDS)
         kev_rows = _read_csv(base / "kev.csv", KEV_FIELDS)
         meta_path = base / "meta.json"
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    except (OSError, yaml.YAMLError, json.JSONDecodeError) as exc:
+    except yaml.YAMLError as exc:
+        raise VulnDataError(f"vulnerability dataset in {base}: {load_error(exc)}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise VulnDataError(f"vulnerability dataset in {base}: {exc}") from exc
     components = _parse_components(comps_raw, base)
     annotations = _parse_annotations(ann_raw, base)

@@ -236,6 +236,7 @@ def test_agent_command_cli_sends_a_signed_scan_now(broker: Mosquitto, tmp_path: 
 
     key = tmp_path / "store-12.key"
     key.write_text("k" * 44 + "\n")
+    key.chmod(0o600)  # a command key others can read is refused
     got: list[bytes] = []
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-agent-sub", protocol=mqtt.MQTTv5)
     sub.on_message = lambda _c, _u, m: got.append(bytes(m.payload))

@@ -268,3 +268,14 @@ def test_one_label_per_model_newest_wins() -> None:
     assert len(chosen) == 4
     lg = next(c for c in chosen if c.vendor == "LG")
     assert lg.grade == "C"
+
+
+def test_file_stems_differ_for_addresses_that_share_digits() -> None:
+    """10.0.11.5 and 10.0.1.15 once both became "...-100115": one label overwrote the other."""
+    a = fridge(id="10.0.11.5", address="10.0.11.5", mac=None)
+    b = fridge(id="10.0.1.15", address="10.0.1.15", mac=None)
+    c = fridge(id="10:0:11:5", address="10.0.11.6", mac=None)
+    stems = {lbl.file_stem(d) for d in (a, b, c)}
+    assert len(stems) == 3
+    assert all(re.fullmatch(r"[a-z0-9-]+", s) for s in stems)
+    assert "10-0-11-5" in lbl.file_stem(a)
