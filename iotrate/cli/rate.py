@@ -48,8 +48,20 @@ def rate_cmd(
     ] = None,
     device: Annotated[
         str | None,
-        typer.Option(metavar="ID", help="Apply the --declaration to this device (id or address)."),
+        typer.Option(
+            metavar="ID",
+            help="Apply the --declaration to this device (id or address); a contradiction "
+            "with what the scan saw needs --force.",
+        ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Apply the --declaration to the --device even though what the scan saw "
+            "contradicts it (recorded on the rating and label; the device cannot earn A).",
+        ),
+    ] = False,
     scheme_file: Annotated[
         Path | None,
         typer.Option(
@@ -107,7 +119,7 @@ def rate_cmd(
         decls = [load_declaration(p) for p in declarations or []]
         if device is not None and not decls:
             raise UsageError("--device needs a --declaration")
-        assigned = assign_declarations(result, decls, device)
+        assigned = assign_declarations(result, decls, device, force=force)
         day = as_of.date() if as_of else None
         rated = rate_result(result, scheme, assigned, today=day)
     except IotrateError as exc:
