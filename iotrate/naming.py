@@ -13,9 +13,34 @@ from iotrate.models import Device
 from iotrate.reports.textfit import clean  # typed as Any here: mypy sees reports/ as top level
 
 
+def _declared(device: Device) -> dict[str, object]:
+    r = device.rating
+    return dict(r.declared.content) if r is not None and r.declared is not None else {}
+
+
+def _or_declared(seen: str | None, declared: object) -> str | None:
+    """What the scan saw, else what the declaration states, marked as such: a declared fact
+    is the maker's word, not a measurement."""
+    if clean(seen):
+        return seen
+    if isinstance(declared, str) and clean(declared):
+        return f"{declared} (declared)"
+    return None
+
+
 def device_names(device: Device) -> tuple[str, str]:
-    """(vendor line, model line) for a device, falling back to what discovery knew."""
-    return _names(device.vendor, device.model, device.names, device.category, device.address)
+    """(vendor line, model line) for a device, falling back to the declaration it was rated
+    with (marked "declared"), then to what discovery knew."""
+    decl = _declared(device)
+    vendor = _or_declared(device.vendor, decl.get("manufacturer"))
+    model = _or_declared(device.model, decl.get("model"))
+    return _names(vendor, model, device.names, device.category, device.address)
+
+
+def device_firmware(device: Device) -> str:
+    """The firmware seen, else the declared one marked "declared", else "unknown"."""
+    seen = device.firmware or (device.identity.firmware if device.identity else None)
+    return str(clean(_or_declared(seen, _declared(device).get("firmware")) or "") or "unknown")
 
 
 def _names(

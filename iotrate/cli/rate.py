@@ -19,7 +19,7 @@ from rich.text import Text
 
 from iotrate.cli.console import EXIT_FAIL_UNDER, err, fail, grade_option, out, worst_at_or_below
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
-from iotrate.models import ScanResult
+from iotrate.models import Coverage, ScanResult
 from iotrate.naming import display_name
 
 # Heavy modules (the scheme and the declarations) are imported inside the commands
@@ -174,14 +174,26 @@ def rating_table(result: ScanResult) -> Table:
             continue
         cov = r.coverage
         main = r.caps[0].reason if r.caps else (r.reasons[0] if r.reasons else "")
+        if r.status == "insufficient_evidence":
+            shown, main = "no grade", r.reasons[0]
+        else:
+            shown = f"at best {r.grade}" if r.at_best and r.grade else (r.grade or "–")
         t.add_row(
             Text(d.address),
             Text(what),
-            Text(r.grade or "–"),
+            Text(shown),
             Text(f"{r.score:g}" if r.score is not None else "–"),
-            Text(f"{cov.checks_run}/{cov.checks_total}" if cov else "–"),
-            Text(r.support_until.isoformat() if r.support_until else "unknown"),
+            Text(_coverage_cell(cov)),
+            Text((r.support_until.isoformat() + " (declared)") if r.support_until else "unknown"),
             # The full explanation is in --json and the report; the table keeps one glance.
             Text(main if len(main) <= 140 else main[:139] + "…"),
         )
     return t
+
+
+def _coverage_cell(cov: Coverage | None) -> str:
+    """Topics tested (label rows) when the scheme counts them, then checks."""
+    if cov is None:
+        return "–"
+    checks = f"{cov.checks_run}/{cov.checks_total}"
+    return f"{cov.rows_tested or 0}/{cov.rows_total} topics, {checks}" if cov.rows_total else checks
