@@ -422,9 +422,7 @@ def rate(
 
     strict = scheme.evidence is not None
     version_known = not strict or version_seen(device) or bool(declaration and declaration.firmware)
-    coverage, unknown, evaluated = _coverage(
-        device, scheme, version_known=version_seen(device) or not strict
-    )
+    coverage, unknown, evaluated = _coverage(device, scheme, version_known=version_known)
     evidence = _evidence_facts(scheme, device, declaration, ctx, today, version_known)
     facts = _Facts(by_check, unrated, unknown, coverage.fraction, evidence)
 
@@ -455,8 +453,22 @@ def rate(
     caps.sort(key=lambda c: (-GRADES.index(c.grade), c.cap))
     grade = _worst([band.grade, *(c.grade for c in caps)])
 
-    decisive = frozenset(c for c in evaluated if not _marks_unknown(scheme, c))
+    # Checks that ran but could only judge nothing (update checks on a version that was only
+    # declared) count for coverage, never as evidence: they cannot make a row pass or lift
+    # the evidence floor, or a silent device with a declaration would earn A.
+    hollow = _hollow(scheme, evaluated, version_seen(device))
+    decisive = frozenset(c for c in evaluated if not _marks_unknown(scheme, c) and c not in hollow)
     rows = _categories(scheme, by_check, unknown, device, decisive if strict else None)
+    if hollow and strict:
+        rows = [
+            r.model_copy(update={"reason": "firmware version only declared, not seen"})
+            if r.reason
+            and any(_category(scheme, c) == r.id for c in hollow)
+            and r.status is CategoryStatus.UNKNOWN
+            and not r.reason.startswith("could not")
+            else r
+            for r in rows
+        ]
     reasons = _reasons(scheme, band, score, grade, caps, penalties, by_check, unrated)
     reasons += clipped
     reasons.append(
@@ -543,6 +555,16 @@ def _with_evidence(
             "valid_until": min(valid, end) if end is not None else valid,
             "declared": ctx.declared if declaration is not None else None,
         }
+    )
+
+
+def _hollow(scheme: Scheme, evaluated: frozenset[str], seen: bool) -> frozenset[str]:
+    """The version-dependent checks that 'ran' without a version seen."""
+    if seen:
+        return frozenset()
+    category = _category(scheme, VERSION_UNKNOWN_CHECK)
+    return frozenset(
+        c for c in evaluated if _category(scheme, c) == category and not _marks_unknown(scheme, c)
     )
 
 

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from iotrate.cli.console import fail
 from iotrate.errors import IotrateError, UsageError
-from iotrate.history import DeviceChange, ScanDiff, diff_results
+from iotrate.history import DeviceChange, ScanDiff, diff_results, scan_scope_line
 from iotrate.models import ScanResult
 from iotrate.storage import Store, default_path, is_url
 
@@ -171,6 +171,8 @@ def diff_cmd(
         f"{d.after[:8]} ({_when(after.started_at)})",
         markup=False,
     )
+    for label, res in (("first", before), ("second", after)):
+        _out.print(f"{label} scan: {scan_scope_line(res)}", markup=False)
     for label, status in zip(("first", "second"), statuses, strict=True):
         if status != "complete":
             _out.print(
@@ -228,8 +230,17 @@ def _what_changed(c: DeviceChange) -> list[str]:
         what.append(f"grade {c.grade_before} -> {c.grade_after} ({c.direction})")
     elif c.direction == "unknown":
         what.append(f"grade {c.grade_before or '-'} -> {c.grade_after or '-'}")
+    elif c.direction == "not_compared":
+        what.append(
+            f"grade {c.grade_before or 'none'} -> {c.grade_after or 'none'} not compared: the "
+            f"scans tested different checks (coverage {c.coverage_before or '-'} -> "
+            f"{c.coverage_after or '-'})"
+        )
     what += [f"fixed: {f.title} ({f.check})" for f in c.findings_fixed]
     what += [f"new problem: {f.title} ({f.check})" for f in c.findings_new]
+    what += [
+        f"not compared (not tested in one scan): {f.title} ({f.check})" for f in c.not_compared
+    ]
     if c.services_opened:
         what.append("ports opened: " + ", ".join(c.services_opened))
     if c.services_closed:

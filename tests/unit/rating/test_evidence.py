@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from iotrate.cli import app
 from iotrate.cli.console import EXIT_USAGE
 from iotrate.declarations import assign_declarations, load_declaration
+from iotrate.history import diff_results, scan_scope_line
 from iotrate.models import (
     CategoryStatus,
     Device,
@@ -207,3 +208,52 @@ def test_stale_vulnerability_data_keeps_a_device_out_of_a() -> None:
     assert b.rating is not None and b.rating.grade == "B"
     assert [c.cap for c in b.rating.caps] == ["vulndb-stale"]
     assert b.rating.vulndb_date == date(2025, 8, 25)
+
+
+def test_diff_compares_like_with_like() -> None:
+    """A budget-cut scan that stopped before TLS, then a full one: the hub's TLS findings are
+    "not compared", never "fixed" then "new problem", and the grade change is not "better"."""
+    tls_checks = ["tls.protocol.obsolete", "tls.cert.expired"]
+    finding = SCHEME.finding("tls.cert.expired", "expired 2019", 443, {}, probe="tls")
+    base = ProbeOutcome(probe="svc", status=OutcomeStatus.RAN, checks=["svc.telnet"])
+    full = Device(
+        id="hub",
+        address="10.0.0.13",
+        findings=[finding],
+        outcomes=[base, ProbeOutcome(probe="tls", status=OutcomeStatus.RAN, checks=tls_checks)],
+    )
+    cut = full.model_copy(
+        update={
+            "findings": [],
+            "outcomes": [
+                base,
+                ProbeOutcome(
+                    probe="tls",
+                    status=OutcomeStatus.FAILED,
+                    reason="time budget reached",
+                    checks=tls_checks,
+                    budget_s=10.0,
+                ),
+            ],
+        }
+    )
+    scope_cut = LAB.model_copy(update={"budget_cut": True, "budget_s": 10.0})
+    first = rate_result(result_of(full), SCHEME)
+    second = rate_result(result_of(cut, scope=scope_cut), SCHEME)
+    third = rate_result(result_of(full), SCHEME)
+    for before, after in ((first, second), (second, third)):
+        d = diff_results(before, after)
+        (change,) = d.changed
+        assert change.findings_fixed == [] and change.findings_new == []
+        assert [f.check for f in change.not_compared] == ["tls.cert.expired"]
+        assert change.direction in ("not_compared", "same")
+        if change.grade_before != change.grade_after:
+            assert change.direction == "not_compared"
+    assert "budget 10 s (cut short)" in scan_scope_line(second)
+    assert scan_scope_line(result_of(full, scope=None)).endswith("scope not recorded")
+    # the same scope twice: a fixed finding is "fixed"
+    fixed = third.model_copy(
+        update={"devices": [third.devices[0].model_copy(update={"findings": []})]}
+    )
+    (change,) = diff_results(first, rate_result(fixed, SCHEME)).changed
+    assert [f.check for f in change.findings_fixed] == ["tls.cert.expired"]

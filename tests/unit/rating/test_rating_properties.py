@@ -99,6 +99,7 @@ declarations_st = st.sampled_from(
         _plug.model_copy(update={"support_period_end": date(2025, 1, 31)}),
         _plug.model_copy(update={"support_period_end": None}),
         _plug.model_copy(update={"vulnerability_disclosure_policy": None}),
+        _plug.model_copy(update={"firmware": "1.3.1"}),  # a declared version (2026.3)
     ]
 )
 
