@@ -316,7 +316,8 @@ def _evidence_facts(
     if rules is None:
         return frozenset()
     facts: set[EvidenceFact] = set()
-    if not version_known:
+    versioned = scheme.check(VERSION_UNKNOWN_CHECK)
+    if not version_known and versioned is not None and versioned.applies_to(device):
         facts.add("version-unknown")
     if not _full_scope(context.scope):
         facts.add("partial-scope")
