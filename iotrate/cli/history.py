@@ -124,7 +124,9 @@ def history_cmd(
         _out.print(f"no scans stored in {db or default_path()}", markup=False)
         return
     t = Table()
-    for col in ("Scan", "Date", "Targets", "Devices", "Grades", "Status"):
+    # The policy says whether passwords were tried (safe tries none): two scans of one device
+    # under different policies do not test the same things.
+    for col in ("Scan", "Date", "Targets", "Policy", "Devices", "Grades", "Status"):
         t.add_column(col)
     for s in scans:
         grades = " ".join(f"{g}:{n}" for g, n in s.grades.items()) or "-"
@@ -135,6 +137,7 @@ def history_cmd(
                     s.scan_id[:8],
                     _when(s.started_at),
                     _clean(" ".join(s.targets)),
+                    _clean(s.policy),
                     str(s.devices),
                     grades,
                     s.status,
