@@ -23,6 +23,7 @@ from iotrate.rating_schema.loader import scheme_for_version
 
 from iotrate import __version__
 from iotrate.errors import IotrateError
+from iotrate.history import scan_scope_line
 from iotrate.models import (
     GRADES,
     CategoryStatus,
@@ -441,6 +442,10 @@ def view(
         for i, d in enumerate(ordered)
     ]
     headline, sentences = _summary(devices)
+    # What the scan covered, so no grade reads as more than it is (scheme 2026.3).
+    sentences.append(f"Scan scope: {clean(scan_scope_line(result))}.")
+    if result.vulndb_date is not None:
+        sentences.append(f"Vulnerability data of {result.vulndb_date.isoformat()}.")
     actions = [
         (d.anchor, d.name, d.grade, d.action)
         for d in devices

@@ -134,6 +134,16 @@ def rate_cmd(
         sys.stdout.write(doc + "\n")
     else:
         out.print(rating_table(rated))
+        stale = any(
+            c.cap == "vulndb-stale" for d in rated.devices if d.rating for c in d.rating.caps
+        )
+        if stale:
+            err.print(
+                "iotrate: the vulnerability data of this scan is more than 90 days old or undated, "
+                "which keeps devices out of A: run `iotrate db update` and scan again",
+                markup=False,
+                highlight=False,
+            )
     if fail_under is not None:
         hits = worst_at_or_below(rated, fail_under)
         if hits:
