@@ -549,3 +549,17 @@ def test_cli_rate_usage_errors_exit_2(tmp_path: Path, case: str) -> None:
         assert "iotrate: error:" in res.output
     if case == "bad-declaration":
         assert "support_period_ends" in res.output
+
+
+def test_a_security_contact_is_required_for_a() -> None:
+    assert rated([], _decl()).grade == "A"
+    r = rated([], _decl(security_contact=None))
+    assert r.grade == "B"
+    assert [c.cap for c in r.caps] == ["security-contact-missing"]
+
+
+def test_a_forced_declaration_cannot_earn_a() -> None:
+    forced = _decl().model_copy(update={"forced": True, "mismatch": ["model seen 'X'"]})
+    r = rated([], forced)
+    assert r.grade == "B" and [c.cap for c in r.caps] == ["declaration-forced"]
+    assert r.declared is not None and r.declared.forced
