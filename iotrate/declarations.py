@@ -13,6 +13,7 @@ so both files give the same kind of message for the same kind of mistake.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -27,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from iotrate.errors import UsageError
-from iotrate.models import Device, ScanResult
+from iotrate.models import DeclaredFacts, Device, ScanResult
 from iotrate.rating_schema import SCHEME_DIR
 from iotrate.yamlfiles import SafeYamlLoader, excerpt, load_error, loads, read_capped
 
@@ -133,6 +134,57 @@ class Declaration(_Frozen):
     standards: list[str] = []
     notes: str | None = None
     source: str
+    sha256: str | None = None
+    forced: bool = False
+    mismatch: list[str] = []
+
+    def content(self) -> dict[str, Any]:
+        """The declaration's own fields as plain data (what the maker stated)."""
+        return self.model_dump(
+            mode="json", exclude={"source", "sha256", "forced", "mismatch"}, exclude_none=True
+        )
+
+    def facts(self) -> DeclaredFacts:
+        """The declaration as embedded in a rating, so re-rating never needs the file."""
+        digest = (
+            self.sha256
+            or hashlib.sha256(json.dumps(self.content(), sort_keys=True).encode()).hexdigest()
+        )
+        return DeclaredFacts(
+            content=self.content(),
+            sha256=digest,
+            source=self.source,
+            forced=self.forced,
+            mismatch=list(self.mismatch),
+        )
+
+
+def embedded_declaration(facts: DeclaredFacts) -> Declaration:
+    """The declaration a rating embedded, validated again like a file would be: the result
+    JSON is input too, and an edited one must not smuggle a declaration past the schema."""
+    decl = parse_declaration(dict(facts.content), facts.source)
+    return decl.model_copy(
+        update={"sha256": facts.sha256, "forced": facts.forced, "mismatch": list(facts.mismatch)}
+    )
+
+
+def check_declaration_age(decl: Declaration, scanned: date, max_age_days: int) -> None:
+    """Refuse a declaration dated after the scan or older than ``max_age_days`` at the scan:
+    a statement made years ago (or not yet made) does not describe the device as scanned, and
+    refusing it, rather than quietly ignoring it, tells the lab to ask the maker for a
+    current one. Undated declarations are accepted (the field is optional)."""
+    made = decl.declared_on
+    if made is None:
+        return
+    if made > scanned:
+        raise DeclarationError(
+            f"declaration {decl.source}: declared_on {made} is after the scan ({scanned})"
+        )
+    if (scanned - made).days > max_age_days:
+        raise DeclarationError(
+            f"declaration {decl.source}: declared_on {made} is more than {max_age_days} days "
+            f"before the scan ({scanned}); ask the manufacturer for a current declaration"
+        )
 
 
 def _date(text: str, field: str, source: str) -> date:
@@ -157,40 +209,101 @@ def parse_declaration(doc: Any, source: str) -> Declaration:
     for key in ("declared_on", "support_period_end"):
         if key in fields:
             fields[key] = _date(fields[key], key, source)
+            if not _FIRST_YEAR <= fields[key].year <= _LAST_YEAR:
+                raise DeclarationError(
+                    f"declaration {source}: {key}: {fields[key]} is outside "
+                    f"{_FIRST_YEAR}-{_LAST_YEAR}"
+                )
     return Declaration.model_validate({**fields, "source": source})
 
 
+_FIRST_YEAR, _LAST_YEAR = 2000, 2100
+"""Dates a declaration can sensibly carry; anything else is a typo or a hostile input."""
+
+
 def load_declaration(path: Path) -> Declaration:
-    return parse_declaration(load_yaml(path, "declaration", DeclarationError), str(path))
+    """A declaration file, with the SHA-256 of its bytes for the rating's record."""
+    decl = parse_declaration(load_yaml(path, "declaration", DeclarationError), str(path))
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:  # pragma: no cover - load_yaml read it a moment ago
+        raise DeclarationError(f"declaration {path}: cannot read: {exc.strerror or exc}") from exc
+    return decl.model_copy(update={"sha256": digest})
 
 
 def _norm(text: str | None) -> str:
     return "".join(re.findall(r"[a-z0-9]+", (text or "").lower()))
 
 
-def _similar(a: str | None, b: str | None) -> bool:
-    """Vendors and models are spelt many ways ("TP-Link" vs "TP-LINK TECHNOLOGIES CO.,LTD."),
-    so two names match when one's letters and digits contain the other's."""
-    x, y = _norm(a), _norm(b)
-    return bool(x) and bool(y) and (x in y or y in x)
+_CORPORATE = frozenset(
+    "co corp corporation company inc incorporated ltd limited llc gmbh ag sa bv plc "
+    "technologies technology tech electronics international group holdings".split()
+)
+
+
+def _norm_vendor(text: str | None) -> str:
+    """ "TP-Link" and "TP-LINK TECHNOLOGIES CO.,LTD." are one maker: compare the letters and
+    digits of the name without trailing company-form words."""
+    words = re.findall(r"[a-z0-9]+", (text or "").lower())
+    while len(words) > 1 and words[-1] in _CORPORATE:
+        words.pop()
+    return "".join(words)
+
+
+def _norm_model(model: str | None, vendor: str | None) -> str:
+    """A model without a leading maker name ("TP-Link Tapo P110" is "Tapo P110")."""
+    m, v = _norm(model), _norm_vendor(vendor)
+    return m[len(v) :] if v and m.startswith(v) and len(m) > len(v) else m
+
+
+def _seen_firmware(device: Device) -> str | None:
+    if device.firmware:
+        return device.firmware
+    return device.identity.firmware if device.identity is not None else None
+
+
+def mismatches(declaration: Declaration, device: Device) -> list[str]:
+    """What the scan saw that contradicts the declaration: another maker, another model,
+    another firmware. What the scan did not see contradicts nothing."""
+    out = []
+    d = declaration
+    if device.vendor and _norm_vendor(device.vendor) != _norm_vendor(d.manufacturer):
+        out.append(f"vendor seen {device.vendor!r}, declared {d.manufacturer!r}")
+    vendor = d.manufacturer
+    if device.model and _norm_model(device.model, vendor) != _norm_model(d.model, vendor):
+        out.append(f"model seen {device.model!r}, declared {d.model!r}")
+    seen = _seen_firmware(device)
+    if d.firmware and seen and _norm(seen).removeprefix("v") != _norm(d.firmware).removeprefix("v"):
+        out.append(f"firmware seen {seen!r}, declared {d.firmware!r}")
+    return out
 
 
 def applies_to(declaration: Declaration, device: Device) -> bool:
-    return _similar(declaration.manufacturer, device.vendor) and _similar(
-        declaration.model, device.model
+    """Exact match of normalised vendor and model, both seen: a substring match let a device
+    announcing vendor "e" pick up another maker's declaration."""
+    return (
+        bool(device.vendor and device.model)
+        and _norm_vendor(declaration.manufacturer) == _norm_vendor(device.vendor)
+        and _norm_model(declaration.model, declaration.manufacturer)
+        == _norm_model(device.model, declaration.manufacturer)
     )
 
 
 def assign_declarations(
-    result: ScanResult, declarations: Iterable[Declaration], device: str | None = None
+    result: ScanResult,
+    declarations: Iterable[Declaration],
+    device: str | None = None,
+    *,
+    force: bool = False,
 ) -> dict[str, Declaration]:
     """Which device each declaration is for, keyed by device id.
 
-    A declaration is about one model, so it goes to the devices whose vendor and model match.
-    Where identification could not name the device, a lab can still rate its device under
-    test: a result with a single device of unknown model takes the declaration, and ``device``
-    (an id or address) forces it. Anything else is an error rather than a guess, because a
-    declaration on the wrong device could earn it an A.
+    A declaration is about one model, so it goes to the devices whose normalised vendor and
+    model equal its own (and whose firmware, if both say one, agrees). A lab names its device
+    under test with ``device`` (an id or address) when identification could not name it; if
+    what the scan saw contradicts the declaration, that needs ``force``, which is recorded on
+    the rating and shown on the label (and keeps the device out of A). Anything else is an
+    error rather than a guess, because a declaration on the wrong device could earn it an A.
     """
     decls = list(declarations)
     chosen: dict[str, Declaration] = {}
@@ -200,17 +313,30 @@ def assign_declarations(
         hits = [d for d in result.devices if device in (d.id, d.address, *d.addresses)]
         if not hits:
             raise DeclarationError(f"no device {device!r} in the result")
-        return {hits[0].id: decls[0]}
+        decl = decls[0]
+        wrong = mismatches(decl, hits[0])
+        if wrong and not force:
+            raise DeclarationError(
+                f"declaration {decl.source} ({decl.manufacturer} {decl.model}) does not match "
+                f"device {device}: {'; '.join(wrong)}; add --force to apply it anyway "
+                "(recorded and shown on the label)"
+            )
+        return {hits[0].id: decl.model_copy(update={"forced": bool(wrong), "mismatch": wrong})}
+    if force:
+        raise DeclarationError("--force only applies with --device")
     for decl in decls:
         hits = [d for d in result.devices if applies_to(decl, d)]
-        if not hits and len(result.devices) == 1 and not result.devices[0].model:
-            hits = list(result.devices)
         if not hits:
             raise DeclarationError(
                 f"declaration {decl.source} ({decl.manufacturer} {decl.model}) matches no device "
                 "in the result; name the device with --device ID"
             )
         for d in hits:
+            wrong = mismatches(decl, d)
+            if wrong:
+                raise DeclarationError(
+                    f"declaration {decl.source} does not match device {d.id}: {'; '.join(wrong)}"
+                )
             if d.id in chosen:
                 raise DeclarationError(
                     f"declarations {chosen[d.id].source} and {decl.source} both match {d.id}"

@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from iotrate.models import GRADES, Device, Finding, ScanResult
+from iotrate.models import GRADES, Device, Finding, OutcomeStatus, ScanResult
 
-Direction = Literal["better", "worse", "same", "unknown"]
+Direction = Literal["better", "worse", "same", "unknown", "not_compared"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,10 @@ class DeviceChange:
     services_opened: list[str] = field(default_factory=list)
     services_closed: list[str] = field(default_factory=list)
     address_before: str | None = None
+    not_compared: list[FindingRef] = field(default_factory=list)
+    """Findings in one scan whose check the other scan did not evaluate: neither fixed nor new."""
+    coverage_before: str | None = None
+    coverage_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,46 @@ def _direction(before: str | None, after: str | None) -> Direction:
     return "same" if a == b else "better" if a < b else "worse"
 
 
+def _check_states(d: Device) -> dict[str, bool]:
+    """Per check a probe outcome mentions: whether it was evaluated (ran, and no attempt at it
+    failed or was skipped). Checks no outcome mentions (declaration checks) are absent."""
+    states: dict[str, bool] = {}
+    for o in d.outcomes:
+        for cid in o.checks:
+            ok = o.status is OutcomeStatus.RAN or o.status is OutcomeStatus.NOT_APPLICABLE
+            states[cid] = states.get(cid, True) and ok
+    return states
+
+
+def _comparable(check: str, a: dict[str, bool], b: dict[str, bool]) -> bool:
+    """Like with like: a check is compared only if both scans evaluated it, or neither scan's
+    probes dealt with it at all (findings the rater derives, such as a declaration's)."""
+    if check not in a and check not in b:
+        return True
+    return a.get(check, False) and b.get(check, False)
+
+
+def _coverage(d: Device) -> str | None:
+    cov = d.rating.coverage if d.rating else None
+    return f"{cov.checks_run}/{cov.checks_total}" if cov else None
+
+
+def _untested(states: dict[str, bool]) -> frozenset[str]:
+    return frozenset(c for c, ok in states.items() if not ok)
+
+
+def _grade_direction(a: Device, b: Device, ca: dict[str, bool], cb: dict[str, bool]) -> Direction:
+    """A grade change counts only between scans whose probes failed to test the same checks:
+    after a budget-cut scan, "E -> D, better" only meant "TLS was not tested". A device with
+    no letter (insufficient evidence) is never compared."""
+    insufficient = any(
+        d.rating is not None and d.rating.status == "insufficient_evidence" for d in (a, b)
+    )
+    if insufficient or _untested(ca) != _untested(cb):
+        return "same" if _grade(a) == _grade(b) and not insufficient else "not_compared"
+    return _direction(_grade(a), _grade(b))
+
+
 def diff_results(before: ScanResult, after: ScanResult) -> ScanDiff:
     old, new = _keyed(before), _keyed(after)
     changed: list[DeviceChange] = []
@@ -108,21 +152,29 @@ def diff_results(before: ScanResult, after: ScanResult) -> ScanDiff:
         a, b = old[key], new[key]
         fa, fb = _findings(a), _findings(b)
         sa, sb = _services(a), _services(b)
+        ca, cb = _check_states(a), _check_states(b)
+        gone = sorted(fa.keys() - fb.keys(), key=str)
+        came = sorted(fb.keys() - fa.keys(), key=str)
         change = DeviceChange(
             device=_ref(key, b),
             grade_before=_grade(a),
             grade_after=_grade(b),
-            direction=_direction(_grade(a), _grade(b)),
-            findings_fixed=[_fref(fa[k]) for k in sorted(fa.keys() - fb.keys(), key=str)],
-            findings_new=[_fref(fb[k]) for k in sorted(fb.keys() - fa.keys(), key=str)],
+            direction=_grade_direction(a, b, ca, cb),
+            findings_fixed=[_fref(fa[k]) for k in gone if _comparable(k[0], ca, cb)],
+            findings_new=[_fref(fb[k]) for k in came if _comparable(k[0], ca, cb)],
             services_opened=sorted(sb - sa, key=_port_order),
             services_closed=sorted(sa - sb, key=_port_order),
             address_before=a.address if a.address != b.address else None,
+            not_compared=[_fref(fa[k]) for k in gone if not _comparable(k[0], ca, cb)]
+            + [_fref(fb[k]) for k in came if not _comparable(k[0], ca, cb)],
+            coverage_before=_coverage(a),
+            coverage_after=_coverage(b),
         )
         if (
             change.direction == "same"
             and not change.findings_fixed
             and not change.findings_new
+            and not change.not_compared
             and not change.services_opened
             and not change.services_closed
             and change.address_before is None
@@ -137,4 +189,17 @@ def diff_results(before: ScanResult, after: ScanResult) -> ScanDiff:
         gone_devices=[_ref(k, old[k]) for k in sorted(old.keys() - new.keys())],
         changed=changed,
         unchanged=unchanged,
+    )
+
+
+def scan_scope_line(result: ScanResult) -> str:
+    """What one scan covered, for the header of a comparison: its policy, ports, budget."""
+    scope = result.scope
+    if scope is None:
+        return f"policy {result.policy}, scope not recorded"
+    budget = f", budget {scope.budget_s:g} s" if scope.budget_s else ""
+    cut = " (cut short)" if scope.budget_cut else ""
+    return (
+        f"{scope.profile} profile, policy {scope.policy.value}, {scope.tcp_port_count} TCP "
+        f"ports ({scope.tcp_ports}), UDP {'yes' if scope.udp else 'no'}{budget}{cut}"
     )

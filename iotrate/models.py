@@ -190,6 +190,17 @@ class CapApplied(_Model):
     reason: str
 
 
+class EtsiCoverage(_Model):
+    """ETSI EN 303 645's provisions for one rated device: a provision is tested (or partly
+    tested) only when a check that maps to it ran, declared when the declaration spoke to it,
+    and not assessed otherwise."""
+
+    tested: int = Field(ge=0)
+    partly: int = Field(ge=0)
+    declared: int = Field(ge=0)
+    not_assessed: int = Field(ge=0)
+
+
 class Coverage(_Model):
     """How much of the scheme the scan could actually test; shown honestly on the label."""
 
@@ -200,6 +211,16 @@ class Coverage(_Model):
         default_factory=list,
         description="Check ids that could not be evaluated (probe failed or skipped, or never "
         "attempted); unknown is never counted as a pass.",
+    )
+    rows_tested: int | None = Field(
+        default=None,
+        ge=0,
+        description="Label rows (the topics a user recognises) with at least one check that "
+        "ran; absent before scheme 2026.3.",
+    )
+    rows_total: int | None = Field(default=None, ge=0, description="Label rows of the scheme.")
+    etsi: EtsiCoverage | None = Field(
+        default=None, description="ETSI EN 303 645 provisions by how far this rating assessed them."
     )
 
 
@@ -216,6 +237,26 @@ class CategoryResult(_Model):
     title: str
     status: CategoryStatus
     checks_failed: list[str] = Field(default_factory=list)
+    reason: str | None = Field(
+        default=None, description="Why the row is unknown (not tested), in a few words."
+    )
+
+
+class DeclaredFacts(_Model):
+    """The manufacturer declaration a rating used, embedded so that re-rating never needs the
+    file again and the label can mark declared facts as declared."""
+
+    content: dict[str, Any] = Field(description="The declaration as validated (plain data).")
+    sha256: str = Field(description="SHA-256 of the declaration file's bytes.")
+    source: str = Field(description="Where it was read from (file name) when first used.")
+    forced: bool = Field(
+        default=False,
+        description="Put on this device with --device --force although its vendor, model or "
+        "firmware did not match what the scan saw.",
+    )
+    mismatch: list[str] = Field(
+        default_factory=list, description="What did not match, when forced."
+    )
 
 
 class Rating(_Model):
@@ -234,6 +275,29 @@ class Rating(_Model):
     )
     declaration: str | None = Field(
         default=None, description="Where the manufacturer declaration came from, if one was used."
+    )
+    status: Literal["rated", "insufficient_evidence"] | None = Field(
+        default=None,
+        description="'insufficient_evidence': nothing decisive was tested, so no letter is "
+        "given (grade is null). Absent before scheme 2026.3.",
+    )
+    at_best: bool = Field(
+        default=False,
+        description="The grade is an upper bound: part of the scan was left out (listed in "
+        "left_out), and what was not tested could only lower it.",
+    )
+    left_out: list[str] = Field(
+        default_factory=list, description="What this scan did not test, in plain words."
+    )
+    vulndb_date: date | None = Field(
+        default=None, description="Date of the vulnerability data the update checks used."
+    )
+    valid_until: date | None = Field(
+        default=None,
+        description="The earlier of scan date + 12 months and the declared support end.",
+    )
+    declared: DeclaredFacts | None = Field(
+        default=None, description="The declaration used, embedded (scheme 2026.3 on)."
     )
 
 
@@ -356,6 +420,11 @@ class ScanResult(_Model):
     errors: list[str] = Field(default_factory=list)
     scope: ScanScope | None = Field(
         default=None, description="What the scan covered; absent in results before 1.2."
+    )
+    vulndb_date: date | None = Field(
+        default=None,
+        description="Date of the vulnerability dataset the scan used (its oldest source); "
+        "absent in results before 1.2.",
     )
 
 

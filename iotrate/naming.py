@@ -19,10 +19,34 @@ def _confidence(device: Device) -> float | None:
     return device.identity.confidence if device.identity is not None else None
 
 
+def _declared(device: Device) -> dict[str, object]:
+    r = device.rating
+    return dict(r.declared.content) if r is not None and r.declared is not None else {}
+
+
+def _or_declared(seen: str | None, declared: object) -> str | None:
+    """What the scan saw, else what the declaration states, marked as such: a declared fact
+    is the maker's word, not a measurement."""
+    if clean(seen):
+        return seen
+    if isinstance(declared, str) and clean(declared):
+        return f"{declared} (declared)"
+    return None
+
+
 def device_names(device: Device) -> tuple[str, str]:
-    """(vendor line, model line) for a device, falling back to what discovery knew."""
-    d = device
-    return _names(d.vendor, d.model, d.names, d.category, d.address, _confidence(d))
+    """(vendor line, model line) for a device, falling back to the declaration it was rated
+    with (marked "declared"), then to what discovery knew."""
+    decl = _declared(device)
+    vendor = _or_declared(device.vendor, decl.get("manufacturer"))
+    model = _or_declared(device.model, decl.get("model"))
+    return _names(vendor, model, device.names, device.category, device.address, _confidence(device))
+
+
+def device_firmware(device: Device) -> str:
+    """The firmware seen, else the declared one marked "declared", else "unknown"."""
+    seen = device.firmware or (device.identity.firmware if device.identity else None)
+    return str(clean(_or_declared(seen, _declared(device).get("firmware")) or "") or "unknown")
 
 
 def category_phrase(category: str | None, confidence: float | None) -> str:

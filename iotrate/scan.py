@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from iotrate.discovery import arp, nmapscan
@@ -315,6 +315,7 @@ class ScanRun:
             targets=list(self.targets.targets),
             devices=devices,
             errors=errors,
+            vulndb_date=_vulndb_date(),
         )
         if self.options.rate:
             try:
@@ -322,6 +323,18 @@ class ScanRun:
             except IotrateError as exc:  # keep the unrated result rather than lose the scan
                 result = result.model_copy(update={"errors": [*errors, f"rating failed: {exc}"]})
         return result
+
+
+def _vulndb_date() -> date | None:
+    """The vulnerability dataset's date for the result (issue 15): a grade is only as current
+    as the data its update checks used. ``None`` when the dataset does not load (the update
+    probe then failed and says why)."""
+    from iotrate import vulndb
+
+    try:
+        return vulndb.load().dataset_date
+    except vulndb.VulnDataError:
+        return None
 
 
 def _save_observations(path: Path, observations: list[Observation], errors: list[str]) -> None:

@@ -38,6 +38,8 @@ from .model import (
     ConfidenceWeights,
     CoverageCondition,
     DeclarationChecks,
+    EvidenceCondition,
+    EvidenceRules,
     FindingCondition,
     Framework,
     Provision,
@@ -47,10 +49,11 @@ from .model import (
     UnratedCondition,
 )
 
-DEFAULT_SCHEME = SCHEME_DIR / "iotrate-2026.2.yaml"
+DEFAULT_SCHEME = SCHEME_DIR / "iotrate-2026.3.yaml"
 """The current scheme; earlier versions stay loadable by path (``load_scheme(SCHEME_DIR /
-"iotrate-2026.1.yaml")``) or by version (:func:`scheme_for_version`), so an old rating can be
-reproduced and reported in its own words."""
+"iotrate-2026.2.yaml")``, ``iotrate rate --scheme FILE``) or by version
+(:func:`scheme_for_version`), so an old rating can be reproduced and reported in its own
+words."""
 SCHEME_SCHEMA = SCHEME_DIR / "scheme.schema.json"
 FRAMEWORK_SCHEMA = SCHEME_DIR / "framework.schema.json"
 PROVISIONS_FRAMEWORK = "etsi-en-303-645"
@@ -79,6 +82,8 @@ def _condition(raw: Mapping[str, Any], known: set[str], where: str) -> Condition
         return UnknownCondition(ids(raw["unknown"]))
     if "coverage_below" in raw:
         return CoverageCondition(float(raw["coverage_below"]))
+    if "evidence" in raw:
+        return EvidenceCondition(raw["evidence"])
     if "unrated_finding" in raw:
         return UnratedCondition(Severity(raw["unrated_finding"].get("min_severity", "info")))
     key = "any" if "any" in raw else "all"
@@ -305,6 +310,7 @@ def parse_scheme(doc: Any, path: Path) -> Scheme:
         frameworks=frameworks,
         provisions=_provisions(doc, where, known, frameworks),
         declaration=decl,
+        evidence=EvidenceRules(**doc["evidence"]) if "evidence" in doc else None,
         _by_id=by_id,
     )
 

@@ -110,6 +110,21 @@ class UnratedCondition:
     min_severity: Severity
 
 
+EvidenceFact = Literal[
+    "version-unknown", "partial-scope", "vulndb-stale", "support-short", "declaration-forced"
+]
+
+
+@dataclass(frozen=True)
+class EvidenceCondition:
+    """A fact about what the rating is based on rather than about a finding (2026.3 on):
+    the firmware version is unknown, the scan was not the full lab scope, the vulnerability
+    data is stale, the declared support ends soon, the declaration was forced onto the device.
+    None depends on findings, so the grade stays monotone in them."""
+
+    fact: EvidenceFact
+
+
 @dataclass(frozen=True)
 class AnyCondition:
     parts: tuple[Condition, ...]
@@ -125,6 +140,7 @@ Condition = (
     | UnknownCondition
     | CoverageCondition
     | UnratedCondition
+    | EvidenceCondition
     | AnyCondition
     | AllCondition
 )
@@ -187,6 +203,17 @@ class DeclarationChecks:
 
 
 @dataclass(frozen=True)
+class EvidenceRules:
+    """Scheme 2026.3's evidence parameters (METHODOLOGY.md, "Evidence"); ``None`` on a scheme
+    without them, which the rater then applies as 2026.2 did."""
+
+    vulndb_max_age_days: int
+    support_min_left_days: int
+    declaration_max_age_days: int
+    valid_for_months: int
+
+
+@dataclass(frozen=True)
 class Scheme:
     id: str
     version: str
@@ -201,6 +228,7 @@ class Scheme:
     frameworks: tuple[Framework, ...]
     provisions: tuple[Provision, ...]
     declaration: DeclarationChecks
+    evidence: EvidenceRules | None = None
     _by_id: Mapping[str, Check] = field(repr=False, compare=False, default_factory=dict)
 
     def check(self, check_id: str) -> Check | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -23,12 +23,22 @@ from iotrate.rating_schema.loader import scheme_for_version
 
 from iotrate import __version__
 from iotrate.errors import IotrateError
-from iotrate.models import GRADES, CategoryStatus, Device, Finding, OutcomeStatus, ScanResult
+from iotrate.history import scan_scope_line
+from iotrate.models import (
+    GRADES,
+    CategoryStatus,
+    Device,
+    Finding,
+    OutcomeStatus,
+    Rating,
+    ScanResult,
+)
 from iotrate.naming import device_names, display_name, main_reason
 from iotrate.signing import result_digest
 
 from .label import (
     GRADE_COLOURS,
+    Row,
     device_label,
     label_data,
     scheme_text,
@@ -50,7 +60,7 @@ TEXT_ON = {g: ("#000000" if g in "CDE" else "#FFFFFF") for g in GRADES}
 STATUS_TEXT = {
     CategoryStatus.PASS: "passed",
     CategoryStatus.FAIL: "failed",
-    CategoryStatus.UNKNOWN: "unknown",
+    CategoryStatus.UNKNOWN: "not tested",
 }
 OUTCOME_TEXT = {
     OutcomeStatus.FAILED: "could not run",
@@ -149,7 +159,7 @@ class DeviceView:
     coverage_pct: int | None
     coverage_text: str
     caps: list[tuple[str, str]]
-    categories: list[tuple[str, str]]
+    categories: list[tuple[str, str, str]]
     findings: list[FindingView]
     services: list[dict[str, str]]
     not_tested: list[tuple[str, str, str]]
@@ -215,13 +225,77 @@ def _finding_view(f: Finding, texts: Mapping[str, CheckText]) -> FindingView:
 def _plain(device: Device, name: str) -> str:
     """One sentence a non-expert can act on."""
     r = device.rating
+    if r is not None and r.status == "insufficient_evidence":
+        return (
+            f"{name} gets no grade: the scan could not test anything on it that could pass or "
+            "fail (no service answered, no version was visible). That is not a sign it is "
+            "secure; scan it again with the lab profile or while it is in use."
+        )
     if r is None or r.grade is None:
         return f"{name} has not been rated yet: the scan found it but did not grade it."
     word, advice = GRADE_MEANING[r.grade]
     because = ""
     if reason := main_reason(device):
         because = f" The main reason: {_short(reason, 300).rstrip('.')}."
-    return f"{name} is rated {r.grade} ({word.lower()}). {advice}{because}"
+    bound = ""
+    if r.at_best:
+        left = "; ".join(_short(x, 200) for x in r.left_out[:4])
+        bound = f" This is an upper bound (at best {r.grade}): left out: {left}."
+    return f"{name} is rated {r.grade} ({word.lower()}). {advice}{because}{bound}"
+
+
+def _coverage_text(r: Rating | None, budget: float | None) -> str:
+    """Coverage in topics and ETSI provisions when the scheme counts them, the vulnerability
+    data's age, and how long the grade holds."""
+    cov = r.coverage if r else None
+    if r is None or cov is None:
+        return "not measured"
+    cut = f" — scan stopped at {budget:g} s budget" if budget else ""
+    if not cov.rows_total:
+        return f"{cov.checks_run} of {cov.checks_total} checks could be tested{cut}"
+    parts = [
+        f"{cov.rows_tested or 0} of {cov.rows_total} topics tested "
+        f"({cov.checks_run} of {cov.checks_total} checks){cut}"
+    ]
+    if cov.etsi is not None:
+        e = cov.etsi
+        parts.append(
+            f"ETSI EN 303 645: {e.tested} provisions tested, {e.partly} partly tested, "
+            f"{e.declared} declared, {e.not_assessed} not assessed"
+        )
+    if any(c.cap == "vulndb-stale" for c in r.caps):
+        dated = r.vulndb_date.isoformat() if r.vulndb_date else "of unknown date"
+        parts.append(
+            f"vulnerability data {dated} is more than 90 days old: run `iotrate db update` "
+            "and scan again"
+        )
+    if r.valid_until:
+        parts.append(f"grade valid until {r.valid_until.isoformat()} (scheme {r.scheme_version})")
+    return "; ".join(parts)
+
+
+def _grade_word(r: Rating | None) -> str:
+    if r is not None and r.status == "insufficient_evidence":
+        return "Not enough seen to rate"
+    if r is None or r.grade is None:
+        return "Not rated"
+    word = GRADE_MEANING[r.grade][0]
+    return f"At best {word.lower()}" if r.at_best else word
+
+
+def _rows(r: Rating | None, rows: Sequence[Row]) -> list[tuple[str, str, str]]:
+    """Each label row as (title, CSS class, words): passed, failed or not tested (why)."""
+    why = {c.id: c.reason for c in r.categories} if r else {}
+    out = []
+    for row in rows:
+        text = STATUS_TEXT[row.status]
+        if row.status is CategoryStatus.UNKNOWN and why.get(row.id):
+            text += f" ({_short(why[row.id], 160)})"
+        css = {CategoryStatus.PASS: "passed", CategoryStatus.FAIL: "failed"}.get(
+            row.status, "unknown"
+        )
+        out.append((row.title, css, text))
+    return out
 
 
 def _action(device: Device, texts: Mapping[str, CheckText]) -> str:
@@ -251,9 +325,11 @@ def _device_view(
         support = "unknown"
         support_long = "unknown: the maker has not declared how long it gets security updates"
     elif data.support_state == "ended":
-        support = support_long = f"ended {data.support_until}"
+        support = support_long = f"ended {data.support_until} (declared)"
     else:
-        support = support_long = f"until {data.support_until}"
+        support = support_long = f"until {data.support_until} (declared)"
+    if data.forced:
+        support_long += "; the declaration was forced onto this device although it did not match"
     cov = r.coverage if r else None
     findings = sorted(
         device.findings, key=lambda f: (SEVERITY_ORDER.index(f.severity.value), f.check)
@@ -270,7 +346,7 @@ def _device_view(
         mac=clean(device.mac) or "unknown",
         transport="Bluetooth" if device.transport == "bluetooth" else "Network",
         grade=grade,
-        grade_word=GRADE_MEANING[grade][0] if grade else "Not rated",
+        grade_word=_grade_word(r),
         grade_advice=GRADE_MEANING[grade][1] if grade else "",
         score=f"{r.score:g}" if r and r.score is not None else "",
         top_reason=_short(main_reason(device), 300),
@@ -281,14 +357,9 @@ def _device_view(
         support_alert=data.support_state != "until",
         declaration=_short(r.declaration, 200) if r and r.declaration else "",
         coverage_pct=round(cov.fraction * 100) if cov else None,
-        coverage_text=(
-            f"{cov.checks_run} of {cov.checks_total} checks could be tested"
-            + (f" — scan stopped at {data.budget:g} s budget" if data.budget else "")
-            if cov
-            else "not measured"
-        ),
+        coverage_text=_coverage_text(r, data.budget),
         caps=[(c.grade, _short(c.reason, 300)) for c in (r.caps if r else [])],
-        categories=[(row.title, STATUS_TEXT[row.status]) for row in data.rows],
+        categories=_rows(r, data.rows),
         findings=[_finding_view(f, texts) for f in findings],
         services=[
             {
@@ -371,10 +442,15 @@ def view(
         for i, d in enumerate(ordered)
     ]
     headline, sentences = _summary(devices)
+    # What the scan covered, so no grade reads as more than it is (scheme 2026.3).
+    sentences.append(f"Scan scope: {clean(scan_scope_line(result))}.")
+    if result.vulndb_date is not None:
+        sentences.append(f"Vulnerability data of {result.vulndb_date.isoformat()}.")
     actions = [
         (d.anchor, d.name, d.grade, d.action)
         for d in devices
-        if d.grade in ("D", "E", "F", "G") or any(status == "failed" for _, status in d.categories)
+        if d.grade in ("D", "E", "F", "G")
+        or any(status == "failed" for _, status, _words in d.categories)
     ]
     counts: dict[str, int] = {g: 0 for g in GRADES}
     for d in devices:

@@ -36,11 +36,12 @@ from iotrate.models import (
     CategoryStatus,
     Coverage,
     Device,
+    EtsiCoverage,
     Grade,
     Rating,
     ScanResult,
 )
-from iotrate.naming import device_names
+from iotrate.naming import device_firmware, device_names
 from iotrate.probing import budget_cut
 from iotrate.signing import result_digest
 
@@ -86,8 +87,10 @@ DEFAULT_CATEGORIES: tuple[tuple[str, str], ...] = (
 STATUS_WORDS = {
     CategoryStatus.PASS: "passed",
     CategoryStatus.FAIL: "failed",
-    CategoryStatus.UNKNOWN: "unknown",
+    CategoryStatus.UNKNOWN: "not tested",
 }
+# A grade claims only what was measured (scheme 2026.3): a row none of whose checks ran, or
+# whose checks could not all run, reads "not tested" in grey, never "passed".
 
 
 # --- what a label shows -----------------------------------------------------------------------
@@ -120,6 +123,11 @@ class LabelData:
     tool: str = field(default_factory=lambda: f"iotrate {__version__}")
     transport: str = "network"  # "Bluetooth" for a device rated from its BLE advertisements
     budget: float | None = None  # the --budget (seconds) that stopped the scan of this device
+    insufficient: bool = False  # scheme 2026.3: nothing decisive was tested, no letter
+    at_best: bool = False  # the grade is an upper bound: part of the scan was left out
+    valid_until: date | None = None
+    forced: bool = False  # the declaration was applied with --force despite a mismatch
+    etsi: EtsiCoverage | None = None
 
     @property
     def firmware_line(self) -> str:
@@ -192,7 +200,7 @@ def label_data(
         device_id=clean(device.id),
         vendor=vendor,
         model=model,
-        firmware=clean(device.firmware) or "unknown",
+        firmware=device_firmware(device),
         tested=tested_on(result),
         grade=rating.grade if rating is not None else None,
         rows=rows,
@@ -204,6 +212,11 @@ def label_data(
         qr_payload=qr_payload(dig, report_url),
         transport="Bluetooth" if device.transport == "bluetooth" else "network",
         budget=budget_cut(device),
+        insufficient=bool(rating is not None and rating.status == "insufficient_evidence"),
+        at_best=bool(rating is not None and rating.at_best),
+        valid_until=rating.valid_until if rating is not None else None,
+        forced=bool(rating is not None and rating.declared and rating.declared.forced),
+        etsi=rating.coverage.etsi if rating is not None and rating.coverage else None,
     )
 
 
@@ -399,15 +412,38 @@ def _support_lines(data: LabelData) -> tuple[str, str, str]:
 
 
 def _coverage_text(cov: Coverage | None, short: bool = False, budget: float | None = None) -> str:
+    """Coverage in topics a reader recognises (the label's rows) when the scheme counts them,
+    with the checks behind them; 21 TLS sub-checks are not 21 things tested."""
     if cov is None:
         return "Coverage: not measured"
     pct = round(cov.fraction * 100)
+    if cov.rows_total:
+        cut = f" — stopped at {budget:g} s budget" if budget else ""
+        topics = f"{cov.rows_tested or 0} of {cov.rows_total} topics tested"
+        if short:
+            return f"{topics} ({cov.checks_run}/{cov.checks_total} checks){cut}"
+        return f"Coverage: {topics} ({cov.checks_run} of {cov.checks_total} checks){cut}"
     # A scan cut short by --budget says so, so reduced coverage is not read as a clean bill.
     cut = f" — scan stopped at {budget:g} s budget" if budget else ""
     if short:
         cut = f" — stopped at {budget:g} s budget" if budget else ""
         return f"Coverage {pct} % ({cov.checks_run}/{cov.checks_total} checks){cut}"
     return f"Coverage: {cov.checks_run} of {cov.checks_total} checks tested ({pct} %){cut}"
+
+
+def _etsi_text(etsi: EtsiCoverage | None) -> str:
+    if etsi is None:
+        return ""
+    return (
+        f"ETSI EN 303 645: {etsi.tested} provisions tested, {etsi.partly} partly, "
+        f"{etsi.declared} declared, {etsi.not_assessed} not assessed"
+    )
+
+
+def _footer_text(data: LabelData, tool: bool = True) -> str:
+    valid = f" · valid until {data.valid_until.isoformat()}" if data.valid_until else ""
+    who = f" · {data.tool}" if tool else ""
+    return f"{data.scheme}{valid}{who} · sha256 {data.digest[: 16 if tool else 12]}"
 
 
 def _metadata(data: LabelData, size: str) -> str:
@@ -418,6 +454,7 @@ def _metadata(data: LabelData, size: str) -> str:
         "scheme": data.scheme,
         "size": size,
         "tested": data.tested.isoformat() if data.tested else "",
+        "valid-until": data.valid_until.isoformat() if data.valid_until else "",
         "qr-payload": data.qr_payload,
         "generator": data.tool,
     }
@@ -428,7 +465,12 @@ def _metadata(data: LabelData, size: str) -> str:
 
 
 def _title(data: LabelData) -> str:
-    grade = f"grade {data.grade}" if data.grade else "not rated"
+    if data.insufficient:
+        grade = "not enough seen to rate"
+    elif data.grade:
+        grade = f"grade {'at best ' if data.at_best else ''}{data.grade}"
+    else:
+        grade = "not rated"
     via = " (Bluetooth)" if data.transport == "Bluetooth" else ""
     return f"Cyber-security label: {data.vendor} {data.model}{via}, {grade}"
 
@@ -483,6 +525,8 @@ def _full_scale(s: _Svg, data: LabelData, left: float, right: float) -> None:
         cy = top + i * (bar_h + gap) + bar_h / 2
         s.arrow(66.0, cy - 5.6, 26.0, 11.2)
         s.text(81.6, cy + 3.3, data.grade, 9.2, 12, anchor="middle", bold=True, fill="#FFFFFF")
+        if data.at_best:
+            s.text(65.0, cy + 1.0, "at best", 2.4, 8.5, anchor="end", bold=True, min_size=1.8)
     else:
         cy = top + 3 * (bar_h + gap) + bar_h / 2
         s.rect(
@@ -496,8 +540,13 @@ def _full_scale(s: _Svg, data: LabelData, left: float, right: float) -> None:
             stroke_width="0.35",
             stroke_dasharray="1 0.8",
         )
-        s.text(77.5, cy - 1.0, "NOT RATED", 3.4, 26, anchor="middle", bold=True)
-        s.text(77.5, cy + 4.0, "no rating yet", 2.4, 26, anchor="middle", fill="#555555")
+        head, sub = (
+            ("NO GRADE", "not enough seen to rate")
+            if data.insufficient
+            else ("NOT RATED", "no rating yet")
+        )
+        s.text(77.5, cy - 1.0, head, 3.4, 26, anchor="middle", bold=True)
+        s.text(77.5, cy + 4.0, sub, 2.4, 26, anchor="middle", fill="#555555", min_size=1.8)
     s.line(left, 112.4, right)
 
 
@@ -510,6 +559,8 @@ def _full_support(s: _Svg, data: LabelData, left: float, right: float) -> None:
     source = (
         ("declared by", "the manufacturer") if data.declared else ("no manufacturer", "declaration")
     )
+    if data.forced:
+        source = ("declaration forced:", "did not match the device")
     s.text(right, 125.0, source[0], 2.4, 34, anchor="end", fill="#555555", min_size=1.8)
     s.text(right, 128.6, source[1], 2.4, 34, anchor="end", fill="#555555", min_size=1.8)
     s.line(left, 133.4, right)
@@ -526,7 +577,10 @@ def _full_rows(s: _Svg, data: LabelData, left: float, right: float) -> None:
             s.line(left, area_top + row_h * i, right, 0.15, "#C8C8C8")
         s.icon(icon_for(row), left + 0.4, cy - 2.9, 5.8)
         s.text(12.6, cy + 1.15, row.title, 3.2, 57, min_size=2.4)
-        s.text(85.4, cy + 1.0, STATUS_WORDS[row.status], 2.8, 15, anchor="end")
+        word, colour = STATUS_WORDS[row.status], INK
+        if row.status is CategoryStatus.UNKNOWN:
+            colour = "#555555"  # grey, and still legible in print
+        s.text(85.4, cy + 1.0, word, 2.8, 15, anchor="end", fill=colour, min_size=2.2)
         s.status(row.status, 89.0, cy, 2.5)
     s.line(left, 171.6, right)
 
@@ -543,6 +597,8 @@ def _full_footer(
     s.rect(left, 177.5, right - left, 1.7, "#E3E3E3", rx="0.85")
     if data.coverage is not None and data.coverage.fraction > 0:
         s.rect(left, 177.5, (right - left) * data.coverage.fraction, 1.7, BLUE, rx="0.85")
+    if data.etsi is not None:
+        s.text(left, 181.6, _etsi_text(data.etsi), 2.0, right - left, fill="#444444", min_size=1.5)
 
     s.text(
         W / 2,
@@ -553,8 +609,7 @@ def _full_footer(
         anchor="middle",
         bold=True,
     )
-    footer = f"{data.scheme} · {data.tool} · result sha256 {data.digest[:16]}"
-    s.text(W / 2, 188.4, footer, 2.0, 86, anchor="middle", fill="#444444", min_size=1.6)
+    s.text(W / 2, 188.4, _footer_text(data), 2.0, 86, anchor="middle", fill="#444444", min_size=1.4)
     s.add(
         f'<rect x="1.2" y="1.2" width="{_n(W - 2.4)}" height="{_n(H - 2.4)}" rx="2.5" '
         f'fill="none" stroke="{INK}" stroke-width="0.5"/>'
@@ -589,6 +644,8 @@ def _draw_sticker(s: _Svg, data: LabelData) -> None:
         cy = top + GRADES.index(data.grade) * (bar_h + gap) + bar_h / 2
         s.arrow(32.0, cy - 3.1, right - 32.0, 6.2)
         s.text(40.2, cy + 1.85, data.grade, 5.0, 7, anchor="middle", bold=True, fill="#FFFFFF")
+        if data.at_best:
+            s.text(31.6, cy + 0.6, "at best", 1.4, 5.5, anchor="end", bold=True, min_size=1.1)
     else:
         cy = top + 3 * (bar_h + gap) + bar_h / 2
         s.rect(
@@ -602,7 +659,8 @@ def _draw_sticker(s: _Svg, data: LabelData) -> None:
             stroke_width="0.25",
             stroke_dasharray="0.8 0.6",
         )
-        s.text((31.0 + right) / 2, cy + 0.7, "NOT RATED", 1.9, 13, anchor="middle", bold=True)
+        word = "NO GRADE" if data.insufficient else "NOT RATED"
+        s.text((31.0 + right) / 2, cy + 0.7, word, 1.9, 13, anchor="middle", bold=True)
     s.line(left, 62.4, right, 0.2)
 
     lead, headline, colour = _support_lines(data)
@@ -641,7 +699,7 @@ def _draw_sticker(s: _Svg, data: LabelData) -> None:
     s.text(
         W / 2,
         92.2,
-        f"{data.scheme} · sha256 {data.digest[:12]}",
+        _footer_text(data, tool=False),
         1.4,
         43,
         anchor="middle",

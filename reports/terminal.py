@@ -37,16 +37,32 @@ def _short(text: str, limit: int = 110) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def grade_text(grade: str | None) -> Text:
+def grade_text(grade: str | None, *, at_best: bool = False, insufficient: bool = False) -> Text:
+    """The grade cell: "no grade" when nothing decisive was tested, "≤B" for an upper bound."""
+    if insufficient:
+        return Text("no grade", style="dim")
     if grade is None:
         return Text("–", style="dim")
-    return Text(f" {grade} ", style=GRADE_STYLES.get(grade, "bold"))
+    return Text(f" {'≤' if at_best else ''}{grade} ", style=GRADE_STYLES.get(grade, "bold"))
+
+
+def device_grade_text(device: Device) -> Text:
+    r = device.rating
+    if r is None:
+        return grade_text(None)
+    return grade_text(r.grade, at_best=r.at_best, insufficient=r.status == "insufficient_evidence")
 
 
 def top_reason(device: Device) -> str:
-    if device.rating is None or device.rating.grade is None:
+    r = device.rating
+    if r is not None and r.status == "insufficient_evidence":
+        return "insufficient evidence: nothing that could pass or fail was tested"
+    if r is None or r.grade is None:
         return "not rated"
-    return main_reason(device)
+    reason = main_reason(device)
+    if r.at_best and r.left_out:
+        reason = f"at best {r.grade} ({r.left_out[0]}); {reason}"
+    return reason
 
 
 def table(result: ScanResult) -> Table:
@@ -59,7 +75,6 @@ def table(result: ScanResult) -> Table:
     t.add_column("Top reason", overflow="fold", max_width=48)
     for d in result.devices:
         what = display_name(d)
-        grade = d.rating.grade if d.rating else None
         # Every cell may carry device text (fleet agents send addresses and protocols too):
         # each is cleaned, and the console (iotrate.cli.console.SafeConsole) cleans again.
         t.add_row(
@@ -71,7 +86,7 @@ def table(result: ScanResult) -> Table:
                 if d.transport == "bluetooth"
                 else clean(", ".join(_service_label(s) for s in d.services), 2000) or "none found"
             ),
-            grade_text(grade),
+            device_grade_text(d),
             Text(_short(clean(top_reason(d), 2000))),
         )
     return t

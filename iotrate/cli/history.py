@@ -20,7 +20,7 @@ from rich.text import Text
 
 from iotrate.cli.console import SafeConsole, fail, write_json
 from iotrate.errors import IotrateError, UsageError
-from iotrate.history import DeviceChange, ScanDiff, diff_results
+from iotrate.history import DeviceChange, ScanDiff, diff_results, scan_scope_line
 from iotrate.models import ScanResult
 from iotrate.storage import Store, default_path, is_url
 
@@ -122,7 +122,9 @@ def history_cmd(
         _out.print(f"no scans stored in {db or default_path()}", markup=False)
         return
     t = Table()
-    for col in ("Scan", "Date", "Targets", "Devices", "Grades", "Status"):
+    # The policy says whether passwords were tried (safe tries none): two scans of one device
+    # under different policies do not test the same things.
+    for col in ("Scan", "Date", "Targets", "Policy", "Devices", "Grades", "Status"):
         t.add_column(col)
     for s in scans:
         grades = " ".join(f"{g}:{n}" for g, n in s.grades.items()) or "-"
@@ -133,6 +135,7 @@ def history_cmd(
                     s.scan_id[:8],
                     _when(s.started_at),
                     _clean(" ".join(s.targets)),
+                    _clean(s.policy),
                     str(s.devices),
                     grades,
                     s.status,
@@ -169,6 +172,8 @@ def diff_cmd(
         f"{d.after[:8]} ({_when(after.started_at)})",
         markup=False,
     )
+    for label, res in (("first", before), ("second", after)):
+        _out.print(f"{label} scan: {scan_scope_line(res)}", markup=False)
     for label, status in zip(("first", "second"), statuses, strict=True):
         if status != "complete":
             _out.print(
@@ -226,8 +231,17 @@ def _what_changed(c: DeviceChange) -> list[str]:
         what.append(f"grade {c.grade_before} -> {c.grade_after} ({c.direction})")
     elif c.direction == "unknown":
         what.append(f"grade {c.grade_before or '-'} -> {c.grade_after or '-'}")
+    elif c.direction == "not_compared":
+        what.append(
+            f"grade {c.grade_before or 'none'} -> {c.grade_after or 'none'} not compared: the "
+            f"scans tested different checks (coverage {c.coverage_before or '-'} -> "
+            f"{c.coverage_after or '-'})"
+        )
     what += [f"fixed: {f.title} ({f.check})" for f in c.findings_fixed]
     what += [f"new problem: {f.title} ({f.check})" for f in c.findings_new]
+    what += [
+        f"not compared (not tested in one scan): {f.title} ({f.check})" for f in c.not_compared
+    ]
     if c.services_opened:
         what.append("ports opened: " + ", ".join(c.services_opened))
     if c.services_closed:

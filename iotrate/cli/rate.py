@@ -26,7 +26,7 @@ from iotrate.cli.console import (
     write_json,
 )
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
-from iotrate.models import ScanResult
+from iotrate.models import Coverage, ScanResult
 from iotrate.naming import display_name
 from iotrate.reports.textfit import clean
 
@@ -56,8 +56,20 @@ def rate_cmd(
     ] = None,
     device: Annotated[
         str | None,
-        typer.Option(metavar="ID", help="Apply the --declaration to this device (id or address)."),
+        typer.Option(
+            metavar="ID",
+            help="Apply the --declaration to this device (id or address); a contradiction "
+            "with what the scan saw needs --force.",
+        ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Apply the --declaration to the --device even though what the scan saw "
+            "contradicts it (recorded on the rating and label; the device cannot earn A).",
+        ),
+    ] = False,
     scheme_file: Annotated[
         Path | None,
         typer.Option(
@@ -115,7 +127,7 @@ def rate_cmd(
         decls = [load_declaration(p) for p in declarations or []]
         if device is not None and not decls:
             raise UsageError("--device needs a --declaration")
-        assigned = assign_declarations(result, decls, device)
+        assigned = assign_declarations(result, decls, device, force=force)
         day = as_of.date() if as_of else None
         rated = rate_result(result, scheme, assigned, today=day)
     except IotrateError as exc:
@@ -130,6 +142,16 @@ def rate_cmd(
         write_json(doc + "\n")
     else:
         out.print(rating_table(rated))
+        stale = any(
+            c.cap == "vulndb-stale" for d in rated.devices if d.rating for c in d.rating.caps
+        )
+        if stale:
+            err.print(
+                "iotrate: the vulnerability data of this scan is more than 90 days old or undated, "
+                "which keeps devices out of A: run `iotrate db update` and scan again",
+                markup=False,
+                highlight=False,
+            )
     if fail_under is not None:
         hits = worst_at_or_below(rated, fail_under)
         if hits:
@@ -173,14 +195,26 @@ def rating_table(result: ScanResult) -> Table:
         cov = r.coverage
         # Cap reasons quote evidence (a certificate subject, a banner): device text.
         main = clean(r.caps[0].reason if r.caps else (r.reasons[0] if r.reasons else ""), 2000)
+        if r.status == "insufficient_evidence":
+            shown, main = "no grade", clean(r.reasons[0], 2000)
+        else:
+            shown = f"at best {r.grade}" if r.at_best and r.grade else (r.grade or "–")
         t.add_row(
             Text(clean(d.address)),
             Text(clean(what)),
-            Text(r.grade or "–"),
+            Text(shown),
             Text(f"{r.score:g}" if r.score is not None else "–"),
-            Text(f"{cov.checks_run}/{cov.checks_total}" if cov else "–"),
-            Text(r.support_until.isoformat() if r.support_until else "unknown"),
+            Text(_coverage_cell(cov)),
+            Text((r.support_until.isoformat() + " (declared)") if r.support_until else "unknown"),
             # The full explanation is in --json and the report; the table keeps one glance.
             Text(main if len(main) <= 140 else main[:139] + "…"),
         )
     return t
+
+
+def _coverage_cell(cov: Coverage | None) -> str:
+    """Topics tested (label rows) when the scheme counts them, then checks."""
+    if cov is None:
+        return "–"
+    checks = f"{cov.checks_run}/{cov.checks_total}"
+    return f"{cov.rows_tested or 0}/{cov.rows_total} topics, {checks}" if cov.rows_total else checks

@@ -207,6 +207,20 @@ class VulnDB:
     kev: dict[str, KevEntry]
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def dataset_date(self) -> date | None:
+        """How current the dataset is: the older of its last import and its KEV catalogue
+        version, because an import run today over a year-old KEV snapshot still knows nothing
+        exploited since. ``None`` when the metadata names neither (a hand-made dataset)."""
+        dates = []
+        for key in ("updated", "kev_catalog_version"):
+            text = str(self.meta.get(key) or "").replace(".", "-")
+            try:
+                dates.append(date.fromisoformat(text))
+            except ValueError:
+                continue
+        return min(dates) if dates else None
+
     # ---- recognising software in text
 
     def find(self, text: str, source: str, port: int | None = None) -> list[Sighting]:

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from iotrate.errors import UsageError
-from iotrate.history import DeviceRef, FindingRef, diff_results
+from iotrate.history import DeviceRef, FindingRef, diff_results, scan_scope_line
 from iotrate.models import GRADES, ScanResult
 from iotrate.naming import display_name_of
 from iotrate.reports import html as html_report
@@ -775,6 +775,8 @@ class DiffChange:
     opened: list[str]
     closed: list[str]
     address_before: str | None
+    not_compared: list[DiffFinding] = dataclasses.field(default_factory=list)
+    coverage: str = ""
 
 
 @dataclass(frozen=True)
@@ -854,6 +856,8 @@ def diff_page(reader: Reader, a: str = "", b: str = "") -> DiffView:
     ]
     if before_s.site != after_s.site:
         notes.append("The two scans are of different sites.")
+    for which, res in (("First", reader.result(before_s)), ("Second", reader.result(after_s))):
+        notes.append(f"{which} scan: {text(scan_scope_line(res), 300)}.")
     if before_s.started_at > after_s.started_at:
         notes.append("The first scan is the newer one: read 'new' as 'gone' and 'fixed' as 'new'.")
     return DiffView(
@@ -874,6 +878,8 @@ def diff_page(reader: Reader, a: str = "", b: str = "") -> DiffView:
                 opened=list(c.services_opened),
                 closed=list(c.services_closed),
                 address_before=text(c.address_before, 64) if c.address_before else None,
+                not_compared=[_diff_finding(f) for f in c.not_compared],
+                coverage=f"{c.coverage_before or '-'} → {c.coverage_after or '-'} checks",
             )
             for c in d.changed
         ],

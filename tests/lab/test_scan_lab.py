@@ -11,7 +11,7 @@ import pytest
 from support.executables import IOTRATE
 from support.hosts import lo_tx_packets
 
-from iotrate.models import ScanResult
+from iotrate.models import Policy, ScanResult, ScanScope
 
 pytestmark = pytest.mark.lab
 
@@ -116,40 +116,53 @@ def test_lab_grades_hold(lab: dict[str, Any], scanned: ScanResult) -> None:
         rating = found[dev["address"]].rating
         assert rating is not None and rating.grade is not None, dev["name"]
         if dev["name"] == "plug":
-            # Without its manufacturer declaration the plug cannot earn A, nor fall below B.
-            assert rating.grade == "B", rating.reasons
+            # Scheme 2026.3: without its declaration the plug shows no firmware version, so
+            # it cannot earn A or B (cap version-unknown) and its update row is not tested.
+            assert rating.grade == "C", rating.reasons
+            assert "version-unknown" in {c.cap for c in rating.caps}
+            updates = next(r for r in rating.categories if r.id == "updates")
+            assert updates.status.value == "unknown"
         elif dev["name"] == "hub":
             assert rating.grade in ("E", "F"), rating.reasons
         else:
             assert rating.grade == dev["expected_grade"], (dev["name"], rating.reasons)
+    assert scanned.vulndb_date is not None  # the dataset's date is on the result
 
 
-def test_plug_earns_a_with_its_declaration(
-    lab: dict[str, Any], scanned: ScanResult, tmp_path: Path
-) -> None:
-    plug = next(d for d in lab["devices"] if d["name"] == "plug")
-    src = tmp_path / "scan.json"
-    src.write_text(scanned.model_dump_json())
+def _rate_plug(src: Path, plug: dict[str, Any]) -> ScanResult:
     decl = Path(__file__).resolve().parents[2] / "iotrate/lab/declarations/plug.yaml"
+    args = ["rate", str(src), "--declaration", str(decl), "--device", plug["address"], "--json"]
     res = subprocess.run(
-        [
-            IOTRATE,
-            "rate",
-            str(src),
-            "--declaration",
-            str(decl),
-            "--device",
-            plug["address"],
-            "--json",
-        ],
+        [IOTRATE, *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
-    rated = ScanResult.model_validate_json(res.stdout)
-    grades = {d.address: d.rating.grade for d in rated.devices if d.rating}
-    assert grades[plug["address"]] == "A"
+    return ScanResult.model_validate_json(res.stdout)
+
+
+def test_plug_earns_a_only_with_its_declaration_a_full_scope_and_fresh_data(
+    lab: dict[str, Any], scanned: ScanResult, tmp_path: Path
+) -> None:
+    plug = next(d for d in lab["devices"] if d["name"] == "plug")
+    # As scanned (no lab profile recorded, the bundled vulnerability data): at best B.
+    src = tmp_path / "scan.json"
+    src.write_text(scanned.model_dump_json())
+    home = next(d for d in _rate_plug(src, plug).devices if d.address == plug["address"])
+    assert home.rating is not None and home.rating.grade == "B", home.rating
+    assert "partial-scope" in {c.cap for c in home.rating.caps}
+    assert home.rating.at_best and home.rating.left_out
+    # The same evidence recorded as a lab-profile scan with vulnerability data from the scan
+    # day (what `iotrate db update` then `iotrate scan --profile lab` record): A.
+    lab_scope = ScanScope(
+        profile="lab", tcp_ports="all", tcp_port_count=65535, udp=True, policy=Policy.DEFAULT
+    )
+    full = scanned.model_copy(update={"scope": lab_scope, "vulndb_date": scanned.started_at.date()})
+    src.write_text(full.model_dump_json())
+    rated = next(d for d in _rate_plug(src, plug).devices if d.address == plug["address"])
+    assert rated.rating is not None and rated.rating.grade == "A", rated.rating.reasons
+    assert rated.rating.declared is not None and not rated.rating.declared.forced
 
 
 def test_planted_weaknesses_found_with_evidence(lab: dict[str, Any], scanned: ScanResult) -> None:

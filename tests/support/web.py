@@ -23,7 +23,18 @@ from pathlib import Path
 from iotrate.rating_schema.loader import load_scheme
 
 from iotrate.declarations import assign_declarations, load_declaration
-from iotrate.models import Device, Evidence, Finding, ScanResult, Service, Severity, Target, utcnow
+from iotrate.models import (
+    Device,
+    Evidence,
+    Finding,
+    Policy,
+    ScanResult,
+    ScanScope,
+    Service,
+    Severity,
+    Target,
+    utcnow,
+)
 from iotrate.rating import rate_result
 from iotrate.storage import Store
 from support.labels import SCRIPT, hostile_device, rating
@@ -104,8 +115,21 @@ def hostile_devices() -> list[Device]:
 
 def build(path: Path | str) -> WebDb:
     lab = lab_result()
+    # A lab-profile scan with current vulnerability data (scheme 2026.3 gives A only then).
+    lab = lab.model_copy(
+        update={
+            "scope": ScanScope(
+                profile="lab",
+                tcp_ports="all",
+                tcp_port_count=65535,
+                udp=True,
+                policy=Policy.DEFAULT,
+            ),
+            "vulndb_date": lab.started_at.date(),
+        }
+    )
     scheme = load_scheme()
-    # The lab scan as taken: the plug is B without its declaration.
+    # The lab scan as taken: the plug is C without its declaration (no firmware version known).
     plain = rate_result(lab, scheme)
     decl = assign_declarations(lab, [load_declaration(PLUG_DECLARATION)], PLUG)
     declared = rate_result(lab, scheme, decl)

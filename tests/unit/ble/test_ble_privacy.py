@@ -187,16 +187,19 @@ def test_health_data_without_pairing() -> None:
 def test_bluetooth_devices_are_rated_on_bluetooth_checks_only() -> None:
     dev = rated(rotating_phone(minutes=30))["phone"]
     r = dev.rating
-    assert r is not None and r.coverage is not None and r.scheme_version == "2026.2"
+    assert r is not None and r.coverage is not None and r.scheme_version == "2026.3"
     assert r.coverage.checks_total == 3 and r.coverage.fraction == 1.0  # tracker n/a
     rows = {c.id: c.status for c in r.categories}
     assert rows["privacy"] is CategoryStatus.PASS
     assert rows["passwords"] is CategoryStatus.UNKNOWN  # nothing tested, never "passed"
     assert r.grade == "B"  # no declaration: A needs a declared support period
+    # no firmware version applies over Bluetooth, so it is not held against the device
+    assert "version-unknown" not in {c.cap for c in r.caps}
 
 
 def test_ip_devices_rate_the_same_under_2026_1_and_2026_2() -> None:
-    new, old = load_scheme(), load_scheme(SCHEME_DIR / "iotrate-2026.1.yaml")
+    new = load_scheme(SCHEME_DIR / "iotrate-2026.2.yaml")
+    old = load_scheme(SCHEME_DIR / "iotrate-2026.1.yaml")
     assert (old.version, new.version) == ("2026.1", "2026.2")
     ip_checks = [c.id for c in old.checks if c.source == "scan"]
     full = ProbeOutcome(probe="all", status=OutcomeStatus.RAN, checks=ip_checks)

@@ -33,7 +33,7 @@ def test_html_report_shows_bluetooth_and_escapes_names() -> None:
     assert "rated from its advertisements alone" in page
     assert "Item tracker travelling with you" in page
     assert "Personal details in the Bluetooth name" in page
-    assert "iotrate 2026.2" in page
+    assert "iotrate 2026.3" in page
 
 
 def test_label_says_bluetooth() -> None:

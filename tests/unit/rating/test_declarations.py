@@ -4,6 +4,7 @@ device it describes."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,10 @@ from iotrate.declarations import (
     DeclarationError,
     applies_to,
     assign_declarations,
+    check_declaration_age,
+    embedded_declaration,
     load_declaration,
+    mismatches,
     parse_declaration,
 )
 from iotrate.errors import UsageError
@@ -68,6 +72,12 @@ def test_minimal_declaration_and_extension_keys(tmp_path: Path) -> None:
         ("manufacturer: A\nmodel: B\nmodel: C\n", "duplicate key 'model'"),
         ("- a list\n", "must be a YAML mapping"),
         ("manufacturer: [unclosed\n", "not valid YAML"),
+        ("manufacturer: 42\nmodel: B\n", "manufacturer"),
+        ("manufacturer: A\nmodel: [B]\n", "model"),
+        ("manufacturer: A\nmodel: B\ndeclared_on: 1015-01-01\n", "outside 2000-2100"),
+        ("manufacturer: A\nmodel: B\nsupport_period_end: 9999-12\n", "outside 2000-2100"),
+        ("manufacturer: A\nmodel: " + "B" * 5000 + "\n", "is too long"),
+        ("manufacturer: A\nmodel: B\nnotes: " + "n" * 5000 + "\n", "is too long"),
     ],
 )
 def test_bad_declarations_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
@@ -94,13 +104,24 @@ def _result(*devices: Device) -> ScanResult:
     )
 
 
-def test_vendor_and_model_match_loosely_but_not_blindly() -> None:
+def test_vendor_and_model_match_exactly_after_normalising() -> None:
     d = load_declaration(PLUG)
     assert applies_to(d, _device("a", "TP-LINK TECHNOLOGIES CO.,LTD.", "Tapo P110"))
     assert applies_to(d, _device("a", "tp-link", "TAPO-P110"))
+    assert applies_to(d, _device("a", "TP-Link", "TP-Link Tapo P110"))  # maker in the model
     assert not applies_to(d, _device("a", "TP-Link", "Tapo P100"))
     assert not applies_to(d, _device("a", "TP-Link", None))
     assert not applies_to(d, _device("a", None, "Tapo P110"))
+
+
+def test_no_substring_matching_either_way() -> None:
+    """Issue 15: a device announcing vendor "e" picked up another maker's declaration."""
+    d = load_declaration(PLUG)
+    assert not applies_to(d, _device("a", "e", "Tapo P110"))
+    assert not applies_to(d, _device("a", "TP", "Tapo P110"))
+    assert not applies_to(d, _device("a", "TP-Link", "P110"))
+    assert not applies_to(d, _device("a", "TP-Link", "Tapo P110 Pro"))
+    assert not applies_to(d, _device("a", "TP-Link Systems Inc", "Tapo P110"))
 
 
 def test_assign_declarations() -> None:
@@ -108,14 +129,14 @@ def test_assign_declarations() -> None:
     match = _device("m", "TP-Link", "Tapo P110")
     other = _device("o", "LG", "Fridge")
     assert assign_declarations(_result(match, other), [d]) == {"m": d}
-    # the lab's device under test before identification names it: one device, no model
-    assert assign_declarations(_result(_device("u")), [d]) == {"u": d}
-    assert assign_declarations(_result(match, other), [d], device=f"10.0.0.{ord('o')}") == {"o": d}
+    # a device identification could not name takes a declaration only when the lab names it
+    with pytest.raises(DeclarationError, match="matches no device"):
+        assign_declarations(_result(_device("u")), [d])
+    named = assign_declarations(_result(_device("u")), [d], device="u")["u"]
+    assert named.mismatch == [] and not named.forced
     assert assign_declarations(_result(match), []) == {}
     with pytest.raises(DeclarationError, match="matches no device"):
         assign_declarations(_result(other), [d])
-    with pytest.raises(DeclarationError, match="matches no device"):
-        assign_declarations(_result(_device("u"), other), [d])
     with pytest.raises(DeclarationError, match="no device 'zz'"):
         assign_declarations(_result(match), [d], device="zz")
     with pytest.raises(DeclarationError, match="exactly one"):
@@ -123,6 +144,62 @@ def test_assign_declarations() -> None:
     twin = d.model_copy(update={"source": "twin.yaml"})
     with pytest.raises(DeclarationError, match="both match m"):
         assign_declarations(_result(match), [d, twin])
+
+
+def test_device_on_a_mismatch_needs_force_which_is_recorded() -> None:
+    d = load_declaration(PLUG)
+    other = _device("o", "LG", "Fridge")
+    with pytest.raises(DeclarationError, match=r"does not match device o.*--force"):
+        assign_declarations(_result(other), [d], device="o")
+    forced = assign_declarations(_result(other), [d], device="o", force=True)["o"]
+    assert forced.forced
+    assert forced.mismatch == [
+        "vendor seen 'LG', declared 'TP-Link'",
+        "model seen 'Fridge', declared 'Tapo P110'",
+    ]
+    assert forced.facts().forced and forced.facts().mismatch == forced.mismatch
+    with pytest.raises(DeclarationError, match="--force only applies with --device"):
+        assign_declarations(_result(other), [d], force=True)
+
+
+def test_declared_firmware_is_checked_against_what_was_seen() -> None:
+    d = load_declaration(PLUG).model_copy(update={"firmware": "1.2.3"})
+    seen = _device("m", "TP-Link", "Tapo P110").model_copy(update={"firmware": "1.2.4"})
+    assert mismatches(d, seen) == ["firmware seen '1.2.4', declared '1.2.3'"]
+    with pytest.raises(DeclarationError, match=r"firmware seen '1\.2\.4'"):
+        assign_declarations(_result(seen), [d])
+    with pytest.raises(DeclarationError, match="--force"):
+        assign_declarations(_result(seen), [d], device="m")
+    assert assign_declarations(_result(seen), [d], device="m", force=True)["m"].forced
+    same = seen.model_copy(update={"firmware": "v1.2.3"})  # spelling differs, version agrees
+    assert mismatches(d, same) == []
+    unseen = _device("m", "TP-Link", "Tapo P110")
+    assert mismatches(d, unseen) == []  # nothing seen contradicts it
+
+
+def test_declaration_content_and_hash_are_embedded_and_round_trip() -> None:
+    d = load_declaration(PLUG)
+    assert d.sha256 == hashlib.sha256(PLUG.read_bytes()).hexdigest()
+    facts = d.facts()
+    assert facts.sha256 == d.sha256
+    assert facts.content["model"] == "Tapo P110"
+    assert facts.content["support_period_end"] == "2032-12-31"
+    again = embedded_declaration(facts)
+    assert again == d
+    hostile = facts.model_copy(update={"content": {**facts.content, "model": ["x"]}})
+    with pytest.raises(DeclarationError):
+        embedded_declaration(hostile)
+
+
+def test_declaration_age_is_bounded_by_the_scan_date() -> None:
+    d = load_declaration(PLUG)  # declared_on 2026-01-15
+    check_declaration_age(d, date(2026, 3, 1), 730)
+    check_declaration_age(d, date(2028, 1, 15), 730)
+    with pytest.raises(DeclarationError, match="more than 730 days before the scan"):
+        check_declaration_age(d, date(2028, 1, 16), 730)
+    with pytest.raises(DeclarationError, match="after the scan"):
+        check_declaration_age(d, date(2026, 1, 14), 730)
+    check_declaration_age(d.model_copy(update={"declared_on": None}), date(2040, 1, 1), 730)
 
 
 def test_parse_declaration_takes_plain_data() -> None:

@@ -28,12 +28,14 @@ from iotrate.models import (
     Evidence,
     Finding,
     OutcomeStatus,
+    Policy,
     ProbeOutcome,
     Rating,
     ScanResult,
+    ScanScope,
     Severity,
 )
-from iotrate.rating import DECLARATION_PROBE, rate, rate_result
+from iotrate.rating import DECLARATION_PROBE, Context, rate, rate_result
 
 SCHEME = load_scheme()
 TODAY = date(2026, 3, 1)
@@ -47,6 +49,12 @@ VALIDATOR = jsonschema.Draft202012Validator(
     json.loads(resources.files("iotrate").joinpath("schemas/scan-result.schema.json").read_text())
 )
 runner = CliRunner()
+LAB_SCOPE = ScanScope(
+    profile="lab", tcp_ports="all", tcp_port_count=65535, udp=True, policy=Policy.DEFAULT
+)
+# The mechanics below are tested under the full lab scope with fresh vulnerability data, the
+# only context in which 2026.3 gives A; what a partial scan gets is tested on its own.
+FULL_CONTEXT = Context(scope=LAB_SCOPE, vulndb_date=date(2026, 2, 1))
 
 
 def finding(check: str, conf: Confidence = Confidence.CONFIRMED, **data: Any) -> Finding:
@@ -64,6 +72,8 @@ def scan_result(*devices: Device) -> ScanResult:
         scan_id="00000000-0000-4000-8000-000000000005",
         started_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
         devices=list(devices),
+        scope=LAB_SCOPE,
+        vulndb_date=date(2026, 2, 1),
     )
 
 
@@ -79,6 +89,7 @@ def rated(
     findings: list[Finding],
     declaration: Declaration | None = None,
     outcomes: list[ProbeOutcome] | None = None,
+    context: Context = FULL_CONTEXT,
     **device: Any,
 ) -> Rating:
     dev = Device(
@@ -88,7 +99,9 @@ def rated(
         outcomes=FULL if outcomes is None else outcomes,
         **device,
     )
-    return validated(dev, rate(dev, SCHEME, declaration, today=TODAY))
+    if declaration is not None:
+        context = Context(context.scope, context.vulndb_date, declaration.facts())
+    return validated(dev, rate(dev, SCHEME, declaration, today=TODAY, context=context))
 
 
 # What the probes are expected to report on each reference-lab device (iotrate/lab/devices.yaml).
@@ -248,7 +261,9 @@ def test_optional_check_counts_only_when_attempted() -> None:
 def test_nothing_tested_is_never_a_good_grade() -> None:
     r = rated([], load_declaration(PLUG_DECLARATION), outcomes=[])
     assert r.coverage is not None and r.coverage.fraction == 0.0
-    assert r.grade == "D"
+    # 2026.3: nothing decisive ran, so no letter at all (2026.2 gave D through its caps).
+    assert r.grade is None and r.status == "insufficient_evidence"
+    assert r.reasons[0].startswith("insufficient evidence")
     assert {"coverage-low", "password-check-not-run"} <= {c.cap for c in r.caps}
     statuses = {c.id: c.status for c in r.categories}
     assert statuses["passwords"] is CategoryStatus.UNKNOWN
@@ -314,11 +329,11 @@ def test_unknown_check_ids_are_listed_logged_and_keep_a_out(
 
 def test_reasons_lead_with_the_grade_and_list_every_deduction() -> None:
     r = rated(LAB_FINDINGS["speaker"])
-    assert r.reasons[0].startswith("grade C under scheme iotrate 2026.2")
+    assert r.reasons[0].startswith("grade C under scheme iotrate 2026.3")
     assert any(x.startswith("-12 svc.api.unauthenticated (medium") for x in r.reasons)
     assert any(x.startswith("cap C unauthenticated-api") for x in r.reasons)
     assert r.reasons[-1].startswith("no manufacturer declaration")
-    assert (r.scheme_id, r.scheme_version) == ("iotrate", "2026.2")
+    assert (r.scheme_id, r.scheme_version) == ("iotrate", "2026.3")
     assert [c.id for c in r.categories] == [c.id for c in SCHEME.categories]
 
 
@@ -339,8 +354,16 @@ def test_expired_support_period_counts_against_the_device() -> None:
     assert updates.checks_failed == ["decl.support-period.expired"]
 
 
-def test_support_period_ending_today_is_still_current() -> None:
-    assert rated([], _decl(support_period_end=TODAY)).grade == "A"
+def test_support_period_ending_today_is_still_current_but_short() -> None:
+    r = rated([], _decl(support_period_end=TODAY))
+    assert r.grade == "B"  # not ended (no D), but less than two years left (2026.3)
+    assert [c.cap for c in r.caps] == ["support-short"]
+
+
+def test_two_years_of_support_left_allows_a_and_less_caps_at_b() -> None:
+    assert rated([], _decl(support_period_end=date(2028, 3, 1))).grade == "A"
+    r = rated([], _decl(support_period_end=date(2028, 2, 28)))
+    assert r.grade == "B" and [c.cap for c in r.caps] == ["support-short"]
 
 
 def test_declaration_without_support_period_cannot_earn_a() -> None:
@@ -398,7 +421,7 @@ def test_rate_result_fills_every_device_and_is_idempotent() -> None:
 
 
 def test_rate_result_judges_support_as_of_the_scan_day() -> None:
-    decl = _decl(support_period_end=date(2026, 2, 1))
+    decl = _decl(support_period_end=date(2026, 2, 1), declared_on=date(2025, 12, 1))
     result = scan_result(Device(id="d", address="10.0.0.2", outcomes=FULL))
     old = rate_result(
         result.model_copy(update={"started_at": datetime(2026, 1, 5, tzinfo=UTC)}),
@@ -406,7 +429,8 @@ def test_rate_result_judges_support_as_of_the_scan_day() -> None:
         {"d": decl},
     )
     new = rate_result(result, SCHEME, {"d": decl})
-    assert old.devices[0].rating and old.devices[0].rating.grade == "A"
+    assert old.devices[0].rating and old.devices[0].rating.grade == "B"
+    assert [c.cap for c in old.devices[0].rating.caps] == ["support-short"]  # not ended yet
     assert new.devices[0].rating and new.devices[0].rating.grade == "D"
 
 
@@ -525,3 +549,17 @@ def test_cli_rate_usage_errors_exit_2(tmp_path: Path, case: str) -> None:
         assert "iotrate: error:" in res.output
     if case == "bad-declaration":
         assert "support_period_ends" in res.output
+
+
+def test_a_security_contact_is_required_for_a() -> None:
+    assert rated([], _decl()).grade == "A"
+    r = rated([], _decl(security_contact=None))
+    assert r.grade == "B"
+    assert [c.cap for c in r.caps] == ["security-contact-missing"]
+
+
+def test_a_forced_declaration_cannot_earn_a() -> None:
+    forced = _decl().model_copy(update={"forced": True, "mismatch": ["model seen 'X'"]})
+    r = rated([], forced)
+    assert r.grade == "B" and [c.cap for c in r.caps] == ["declaration-forced"]
+    assert r.declared is not None and r.declared.forced

@@ -17,17 +17,20 @@ from iotrate.rating_schema.loader import load_scheme
 from iotrate.declarations import Declaration
 from iotrate.models import (
     GRADES,
+    CategoryStatus,
     Confidence,
     Device,
     Evidence,
     Finding,
     OutcomeStatus,
+    Policy,
     ProbeOutcome,
     Rating,
     ScanResult,
+    ScanScope,
     Severity,
 )
-from iotrate.rating import rate
+from iotrate.rating import VERSION_UNKNOWN_CHECK, Context, rate
 
 SCHEME = load_scheme()
 TODAY = date(2026, 3, 1)
@@ -96,6 +99,7 @@ declarations_st = st.sampled_from(
         _plug.model_copy(update={"support_period_end": date(2025, 1, 31)}),
         _plug.model_copy(update={"support_period_end": None}),
         _plug.model_copy(update={"vulnerability_disclosure_policy": None}),
+        _plug.model_copy(update={"firmware": "1.3.1"}),  # a declared version (2026.3)
     ]
 )
 
@@ -119,7 +123,11 @@ def rated(
 
 
 def rank(rating: Rating) -> int:
-    assert rating.grade is not None
+    """A letter's place; "insufficient evidence" (no letter) ranks below G, so that a property
+    saying "never better" also holds when one side has no letter."""
+    if rating.grade is None:
+        assert rating.status == "insufficient_evidence", rating.reasons
+        return len(GRADES)
     return GRADES.index(rating.grade)
 
 
@@ -157,7 +165,8 @@ def test_monotone_adding_a_finding_never_helps(
 ) -> None:
     before = rated(findings, outcomes, declaration)
     after = rated([*findings, extra], outcomes, declaration)
-    assert rank(after) >= rank(before)
+    if before.grade is not None:  # a finding never takes a letter away...
+        assert rank(after) >= rank(before)  # ...nor improves it
     assert after.score is not None and before.score is not None
     assert after.score <= before.score
     assert {c.cap for c in before.caps} <= {c.cap for c in after.caps}
@@ -181,7 +190,7 @@ def test_caps_hold(
     assert r.score is not None
     band = next(b.grade for b in SCHEME.bands if r.score >= b.min_score)
     expected = max([band, *(c.grade for c in r.caps)], key=GRADES.index)
-    assert r.grade == expected
+    assert r.grade in (expected, None)  # None: insufficient evidence, no letter at all
     for cap in r.caps:
         assert rank(r) >= GRADES.index(cap.grade)
     universal = Finding(
@@ -204,7 +213,13 @@ def test_unknown_is_not_pass(findings: list[Finding], check: str, status: Outcom
     attempt = ProbeOutcome(probe="p", status=status, reason="timed out", checks=[check])
     partial = rated(findings, [FULL, attempt], _plug)
     assert partial.coverage is not None and complete.coverage is not None
-    assert partial.coverage.fraction < complete.coverage.fraction == 1.0
+    # 2026.3: a device that showed no version has its update checks unevaluated already
+    blind = any(f.check == VERSION_UNKNOWN_CHECK for f in findings)
+    if check in complete.coverage.checks_unknown:
+        assert blind and partial.coverage == complete.coverage
+    else:
+        assert partial.coverage.fraction < complete.coverage.fraction
+    assert complete.coverage.fraction == 1.0 or blind
     assert check in partial.coverage.checks_unknown
     assert partial.grade != "A"
     assert rank(partial) >= rank(complete)
@@ -221,3 +236,126 @@ def test_without_a_full_evaluation_nothing_earns_a(outcomes: list[ProbeOutcome])
         assert r.coverage.fraction == 1.0
     if r.coverage.fraction < 0.5:
         assert rank(r) >= GRADES.index("D")
+
+
+# --- issue 15: a grade claims only what was measured (scheme 2026.3) -----------------------
+
+LAB_SCOPE = ScanScope(
+    profile="lab", tcp_ports="all", tcp_port_count=65535, udp=True, policy=Policy.DEFAULT
+)
+contexts_st = st.sampled_from(
+    [
+        Context(scope=LAB_SCOPE, vulndb_date=TODAY),
+        Context(scope=LAB_SCOPE.model_copy(update={"budget_cut": True}), vulndb_date=TODAY),
+        Context(
+            scope=LAB_SCOPE.model_copy(update={"profile": "home", "tcp_ports": "curated"}),
+            vulndb_date=TODAY,
+        ),
+        Context(scope=LAB_SCOPE, vulndb_date=date(2025, 8, 25)),
+        Context(),
+    ]
+)
+
+
+def rated_in(
+    findings: list[Finding],
+    outcomes: list[ProbeOutcome],
+    declaration: Declaration | None,
+    context: Context,
+) -> Rating:
+    device = Device(id="d", address="10.0.0.2", findings=findings, outcomes=outcomes)
+    if declaration is not None:
+        context = Context(context.scope, context.vulndb_date, declaration.facts())
+    return rate(device, SCHEME, declaration, today=TODAY, context=context)
+
+
+@PROPERTY
+@given(
+    findings=st.lists(findings_st, max_size=6),
+    outcomes=outcomes_st,
+    declaration=declarations_st,
+    context=contexts_st,
+    data=st.data(),
+)
+def test_removing_evidence_never_improves_a_letter_grade(
+    findings: list[Finding],
+    outcomes: list[ProbeOutcome],
+    declaration: Declaration | None,
+    context: Context,
+    data: st.DataObject,
+) -> None:
+    """Evidence is what ran: outcomes with status ``ran``, the scan's scope, dated
+    vulnerability data. Taking any of it away can lower a grade or take its letter, never
+    raise it."""
+    before = rated_in(findings, outcomes, declaration, context)
+    dropped = data.draw(
+        st.lists(st.sampled_from(range(len(outcomes))), unique=True) if outcomes else st.just([])
+    )
+    fewer = [
+        o for i, o in enumerate(outcomes) if not (i in dropped and o.status is OutcomeStatus.RAN)
+    ]
+    less = data.draw(
+        st.sampled_from(
+            [
+                context,
+                Context(None, context.vulndb_date),
+                Context(context.scope, None),
+                Context(),
+            ]
+        )
+    )
+    after = rated_in(findings, fewer, declaration, less)
+    assert rank(after) >= rank(before), (before.reasons, after.reasons)
+
+
+@PROPERTY
+@given(
+    findings=st.lists(findings_st, max_size=8),
+    outcomes=outcomes_st,
+    declaration=declarations_st,
+    context=contexts_st,
+)
+def test_a_row_with_no_check_that_ran_is_never_passed(
+    findings: list[Finding],
+    outcomes: list[ProbeOutcome],
+    declaration: Declaration | None,
+    context: Context,
+) -> None:
+    r = rated_in(findings, outcomes, declaration, context)
+    ran = {cid for o in outcomes if o.status is OutcomeStatus.RAN for cid in o.checks}
+    for row in r.categories:
+        if row.status is CategoryStatus.PASS:
+            members = {
+                c.id
+                for c in SCHEME.checks
+                if c.category == row.id and c.source == "scan" and not c.marks_unknown
+            }
+            assert members & ran, row
+        else:
+            assert row.status is CategoryStatus.FAIL or row.reason, row
+
+
+@PROPERTY
+@given(
+    findings=st.lists(findings_st, max_size=6),
+    outcomes=st.lists(
+        st.builds(
+            ProbeOutcome,
+            probe=st.sampled_from(["p1", "p2"]),
+            status=st.sampled_from([OutcomeStatus.NOT_APPLICABLE, OutcomeStatus.FAILED]),
+            checks=st.lists(st.sampled_from(SCAN_CHECKS), max_size=8),
+        ),
+        max_size=6,
+    ),
+    declaration=declarations_st,
+    context=contexts_st,
+)
+def test_a_device_whose_probes_were_all_not_applicable_or_failed_is_never_a_or_b(
+    findings: list[Finding],
+    outcomes: list[ProbeOutcome],
+    declaration: Declaration | None,
+    context: Context,
+) -> None:
+    r = rated_in(findings, outcomes, declaration, context)
+    assert r.grade not in ("A", "B"), r.reasons
+    assert all(row.status is not CategoryStatus.PASS for row in r.categories)

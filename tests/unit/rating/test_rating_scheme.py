@@ -76,7 +76,7 @@ def referenced_ids(node: Any) -> set[str]:
 
 
 def test_identity_and_seed_checks() -> None:
-    assert (SCHEME.id, SCHEME.version) == ("iotrate", "2026.2")
+    assert (SCHEME.id, SCHEME.version) == ("iotrate", "2026.3")
     assert DEFAULT_SCHEME.name == f"{SCHEME.id}-{SCHEME.version}.yaml"
     ids = {c.id for c in SCHEME.checks}
     assert not set(SEED_IDS) - ids
@@ -85,7 +85,7 @@ def test_identity_and_seed_checks() -> None:
 def test_every_referenced_check_exists() -> None:
     ids = {c.id for c in SCHEME.checks}
     refs = referenced_ids([c["when"] for c in RAW["caps"]])
-    refs |= {cid for p in RAW["provisions"] for cid in p["checks"]}
+    refs |= {cid for p in SCHEME.provisions for cid in p.checks}
     refs |= set(RAW["declaration"].values())
     for fw in SCHEME.frameworks:
         refs |= {cid for r in fw.requirements for cid in r.checks}
@@ -206,8 +206,8 @@ def _check(doc: dict[str, Any], cid: str) -> dict[str, Any]:
         (lambda d: d["caps"].append(dict(d["caps"][0])), "duplicate cap ids"),
         (lambda d: d["bands"].reverse(), "bands must list A to G"),
         (lambda d: d["bands"][1].update(min_score=99), "must fall"),
-        (lambda d: d["provisions"][1].update(checks=["nope.nope"]), "provision 5.1-1"),
-        (lambda d: d["provisions"][1].update(checks=[]), "names no check"),
+        (lambda d: d.update(evidence={"vulndb_max_age_days": 0}), "evidence"),
+        (lambda d: d["caps"][0].update(when={"evidence": "vibes"}), "caps/0/when"),
         (lambda d: d["declaration"].update(support_period_missing="svc.ftp"), "not a declaration"),
         (lambda d: d.update(weights={}), "Additional properties"),
     ],
@@ -215,6 +215,25 @@ def _check(doc: dict[str, Any], cid: str) -> dict[str, Any]:
 def test_broken_scheme_is_refused(edit: Any, message: str) -> None:
     with pytest.raises(SchemeError) as exc:
         parse_scheme(broken(edit), DEFAULT_SCHEME)
+    assert message in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["provisions"][1].update(checks=["nope.nope"]), "provision 5.1-1"),
+        (lambda d: d["provisions"][1].update(checks=[]), "names no check"),
+    ],
+)
+def test_broken_inline_provisions_of_a_published_scheme_are_refused(
+    edit: Any, message: str
+) -> None:
+    """2026.2 is the last scheme with an inline provisions table; the loader still checks it."""
+    path = ROOT / "iotrate-2026.2.yaml"
+    doc = copy.deepcopy(load_yaml(path, "rating scheme", SchemeError))
+    edit(doc)
+    with pytest.raises(SchemeError) as exc:
+        parse_scheme(doc, path)
     assert message in str(exc.value)
 
 

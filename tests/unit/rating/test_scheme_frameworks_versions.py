@@ -21,6 +21,7 @@ from iotrate.rating_schema.loader import (
 from iotrate.declarations import load_yaml
 
 CURRENT = load_scheme()
+PUBLISHED = load_scheme(SCHEME_DIR / "iotrate-2026.2.yaml")
 OWASP = "owasp-iot-top10"
 
 
@@ -76,16 +77,18 @@ def test_another_versions_copy_is_not_read(tmp_path: Path) -> None:
 
 def test_freezing_keeps_the_published_clauses_when_the_mapping_moves_on(tmp_path: Path) -> None:
     """The next version's mapping edits the unversioned files; with the frozen copy the
-    published scheme still loads with its own clauses, without it the loader refuses it (its
-    inline clauses no longer match), so a forgotten freeze cannot pass unnoticed."""
+    published scheme (2026.2, the last to carry its clauses inline) still loads with its own
+    clauses, without it the loader refuses it (its inline clauses no longer match), so a
+    forgotten freeze cannot pass unnoticed."""
     unfrozen, frozen = scheme_copy(tmp_path / "a"), scheme_copy(tmp_path / "b")
-    freeze(frozen, CURRENT.version)
+    shutil.rmtree(unfrozen / "frameworks" / PUBLISHED.version)
     for root in (unfrozen, frozen):  # the next version maps FTP to OWASP I10 as well
         add_check(root / "frameworks" / f"{OWASP}.yaml", "I10", "svc.ftp")
+    name = f"{PUBLISHED.id}-{PUBLISHED.version}.yaml"
     with pytest.raises(SchemeError, match="inline standards"):
-        load_scheme(unfrozen / DEFAULT_SCHEME.name)
-    kept = load_scheme(frozen / DEFAULT_SCHEME.name)
-    assert [c.standards for c in kept.checks] == [c.standards for c in CURRENT.checks]
+        load_scheme(unfrozen / name)
+    kept = load_scheme(frozen / name)
+    assert [c.standards for c in kept.checks] == [c.standards for c in PUBLISHED.checks]
 
 
 def test_an_entry_already_naming_a_version_folder_stays_as_written(tmp_path: Path) -> None:

@@ -155,4 +155,5 @@ def test_run_scan_skips_stored_hosts_and_rates_everything(
     assert swept == ["127.0.0.3", "127.0.0.4"]
     assert [d.address for d in r.devices] == ["127.0.0.2", "127.0.0.3"]
     assert r.started_at == began
-    assert all(d.rating is not None and d.rating.grade for d in r.devices)
+    # every device rated (2026.3: with probes off nothing decisive ran, so no letter)
+    assert all(d.rating is not None and d.rating.status for d in r.devices)
