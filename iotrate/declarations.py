@@ -95,8 +95,12 @@ def schema_errors(schema_path: Path, doc: Any) -> list[str]:
         if err.context:
             err = jsonschema.exceptions.best_match(err.context) or err
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        # jsonschema quotes the offending value whole; a message quotes a short excerpt.
-        messages.append(f"{excerpt(where, 80)}: {excerpt(err.message)}")
+        # jsonschema quotes the offending value whole; a message quotes a short excerpt of the
+        # value and keeps what is wrong with it ("… is too long").
+        text, quoted = err.message, repr(err.instance)
+        if len(quoted) > 60 and quoted in text:
+            text = text.replace(quoted, excerpt(quoted, 60))
+        messages.append(f"{excerpt(where, 80)}: {excerpt(text)}")
     return messages
 
 
