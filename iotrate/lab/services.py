@@ -318,10 +318,12 @@ def _hub(ctx: Context, dev: LabDevice) -> Plan:
         work / "snmpd.conf",
         f"agentAddress udp:{addr}:161\n"
         f"rocommunity {community} default\n"
+        # sysContact is left out of the file: snmpd makes a configured value read-only, and
+        # the write community must really write (svc.snmp.write sets it back unchanged).
+        f"rwcommunity {_setting(dev, 'snmp_write_community')} default .1.3.6.1.2.1.1\n"
         f"sysDescr {_setting(dev, 'snmp_sys_descr')}\n"
         f"sysName {_setting(dev, 'hostname')}\n"
         "sysLocation Living room\n"
-        "sysContact admin\n"
         "sysServices 72\n",
     )
     tls = [

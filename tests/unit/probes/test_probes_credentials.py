@@ -29,7 +29,7 @@ from support.probes import (
     udp_fake,
 )
 
-from iotrate.models import Device, OutcomeStatus, ProbeOutcome
+from iotrate.models import Confidence, Device, OutcomeStatus, ProbeOutcome
 from iotrate.probing import ProbeRunner, RunnerOptions
 
 
@@ -253,18 +253,57 @@ def test_rtsp_digest_of_a_protected_stream() -> None:
     assert only(asyncio.run(go({"/live": "open"}))).status is OutcomeStatus.NOT_APPLICABLE
 
 
-def test_snmp_communities_beyond_public() -> None:
-    async def go(read: set[str]) -> tuple[Device, list[Any]]:
+class SnmpCreds(snmp.SnmpCommunities):
+    timeout = 8.0  # 0.8 s steps: the fake answers at once, silence costs one step
+
+
+def snmp_creds(
+    read: set[str], policy: Policy = Policy.DEFAULT, vendor: str | None = None
+) -> tuple[Device, list[Any]]:
+    async def go() -> tuple[Device, list[Any]]:
         async with udp_fake(snmp_agent(read)) as agent:
-            (d,) = await ProbeRunner([snmp.SnmpCommunities]).run(
-                [device((agent.port, "udp", "snmp"))]
-            )
+            dev = device((agent.port, "udp", "snmp"))
+            if vendor:
+                dev = dev.model_copy(update={"vendor": vendor})
+            (d,) = await ProbeRunner([SnmpCreds], RunnerOptions(policy=policy)).run([dev])
             return d, agent.logins
 
-    d, logins = asyncio.run(go({"private"}))
-    (f,) = d.findings
-    assert f.check == "svc.snmp.readable" and f.evidence[0].data["community"] == "private"
-    assert ("get", "public") not in logins  # public is the passive probe's
+    return asyncio.run(go())
+
+
+def test_snmp_default_communities_are_universal_default_credentials() -> None:
+    """public and private answering: two universal default credentials (the scheme's G cap
+    matches ``universal: true``), private also readable, and private, by convention the write
+    community, is probable write access without a single SET."""
+    d, logins = snmp_creds({"public", "private"})
+    creds = {f.evidence[0].data["username"]: f for f in d.findings
+             if f.check == "cred.default-password"}  # fmt: skip
+    assert set(creds) == {"public", "private"}
+    for f in creds.values():
+        assert f.evidence[0].data["protocol"] == "snmp" and f.evidence[0].data["universal"]
+    readable = [f.evidence[0].data["community"] for f in d.findings
+                if f.check == "svc.snmp.readable"]  # fmt: skip
+    assert readable == ["private"]  # public: the passive probe's finding
+    (w,) = [f for f in d.findings if f.check == "svc.snmp.writable"]
+    assert w.confidence is Confidence.PROBABLE and w.evidence[0].data["community"] == "private"
+    assert not [x for x in logins if x[0] == "set"]
+    assert logins[:2] == [("get", "public"), ("get", "private")]
+
+
+def test_snmp_write_community_left_to_the_write_probe_under_intrusive() -> None:
+    d, _ = snmp_creds({"private"}, Policy.INTRUSIVE)
+    assert "svc.snmp.writable" not in {f.check for f in d.findings}
+    assert "cred.default-password" in {f.check for f in d.findings}
+
+
+def test_snmp_vendor_community_not_universal_and_nothing_is_a_pass() -> None:
+    apc = next(e for e in credlist.load() if e.vendor == "apc" and "snmp" in e.protocols)
+    d, logins = snmp_creds({apc.password}, vendor="APC")
+    (f,) = [f for f in d.findings if f.check == "cred.default-password"]
+    assert f.evidence[0].data["universal"] is False and f.evidence[0].data["vendor_specific"]
+    assert logins[4] == ("get", apc.password)  # right after public and private (v2c, v1)
+    d, _ = snmp_creds(set())
+    assert d.findings == [] and only(d).status is OutcomeStatus.RAN
 
 
 def test_safe_policy_skips_every_credential_probe() -> None:
