@@ -16,10 +16,11 @@ import ipaddress
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from iotrate.discovery import arp, nmapscan
 from iotrate.discovery.observe import (
@@ -30,6 +31,7 @@ from iotrate.discovery.observe import (
 )
 from iotrate.discovery.portscan import (
     HostScan,
+    PortSpec,
     ScanLimits,
     port_specs,
     scan_hosts,
@@ -37,7 +39,7 @@ from iotrate.discovery.portscan import (
 from iotrate.discovery.sweep import Neighbours, discover
 from iotrate.errors import IotrateError
 from iotrate.identify.observations import Observation
-from iotrate.models import Device, Policy, ScanResult, utcnow
+from iotrate.models import Device, Policy, ScanResult, ScanScope, Transport, utcnow
 from iotrate.netinfo import local_addresses
 from iotrate.probing import ProbeRunner, RunnerOptions, ScanExecutor, default_runner
 from iotrate.ratelimit import DEFAULT_RATE, limiting
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScanOptions:
     ports: str = "iot"
+    profile: Literal["home", "lab"] = "home"  # recorded in the result's scope
     limits: ScanLimits = field(default_factory=ScanLimits)
     policy: Policy = Policy.DEFAULT
     probes: bool = True
@@ -304,6 +307,9 @@ class ScanRun:
             devices.sort(key=lambda d: ipaddress.ip_address(d.address))
         return devices
 
+    def _scope(self, devices: list[Device]) -> ScanScope:
+        return scan_scope(self.options, self.specs, devices, self.errors)
+
     def _result(self, devices: list[Device]) -> ScanResult:
         errors = self.errors
         result = ScanResult(
@@ -315,6 +321,7 @@ class ScanRun:
             targets=list(self.targets.targets),
             devices=devices,
             errors=errors,
+            scope=self._scope(devices),
         )
         if self.options.rate:
             try:
@@ -322,6 +329,28 @@ class ScanRun:
             except IotrateError as exc:  # keep the unrated result rather than lose the scan
                 result = result.model_copy(update={"errors": [*errors, f"rating failed: {exc}"]})
         return result
+
+
+def scan_scope(
+    options: ScanOptions, specs: Sequence[PortSpec], devices: Sequence[Device], errors: list[str]
+) -> ScanScope:
+    """What this scan covered, for the result: a grade says what it rests on (issue 15)."""
+    tcp = sum(1 for p in specs if p.transport is Transport.TCP)
+    kind: Literal["curated", "all", "custom"] = (
+        "curated" if options.ports == "iot" else "all" if options.ports == "all" else "custom"
+    )
+    cut = any(o.budget_s is not None for d in devices for o in d.outcomes) or any(
+        e.startswith("time budget reached") for e in errors
+    )
+    return ScanScope(
+        profile=options.profile,
+        tcp_ports=kind,
+        tcp_port_count=tcp,
+        udp=any(p.transport is Transport.UDP for p in specs),
+        policy=Policy(options.policy),
+        budget_s=options.budget,
+        budget_cut=cut,
+    )
 
 
 def _save_observations(path: Path, observations: list[Observation], errors: list[str]) -> None:

@@ -24,7 +24,7 @@ from iotrate.models import Device, ScanResult, Target, utcnow
 from iotrate.netinfo import local_subnet
 from iotrate.rating import device_rater
 from iotrate.resume import ResumePlan, claim, open_plan, owner_token
-from iotrate.scanrequest import POLICY_EFFECTS, ScanRequest
+from iotrate.scanrequest import POLICY_EFFECTS, PROFILES, ScanRequest
 from iotrate.storage import Recorder, Store, default_path
 from iotrate.targets import TargetSet
 
@@ -135,6 +135,8 @@ class ScanJob:
             resuming = f"resuming scan {self.plan.record.scan_id[:8]} ({done} done); "
             count -= done
         self.say(f"iotrate: {resuming}scanning {count} address(es): {POLICY_EFFECTS[req.policy]}")
+        if req.profile == "lab":
+            self.say(f"iotrate: lab profile: {PROFILES['lab']}")
         return target_set
 
     def run(

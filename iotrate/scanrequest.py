@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iotrate.errors import UsageError
-from iotrate.models import Policy
+from iotrate.models import Policy, ScanScope
 from iotrate.ratelimit import DEFAULT_RATE
 from iotrate.targets import (
     AllowList,
@@ -38,6 +38,14 @@ POLICY_EFFECTS: dict[Policy, str] = {
     Policy.DEFAULT: "connections and handshakes, plus a few login attempts per service with "
     "well-known default passwords (--safe: none)",
     Policy.INTRUSIVE: "logins plus reverted writes (UPnP port mapping, SNMP)",
+}
+
+
+#: Scan profiles (docs/scanning.md, "Scope"): what a grade may rest on. ``lab`` is the documented
+#: test-lab scope: every TCP port, the UDP IoT hellos, default credentials tried (not --safe).
+PROFILES: dict[str, str] = {
+    "home": "the ports and policy asked for",
+    "lab": "all 65,535 TCP ports, the UDP IoT list, default credentials tried",
 }
 
 
@@ -67,10 +75,17 @@ class ScanRequest:
     """New connections per second to any one host; 0: no limit."""
     budget: str | None = None
     """The time budget as typed (``60s``, ``2m``), kept as text so a resume shows it."""
+    profile: str = "home"
+    """``home`` or ``lab`` (:data:`PROFILES`): the lab profile sweeps all TCP ports."""
 
     @property
     def policy(self) -> Policy:
         return Policy.SAFE if self.safe else Policy.INTRUSIVE if self.intrusive else Policy.DEFAULT
+
+    @property
+    def scan_ports(self) -> str:
+        """The port selection the scan sweeps: the lab profile's is every TCP port."""
+        return "all" if self.profile == "lab" else self.ports
 
     @property
     def budget_seconds(self) -> float | None:
@@ -89,13 +104,20 @@ class ScanRequest:
         """Refuse contradicting options, before anything else is looked at."""
         if self.safe and self.intrusive:
             raise UsageError("--safe and --intrusive exclude each other")
+        if self.profile not in PROFILES:
+            known = ", ".join(PROFILES)
+            raise UsageError(f"--profile must be one of {known}, not {self.profile!r}")
+        if self.profile == "lab" and self.safe:
+            raise UsageError("--profile lab tries default credentials: it excludes --safe")
+        if self.profile == "lab" and self.ports not in ("iot", "all"):
+            raise UsageError("--profile lab sweeps all TCP ports: drop --ports")
         _ = self.budget_seconds
 
     def check_ports(self) -> None:
         from iotrate.discovery.portscan import port_specs  # heavy: see budget_seconds
 
         try:
-            port_specs(self.ports)
+            port_specs(self.scan_ports)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
 
@@ -124,7 +146,8 @@ class ScanRequest:
         from iotrate.scan import ScanOptions
 
         return ScanOptions(
-            ports=self.ports,
+            ports=self.scan_ports,
+            profile="lab" if self.profile == "lab" else "home",
             limits=ScanLimits(connect_timeout=self.timeout, concurrency=self.concurrency),
             policy=self.policy,
             nmap=self.use_nmap,
@@ -145,6 +168,22 @@ class ScanRequest:
         given.setdefault("max_hosts", None)
         given.setdefault("allow_list", None)
         return replace(self, targets=tuple(specs), **given)
+
+
+def scope_text(scope: ScanScope) -> str:
+    """One line saying what a scan covered, for the terminal (the result keeps the fields)."""
+    ports = {
+        "curated": f"the curated IoT list ({scope.tcp_port_count} TCP ports)",
+        "all": f"all {scope.tcp_port_count:,} TCP ports",
+        "custom": f"{scope.tcp_port_count} chosen TCP port(s)",
+    }[scope.tcp_ports]
+    budget = "no time budget"
+    if scope.budget_s is not None:
+        budget = f"budget {scope.budget_s:g} s" + (
+            ", which cut probes (their checks are not tested)" if scope.budget_cut else ""
+        )
+    udp = "the UDP IoT hellos" if scope.udp else "no UDP"
+    return f"{scope.profile} profile: {ports}, {udp}, policy {scope.policy.value}, {budget}"
 
 
 #: The request's fields that a scan records and a resume reuses: all but the targets, which the

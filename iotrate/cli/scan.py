@@ -27,7 +27,7 @@ from iotrate.cli.console import (
 from iotrate.errors import IotrateError, RuntimeFailure
 from iotrate.models import Device, ScanResult
 from iotrate.ratelimit import DEFAULT_RATE
-from iotrate.scanrequest import SCAN_PARAMS, ScanRequest
+from iotrate.scanrequest import SCAN_PARAMS, ScanRequest, scope_text
 
 if TYPE_CHECKING:
     from iotrate.scanjob import ScanInterrupted
@@ -161,6 +161,15 @@ def scan(
             help="Most new connections (or UDP probes) per second to each host; 0: no limit.",
         ),
     ] = DEFAULT_RATE,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            metavar="home|lab",
+            help="'lab': the documented test-lab scope (all 65,535 TCP ports, the UDP IoT "
+            "list, default credentials tried); recorded in the result. 'home': as asked.",
+        ),
+    ] = "home",
 ) -> None:
     """Discover devices on TARGETS, list their services, probe them and rate them.
 
@@ -183,6 +192,7 @@ def scan(
         allow_list=allow_list,
         rate_limit=rate_limit,
         budget=budget,
+        profile=profile,
     )
     job = ScanJob(request, db=db, no_history=no_history, say=say)
     try:
@@ -259,6 +269,8 @@ def _emit(
         sys.stdout.write(text + "\n")
     else:
         terminal.render(result, out)
+        if result.scope is not None:
+            say(f"iotrate: scope: {scope_text(result.scope)}")
 
 
 def _interrupted(stop: ScanInterrupted, json_out: bool) -> NoReturn:

@@ -156,3 +156,4 @@ def test_run_scan_skips_stored_hosts_and_rates_everything(
     assert [d.address for d in r.devices] == ["127.0.0.2", "127.0.0.3"]
     assert r.started_at == began
     assert all(d.rating is not None and d.rating.grade for d in r.devices)
+    assert r.scope is not None and r.scope.tcp_ports == "curated" and r.scope.profile == "home"
