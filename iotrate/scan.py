@@ -25,6 +25,7 @@ from typing import Literal
 from iotrate.discovery import arp, nmapscan
 from iotrate.discovery.observe import (
     SharedDiscovery,
+    announced_ports,
     host_observations,
     identify_device,
     probe_observations,
@@ -33,6 +34,7 @@ from iotrate.discovery.portscan import (
     HostScan,
     PortSpec,
     ScanLimits,
+    announced_specs,
     port_specs,
     scan_hosts,
 )
@@ -233,6 +235,7 @@ class ScanRun:
             device, obs = await self._first_identity(h, mac, device)
         if self.runner is not None:
             device = await self.runner.probe_device(device)
+            device = await self._announced(device, self.runner)
         if self.options.identify:
             # The final identification adds what the device announced over SSDP and mDNS.
             if self.shared is not None:
@@ -245,6 +248,39 @@ class ScanRun:
                 self.errors.append(f"{h.address} identification failed: {exc}")
         self._tell(device)
         return device
+
+    async def _announced(self, device: Device, runner: ProbeRunner) -> Device:
+        """The device with the ports it announced over mDNS or UPnP that the sweep left out,
+        scanned and probed too: a port the device names itself is always in scope. Probing
+        does not wait for the multicast listeners; this runs after, on the new ports only."""
+        if self.shared is None:
+            return device
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                named = announced_ports(await self.shared.for_host(device.address))
+                extra = announced_specs(named, self.specs)
+                if not extra:
+                    return device
+                (h,) = await scan_hosts(
+                    [device.address], extra, self.options.limits, assume_alive={device.address}
+                )
+        except TimeoutError:
+            if self.deadline is None:
+                raise
+            return device
+        known = {(s.port, s.transport) for s in device.services}
+        new = [s for s in h.services if (s.port, s.transport) not in known]
+        if not new:
+            return device
+        alone = device.model_copy(update={"services": new, "findings": [], "outcomes": []})
+        more = await runner.probe_device(alone, device_level=False)
+        return device.model_copy(
+            update={
+                "services": [*device.services, *new],
+                "findings": [*device.findings, *more.findings],
+                "outcomes": [*device.outcomes, *(o for o in more.outcomes if o.port is not None)],
+            }
+        )
 
     async def _nmap(self, h: HostScan, device: Device) -> Device:
         try:

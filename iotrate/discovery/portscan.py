@@ -94,6 +94,14 @@ def port_specs(selection: str) -> tuple[PortSpec, ...]:
     return tuple(chosen)
 
 
+def announced_specs(ports: Iterable[int], swept: Iterable[PortSpec]) -> tuple[PortSpec, ...]:
+    """TCP specs for the ``ports`` a device announced (mDNS SRV, UPnP URLs) that the sweep's
+    ``swept`` list left out: a port the device itself names is always scanned."""
+    have = {p.port for p in swept if p.transport is Transport.TCP}
+    by_port = {p.port: p for p in iot_ports() if p.transport is Transport.TCP}
+    return tuple(by_port.get(n) or _unknown(n) for n in sorted(set(ports) - have) if 0 < n < 65536)
+
+
 def _unknown(port: int) -> PortSpec:
     return PortSpec(port=port, transport=Transport.TCP, protocol="unknown", hello="probe")
 

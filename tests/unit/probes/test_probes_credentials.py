@@ -118,10 +118,40 @@ def test_telnet_stops_at_a_lockout_message_and_respects_the_budget() -> None:
             (d,) = await ProbeRunner([Small]).run([device((srv.port, "tcp", "telnet"))])
             return d, len(srv.logins)
 
+    # A lockout message or a spent budget ends the walk untested: the check stays unknown.
     d, tried = asyncio.run(go(telnet_server(None, lockout=2)))
-    assert tried == 2 and d.findings == [] and only(d).status is OutcomeStatus.RAN
+    assert tried == 2 and d.findings == [] and only(d).status is OutcomeStatus.FAILED
+    assert "not tested: stopped on a lockout" in (only(d).reason or "")
     d, tried = asyncio.run(go(telnet_server(None)))
-    assert tried == 5 and only(d).attempts == 5
+    assert tried == 5 and only(d).attempts == 5 and only(d).status is OutcomeStatus.FAILED
+    assert "budget was spent; 5 of 16 planned" in (only(d).reason or "")
+
+
+def test_a_walk_through_the_whole_plan_is_tested_and_says_what_it_tried() -> None:
+    class Roomy(Telnet):
+        budget = AttemptBudget(max_attempts=40, delay_s=0.0)
+
+    async def go() -> tuple[Device, int]:
+        async with tcp_fake(telnet_server(None)) as srv:
+            (d,) = await ProbeRunner([Roomy]).run([device((srv.port, "tcp", "telnet"))])
+            return d, len(srv.logins)
+
+    d, tried = asyncio.run(go())
+    assert tried == 16 and only(d).status is OutcomeStatus.RAN and d.findings == []
+    assert (only(d).reason or "").startswith("no known default among 16 tried (0 of the vendor")
+    assert "mirai" in (only(d).reason or "")
+
+
+def test_a_vendor_default_listed_for_another_protocol_is_tried_first() -> None:
+    """Zyxel's admin/Zyxel*2012* is listed for ssh, telnet and ftp only; on a Zyxel device's
+    web login it comes first, on anyone else's it is not tried."""
+    pair = ("admin", "Zyxel*2012*")
+    rows = [e for e in credlist.load() if (e.username, e.password) == pair]
+    assert rows and all(e.protocols and "http" not in e.protocols for e in rows)
+    zyxel = [(c.username, c.password) for c in credlist.candidates("http", "Zyxel Communications")]
+    assert zyxel[0] == pair or pair in zyxel[:3]
+    assert pair not in [(c.username, c.password) for c in credlist.candidates("http", "Acme")]
+    assert pair not in [(c.username, c.password) for c in credlist.candidates("snmp", "Zyxel")]
 
 
 @pytest.mark.parametrize("handler", [tarpit, garbage(b"\x00\x01\x02 nonsense \xff")])
@@ -164,7 +194,7 @@ def test_http_basic_and_digest(route: Any) -> None:
     assert f.evidence[0].data["password"] == "a***" and tried == 1
 
 
-def test_http_budget_is_four_and_shared_with_rtsp_on_the_web_account() -> None:
+def test_http_budget_is_shared_with_rtsp_on_the_web_account() -> None:
     fast = AttemptBudget(max_attempts=_login.WEB_BUDGET.max_attempts, delay_s=0.0)
 
     class Http(http.HttpDefaultPassword):
@@ -182,10 +212,17 @@ def test_http_budget_is_four_and_shared_with_rtsp_on_the_web_account() -> None:
             (d,) = await ProbeRunner([Http, Rtsp]).run([dev])
             return d, len(web.logins), len(cam.logins)
 
+    # Both walks complete within the shared budget: each surface's plan (6 general pairs)
     d, web, cam = asyncio.run(go())
-    assert web + cam == _login.WEB_BUDGET.max_attempts == 4
-    assert d.findings == []
-    assert sum(o.attempts or 0 for o in d.outcomes) == 4
+    assert web == cam == _login.TIERS["http"] == 6
+    assert d.findings == [] and sum(o.attempts or 0 for o in d.outcomes) == 12
+    assert {o.status for o in d.outcomes if o.port} == {OutcomeStatus.RAN}
+    # ... and a budget smaller than the two plans leaves one of them untested, never passed
+    fast = AttemptBudget(max_attempts=8, delay_s=0.0)
+    Http.budget = Rtsp.budget = fast
+    d, web, cam = asyncio.run(go())
+    assert web + cam == 8
+    assert OutcomeStatus.FAILED in {o.status for o in d.outcomes if o.port}
 
 
 def test_http_without_a_challenge_is_not_applicable() -> None:
@@ -254,7 +291,7 @@ def test_rtsp_digest_of_a_protected_stream() -> None:
 
 
 class SnmpCreds(snmp.SnmpCommunities):
-    timeout = 8.0  # 0.8 s steps: the fake answers at once, silence costs one step
+    timeout = 12.0  # 1 s steps: the fake answers at once, silence costs one step
 
 
 def snmp_creds(
