@@ -145,9 +145,11 @@ class ScanJob:
         on_device: Callable[[Device], None] | None = None,
         save_observations: Path | None = None,
         around: AbstractContextManager[Any] | None = None,
+        progress: Callable[[str, int, int, float], None] | None = None,
     ) -> ScanResult:
         """Scan, recording each device as it finishes (then ``on_device``), and store the
-        result. ``around`` wraps the scan itself, e.g. a terminal's live status line."""
+        result. ``around`` wraps the scan itself, e.g. a terminal's live status line;
+        ``progress`` hears how a full sweep goes (host, ports done, to do, seconds left)."""
         target_set = self.target_set if self.target_set is not None else self.prepare()
         plan = self.plan
         recorder = self._recorder(target_set)
@@ -158,6 +160,7 @@ class ScanJob:
                 on_device(device)
 
         options = self.request.scan_options(
+            progress=progress,
             save_observations=save_observations,
             on_device=tell,
             scan_id=recorder.scan_id,

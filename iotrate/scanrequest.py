@@ -10,7 +10,7 @@ scans recorded before the request existed still resume.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,12 @@ PROFILES: dict[str, str] = {
     "home": "the ports and policy asked for",
     "lab": "all 65,535 TCP ports, the UDP IoT list, default credentials tried",
 }
+
+
+#: The lab profile's sweep: at most this many new connections a second to the device, the pacer
+#: backing off from there on drops and slow answers (all 65,535 ports in about a minute when
+#: the device keeps up; docs/lab.md, "Scope").
+LAB_SWEEP_RATE = 2000.0
 
 
 @dataclass(frozen=True)
@@ -139,16 +145,24 @@ class ScanRequest:
             allow_list=allow,
         )
 
-    def scan_options(self, **run: Any) -> ScanOptions:
+    def scan_options(
+        self, progress: Callable[[str, int, int, float], None] | None = None, **run: Any
+    ) -> ScanOptions:
         """The orchestrator's options for this request; ``run`` adds what belongs to one run
-        (``scan_id``, ``on_device``, ``resumed``, ``save_observations``…)."""
+        (``scan_id``, ``on_device``, ``resumed``, ``save_observations``…), ``progress`` hears
+        how a full sweep goes. The lab profile's sweep paces itself (LAB_SWEEP_RATE)."""
         from iotrate.discovery.portscan import ScanLimits  # heavy: see budget_seconds
         from iotrate.scan import ScanOptions
 
         return ScanOptions(
             ports=self.scan_ports,
             profile="lab" if self.profile == "lab" else "home",
-            limits=ScanLimits(connect_timeout=self.timeout, concurrency=self.concurrency),
+            limits=ScanLimits(
+                connect_timeout=self.timeout,
+                concurrency=self.concurrency,
+                adaptive_rate=LAB_SWEEP_RATE if self.profile == "lab" else 0.0,
+                progress=progress,
+            ),
             policy=self.policy,
             nmap=self.use_nmap,
             rate_limit=self.rate_limit,

@@ -211,7 +211,13 @@ def scan(
                 f"last {device.address} ({grade})"
             )
 
+        def on_sweep(host: str, done_ports: int, total: int, left_s: float) -> None:
+            status.update(
+                f"sweeping {host}: {done_ports:,} of {total:,} ports, about {left_s:.0f} s left"
+            )
+
         result = job.run(
+            progress=on_sweep,
             on_device=on_device,
             save_observations=save_observations,
             around=status if err.is_terminal else contextlib.nullcontext(),

@@ -281,3 +281,66 @@ def test_ports_a_device_announces_are_scanned_even_off_the_list() -> None:
     assert len(dev.services) == 1 and dev.services[0].port not in (22,)
     # ... and probed: the new service's probe ran, device-level probes did not run again
     assert [(o.probe, o.port) for o in dev.outcomes] == [("t.any", dev.services[0].port)]
+
+
+def test_the_sweep_pacer_backs_off_on_drops_and_slow_answers_and_speeds_up_otherwise() -> None:
+    from iotrate.discovery.portscan import SweepPacer
+
+    pacer = SweepPacer(ceiling=2000.0, window=100, connect_timeout=1.0)
+    assert pacer.rate == 500.0
+    for _ in range(100):  # prompt answers: faster, by half
+        pacer.record(0.002, answered=True)
+    assert pacer.rate == 750.0
+    for _ in range(1000):
+        pacer.record(0.002, answered=True)
+    assert pacer.rate == 2000.0  # never above the ceiling
+    for i in range(100):  # 5 % dropped (SYN flood defence): halve
+        pacer.record(1.0 if i % 20 == 0 else 0.002, answered=i % 20 != 0)
+    assert pacer.rate == 1000.0
+    for _ in range(100):  # answers forty times slower than at first (and > 50 ms): halve
+        pacer.record(0.08, answered=True)
+    assert pacer.rate == 500.0
+    for _ in range(2000):
+        pacer.record(1.0, answered=False)
+    assert pacer.rate == pacer.floor  # a device that stops answering gets the floor
+
+
+def test_a_lab_sweep_is_paced_per_host_and_reports_progress() -> None:
+    from dataclasses import replace
+
+    from iotrate.ratelimit import limiting
+
+    seen: list[tuple[int, int, float]] = []
+    limits = replace(
+        FAST,
+        adaptive_rate=4000.0,
+        progress=lambda h, done, total, left: seen.append((done, total, left)),
+    )
+    specs = port_specs("20000-21100")
+
+    async def go() -> None:
+        with limiting(100.0) as limiter:
+            await scan_hosts(["127.0.0.1"], specs, limits, assume_alive={"127.0.0.1"})
+            assert "127.0.0.1" not in limiter._host_interval  # back to the scan's rate
+
+    asyncio.run(go())
+    assert seen and seen[-1][:2] == (len(specs), len(specs)) and seen[-1][2] == 0
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+    # below the sweep size nothing is paced and nothing reported
+    seen.clear()
+    asyncio.run(scan_hosts(["127.0.0.1"], port_specs("20000-20010"), limits))
+    assert seen == []
+
+
+def test_a_host_rate_overrides_the_scans_rate_and_is_restored() -> None:
+    from iotrate.ratelimit import HostRateLimiter
+
+    now = [0.0]
+    limiter = HostRateLimiter(0, clock=lambda: now[0])  # no limit for the scan
+    assert limiter.reserve("a") == limiter.reserve("a") == 0.0
+    limiter.set_host_rate("a", 10.0)
+    assert limiter.reserve("a") == 0.0 and limiter.reserve("a") == pytest.approx(0.1)
+    assert limiter.reserve("b") == 0.0 and limiter.reserve("b") == 0.0
+    limiter.set_host_rate("a", None)
+    now[0] = 5.0
+    assert limiter.reserve("a") == 0.0 and limiter.reserve("a") == 0.0

@@ -13,7 +13,7 @@ from iotrate.errors import UsageError
 from iotrate.fleet.agent import AgentSettings
 from iotrate.models import Policy
 from iotrate.ratelimit import DEFAULT_RATE
-from iotrate.scanrequest import OPTIONS_VERSION, SCAN_PARAMS, ScanRequest
+from iotrate.scanrequest import LAB_SWEEP_RATE, OPTIONS_VERSION, SCAN_PARAMS, ScanRequest
 
 #: What ``iotrate scan`` stored before the request existed: OPTIONS_VERSION 1, keyed by the
 #: scan command's parameter names, None for options not given.
@@ -122,7 +122,9 @@ def test_the_lab_profile_sweeps_every_tcp_port_and_tries_default_passwords() -> 
     lab.check()
     opts = lab.scan_options()
     assert (opts.ports, opts.profile, opts.policy) == ("all", "lab", Policy.DEFAULT)
-    assert ScanRequest(profile="home").scan_options().ports == "iot"
+    assert opts.limits.adaptive_rate == LAB_SWEEP_RATE  # the sweep paces itself
+    home = ScanRequest(profile="home").scan_options()
+    assert (home.ports, home.limits.adaptive_rate) == ("iot", 0.0)
     for bad, message in [
         (ScanRequest(profile="lab", safe=True), "excludes --safe"),
         (ScanRequest(profile="lab", ports="22,80"), "drop --ports"),
