@@ -344,3 +344,20 @@ def test_a_host_rate_overrides_the_scans_rate_and_is_restored() -> None:
     limiter.set_host_rate("a", None)
     now[0] = 5.0
     assert limiter.reserve("a") == 0.0 and limiter.reserve("a") == 0.0
+
+
+def test_a_fast_host_rate_is_granted_in_10_ms_slots() -> None:
+    """Sleeps cannot space connections half a millisecond apart, so a fast paced host gets
+    rate/100 connections per 10 ms: no second ever sees more than the rate."""
+    from iotrate.ratelimit import HostRateLimiter
+
+    now = [0.0]
+    limiter = HostRateLimiter(100, clock=lambda: now[0])
+    limiter.set_host_rate("a", 1000.0)
+    assert [limiter.reserve("a") for _ in range(10)] == [0.0] * 10
+    assert limiter.reserve("a") == pytest.approx(0.01, abs=1e-3)
+    granted = 10
+    while now[0] < 1.0 - 1e-9:
+        now[0] = round(now[0] + 0.001, 6)
+        granted += sum(1 for _ in range(20) if limiter.grant("a") == 0.0)
+    assert granted <= 1000 + 10
