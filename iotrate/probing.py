@@ -347,13 +347,16 @@ class ProbeRunner:
         own = float(self.options.timeouts.get(probe.id, probe.timeout))
         return max(0.05, own * self.options.timeout_scale)
 
-    async def probe_device(self, device: Device) -> Device:
-        """The device with the findings and outcomes of every probe added."""
+    async def probe_device(self, device: Device, *, device_level: bool = True) -> Device:
+        """The device with the findings and outcomes of every probe added; without
+        ``device_level``, only per-service probes (services found after a first pass)."""
         per_device = asyncio.Semaphore(self.options.per_device)
         gates: dict[tuple[str, str], LoginGate] = {}
         jobs: list[asyncio.Task[tuple[list[Finding], ProbeOutcome]]] = []
         outcomes: list[ProbeOutcome] = []
-        targets: list[Service | None] = [None, *device.services]
+        targets: list[Service | None] = (
+            [None, *device.services] if device_level else [*device.services]
+        )
         for probe_cls in self.probes:
             applicable = []
             for service in targets:
@@ -435,7 +438,8 @@ class ProbeRunner:
             status=run.status,
             port=port,
             transport=transport,
-            reason=run.reason,
+            # A login probe that ran says what it tried ("no known default among N tried").
+            reason=run.reason or (gate.note if gate is not None else None),
             duration_s=run.duration,
             checks=list(probe_cls.checks),
             attempts=gate.attempts if gate is not None else None,

@@ -28,6 +28,8 @@ import httpx
 #: the TLS scanner's ~600 handshakes per port about 6 s, while an unpaced scan reaches about 300
 #: new connections a second on one device. Fragile devices deserve less: ``--rate-limit 10``.
 DEFAULT_RATE = 100.0
+#: The window a fast paced host's connections are counted in (HostRateLimiter._slotted).
+SLOT = 0.01
 
 
 class HostRateLimiter:
@@ -49,20 +51,51 @@ class HostRateLimiter:
         self._clock = clock
         self._next: dict[str, float] = {}  # the next free tentative slot per host
         self._last: dict[str, float] = {}  # when the last connection was granted per host
+        self._host_interval: dict[str, float] = {}  # a host paced apart (the lab sweep's pacer)
+        self._slots: dict[str, tuple[int, int]] = {}  # fast paced host: (slot number, used)
         self._lock = threading.Lock()
+
+    def set_host_rate(self, host: str, rate: float | None) -> None:
+        """Pace ``host`` at ``rate`` rather than the scan's rate (the lab profile's sweep adapts
+        it to what the device tolerates); None goes back to the scan's rate."""
+        with self._lock:
+            self._slots.pop(host, None)
+            if rate is None:
+                self._host_interval.pop(host, None)
+            else:
+                self._host_interval[host] = 1.0 / rate
+
+    def _slotted(self, host: str, interval: float) -> float:
+        """A fast paced host: a sleep cannot space connections a fraction of a millisecond
+        apart (each wake-up is late by about that much), so it gets ``SLOT * rate`` of them per
+        ``SLOT`` instead, which keeps every second at or below its rate. Lock held."""
+        now = self._clock()
+        number = int(now / SLOT)
+        quota = max(1, round(SLOT / interval))
+        current, used = self._slots.get(host, (number, 0))
+        if current != number:
+            used = 0
+        if used < quota:
+            self._slots[host] = (number, used + 1)
+            self._last[host] = now
+            return 0.0
+        return (number + 1) * SLOT - now + 1e-6
 
     def reserve(self, host: str) -> float:
         """Book ``host``'s next slot: 0 means go now (granted), else wait that long, then ask
         :meth:`grant`."""
-        if self.rate == 0:
-            return 0.0
         with self._lock:
+            interval = self._host_interval.get(host, self._interval)
+            if interval == 0:
+                return 0.0
+            if host in self._host_interval and interval < SLOT / 2:
+                return self._slotted(host, interval)
             now = self._clock()
             last = self._last.get(host)
             slot = max(now, self._next.get(host, now))
             if last is not None:
-                slot = max(slot, last + self._interval)
-            self._next[host] = slot + self._interval
+                slot = max(slot, last + interval)
+            self._next[host] = slot + interval
             if slot <= now:
                 self._last[host] = now
                 return 0.0
@@ -71,15 +104,18 @@ class HostRateLimiter:
     def grant(self, host: str) -> float:
         """After a reserved wait: 0 if the caller may connect now (recorded), else how much
         longer to wait before asking again."""
-        if self.rate == 0:
-            return 0.0
         with self._lock:
+            interval = self._host_interval.get(host, self._interval)
+            if interval == 0:
+                return 0.0
+            if host in self._host_interval and interval < SLOT / 2:
+                return self._slotted(host, interval)
             now = self._clock()
             last = self._last.get(host)
-            if last is not None and now < last + self._interval:
-                return last + self._interval - now
+            if last is not None and now < last + interval:
+                return last + interval - now
             self._last[host] = now
-            self._next[host] = max(self._next.get(host, now), now + self._interval)
+            self._next[host] = max(self._next.get(host, now), now + interval)
             return 0.0
 
 

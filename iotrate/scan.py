@@ -16,28 +16,32 @@ import ipaddress
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Literal
 
 from iotrate.discovery import arp, nmapscan
 from iotrate.discovery.observe import (
     SharedDiscovery,
+    announced_ports,
     host_observations,
     identify_device,
     probe_observations,
 )
 from iotrate.discovery.portscan import (
     HostScan,
+    PortSpec,
     ScanLimits,
+    announced_specs,
     port_specs,
     scan_hosts,
 )
 from iotrate.discovery.sweep import Neighbours, discover
 from iotrate.errors import IotrateError
 from iotrate.identify.observations import Observation
-from iotrate.models import Device, Policy, ScanResult, utcnow
+from iotrate.models import Device, Policy, ScanResult, ScanScope, Transport, utcnow
 from iotrate.netinfo import local_addresses
 from iotrate.probing import ProbeRunner, RunnerOptions, ScanExecutor, default_runner
 from iotrate.ratelimit import DEFAULT_RATE, limiting
@@ -50,6 +54,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScanOptions:
     ports: str = "iot"
+    profile: Literal["home", "lab"] = "home"  # recorded in the result's scope
     limits: ScanLimits = field(default_factory=ScanLimits)
     policy: Policy = Policy.DEFAULT
     probes: bool = True
@@ -230,6 +235,7 @@ class ScanRun:
             device, obs = await self._first_identity(h, mac, device)
         if self.runner is not None:
             device = await self.runner.probe_device(device)
+            device = await self._announced(device, self.runner)
         if self.options.identify:
             # The final identification adds what the device announced over SSDP and mDNS.
             if self.shared is not None:
@@ -242,6 +248,39 @@ class ScanRun:
                 self.errors.append(f"{h.address} identification failed: {exc}")
         self._tell(device)
         return device
+
+    async def _announced(self, device: Device, runner: ProbeRunner) -> Device:
+        """The device with the ports it announced over mDNS or UPnP that the sweep left out,
+        scanned and probed too: a port the device names itself is always in scope. Probing
+        does not wait for the multicast listeners; this runs after, on the new ports only."""
+        if self.shared is None:
+            return device
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                named = announced_ports(await self.shared.for_host(device.address))
+                extra = announced_specs(named, self.specs)
+                if not extra:
+                    return device
+                (h,) = await scan_hosts(
+                    [device.address], extra, self.options.limits, assume_alive={device.address}
+                )
+        except TimeoutError:
+            if self.deadline is None:
+                raise
+            return device
+        known = {(s.port, s.transport) for s in device.services}
+        new = [s for s in h.services if (s.port, s.transport) not in known]
+        if not new:
+            return device
+        alone = device.model_copy(update={"services": new, "findings": [], "outcomes": []})
+        more = await runner.probe_device(alone, device_level=False)
+        return device.model_copy(
+            update={
+                "services": [*device.services, *new],
+                "findings": [*device.findings, *more.findings],
+                "outcomes": [*device.outcomes, *(o for o in more.outcomes if o.port is not None)],
+            }
+        )
 
     async def _nmap(self, h: HostScan, device: Device) -> Device:
         try:
@@ -304,6 +343,9 @@ class ScanRun:
             devices.sort(key=lambda d: ipaddress.ip_address(d.address))
         return devices
 
+    def _scope(self, devices: list[Device]) -> ScanScope:
+        return scan_scope(self.options, self.specs, devices, self.errors)
+
     def _result(self, devices: list[Device]) -> ScanResult:
         errors = self.errors
         result = ScanResult(
@@ -316,6 +358,7 @@ class ScanRun:
             devices=devices,
             errors=errors,
             vulndb_date=_vulndb_date(),
+            scope=self._scope(devices),
         )
         if self.options.rate:
             try:
@@ -335,6 +378,28 @@ def _vulndb_date() -> date | None:
         return vulndb.load().dataset_date
     except vulndb.VulnDataError:
         return None
+
+
+def scan_scope(
+    options: ScanOptions, specs: Sequence[PortSpec], devices: Sequence[Device], errors: list[str]
+) -> ScanScope:
+    """What this scan covered, for the result: a grade says what it rests on (issue 15)."""
+    tcp = sum(1 for p in specs if p.transport is Transport.TCP)
+    kind: Literal["curated", "all", "custom"] = (
+        "curated" if options.ports == "iot" else "all" if options.ports == "all" else "custom"
+    )
+    cut = any(o.budget_s is not None for d in devices for o in d.outcomes) or any(
+        e.startswith("time budget reached") for e in errors
+    )
+    return ScanScope(
+        profile=options.profile,
+        tcp_ports=kind,
+        tcp_port_count=tcp,
+        udp=any(p.transport is Transport.UDP for p in specs),
+        policy=Policy(options.policy),
+        budget_s=options.budget,
+        budget_cut=cut,
+    )
 
 
 def _save_observations(path: Path, observations: list[Observation], errors: list[str]) -> None:

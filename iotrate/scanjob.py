@@ -26,7 +26,7 @@ from iotrate.models import Device, ScanResult, Target, utcnow
 from iotrate.netinfo import local_subnet
 from iotrate.rating import device_rater
 from iotrate.resume import ResumePlan, claim, open_plan, owner_token
-from iotrate.scanrequest import POLICY_EFFECTS, ScanRequest
+from iotrate.scanrequest import POLICY_EFFECTS, PROFILES, ScanRequest
 from iotrate.storage import Recorder, Store, default_path
 from iotrate.targets import TargetSet
 
@@ -137,6 +137,8 @@ class ScanJob:
             resuming = f"resuming scan {self.plan.record.scan_id[:8]} ({done} done); "
             count -= done
         self.say(f"iotrate: {resuming}scanning {count} address(es): {POLICY_EFFECTS[req.policy]}")
+        if req.profile == "lab":
+            self.say(f"iotrate: lab profile: {PROFILES['lab']}")
         return target_set
 
     def run(
@@ -145,9 +147,11 @@ class ScanJob:
         on_device: Callable[[Device], None] | None = None,
         save_observations: Path | None = None,
         around: AbstractContextManager[Any] | None = None,
+        progress: Callable[[str, int, int, float], None] | None = None,
     ) -> ScanResult:
         """Scan, recording each device as it finishes (then ``on_device``), and store the
-        result. ``around`` wraps the scan itself, e.g. a terminal's live status line."""
+        result. ``around`` wraps the scan itself, e.g. a terminal's live status line;
+        ``progress`` hears how a full sweep goes (host, ports done, to do, seconds left)."""
         target_set = self.target_set if self.target_set is not None else self.prepare()
         plan = self.plan
         # A Ctrl-C while the scan's row is being written waits for it, then interrupts the
@@ -164,6 +168,7 @@ class ScanJob:
             if held[0]:
                 raise KeyboardInterrupt
             options = self.request.scan_options(
+                progress=progress,
                 save_observations=save_observations,
                 on_device=tell,
                 scan_id=recorder.scan_id,

@@ -10,13 +10,13 @@ scans recorded before the request existed still resume.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iotrate.errors import UsageError
-from iotrate.models import Policy
+from iotrate.models import Policy, ScanScope
 from iotrate.ratelimit import DEFAULT_RATE
 from iotrate.targets import (
     AllowList,
@@ -39,6 +39,20 @@ POLICY_EFFECTS: dict[Policy, str] = {
     "well-known default passwords (--safe: none)",
     Policy.INTRUSIVE: "logins plus reverted writes (UPnP port mapping, SNMP)",
 }
+
+
+#: Scan profiles (docs/scanning.md, "Scope"): what a grade may rest on. ``lab`` is the documented
+#: test-lab scope: every TCP port, the UDP IoT hellos, default credentials tried (not --safe).
+PROFILES: dict[str, str] = {
+    "home": "the ports and policy asked for",
+    "lab": "all 65,535 TCP ports, the UDP IoT list, default credentials tried",
+}
+
+
+#: The lab profile's sweep: at most this many new connections a second to the device, the pacer
+#: backing off from there on drops and slow answers (all 65,535 ports in about a minute when
+#: the device keeps up; docs/lab.md, "Scope").
+LAB_SWEEP_RATE = 2000.0
 
 
 @dataclass(frozen=True)
@@ -67,10 +81,17 @@ class ScanRequest:
     """New connections per second to any one host; 0: no limit."""
     budget: str | None = None
     """The time budget as typed (``60s``, ``2m``), kept as text so a resume shows it."""
+    profile: str = "home"
+    """``home`` or ``lab`` (:data:`PROFILES`): the lab profile sweeps all TCP ports."""
 
     @property
     def policy(self) -> Policy:
         return Policy.SAFE if self.safe else Policy.INTRUSIVE if self.intrusive else Policy.DEFAULT
+
+    @property
+    def scan_ports(self) -> str:
+        """The port selection the scan sweeps: the lab profile's is every TCP port."""
+        return "all" if self.profile == "lab" else self.ports
 
     @property
     def budget_seconds(self) -> float | None:
@@ -89,13 +110,20 @@ class ScanRequest:
         """Refuse contradicting options, before anything else is looked at."""
         if self.safe and self.intrusive:
             raise UsageError("--safe and --intrusive exclude each other")
+        if self.profile not in PROFILES:
+            known = ", ".join(PROFILES)
+            raise UsageError(f"--profile must be one of {known}, not {self.profile!r}")
+        if self.profile == "lab" and self.safe:
+            raise UsageError("--profile lab tries default credentials: it excludes --safe")
+        if self.profile == "lab" and self.ports not in ("iot", "all"):
+            raise UsageError("--profile lab sweeps all TCP ports: drop --ports")
         _ = self.budget_seconds
 
     def check_ports(self) -> None:
         from iotrate.discovery.portscan import port_specs  # heavy: see budget_seconds
 
         try:
-            port_specs(self.ports)
+            port_specs(self.scan_ports)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
 
@@ -117,15 +145,24 @@ class ScanRequest:
             allow_list=allow,
         )
 
-    def scan_options(self, **run: Any) -> ScanOptions:
+    def scan_options(
+        self, progress: Callable[[str, int, int, float], None] | None = None, **run: Any
+    ) -> ScanOptions:
         """The orchestrator's options for this request; ``run`` adds what belongs to one run
-        (``scan_id``, ``on_device``, ``resumed``, ``save_observations``…)."""
+        (``scan_id``, ``on_device``, ``resumed``, ``save_observations``…), ``progress`` hears
+        how a full sweep goes. The lab profile's sweep paces itself (LAB_SWEEP_RATE)."""
         from iotrate.discovery.portscan import ScanLimits  # heavy: see budget_seconds
         from iotrate.scan import ScanOptions
 
         return ScanOptions(
-            ports=self.ports,
-            limits=ScanLimits(connect_timeout=self.timeout, concurrency=self.concurrency),
+            ports=self.scan_ports,
+            profile="lab" if self.profile == "lab" else "home",
+            limits=ScanLimits(
+                connect_timeout=self.timeout,
+                concurrency=self.concurrency,
+                adaptive_rate=LAB_SWEEP_RATE if self.profile == "lab" else 0.0,
+                progress=progress,
+            ),
             policy=self.policy,
             nmap=self.use_nmap,
             rate_limit=self.rate_limit,
@@ -145,6 +182,22 @@ class ScanRequest:
         given.setdefault("max_hosts", None)
         given.setdefault("allow_list", None)
         return replace(self, targets=tuple(specs), **given)
+
+
+def scope_text(scope: ScanScope) -> str:
+    """One line saying what a scan covered, for the terminal (the result keeps the fields)."""
+    ports = {
+        "curated": f"the curated IoT list ({scope.tcp_port_count} TCP ports)",
+        "all": f"all {scope.tcp_port_count:,} TCP ports",
+        "custom": f"{scope.tcp_port_count} chosen TCP port(s)",
+    }[scope.tcp_ports]
+    budget = "no time budget"
+    if scope.budget_s is not None:
+        budget = f"budget {scope.budget_s:g} s" + (
+            ", which cut probes (their checks are not tested)" if scope.budget_cut else ""
+        )
+    udp = "the UDP IoT hellos" if scope.udp else "no UDP"
+    return f"{scope.profile} profile: {ports}, {udp}, policy {scope.policy.value}, {budget}"
 
 
 #: The request's fields that a scan records and a resume reuses: all but the targets, which the

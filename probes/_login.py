@@ -23,18 +23,27 @@ from .base import (
     BudgetExhausted,
     LoginGate,
     ProbeContext,
+    ProbeFailed,
     make_finding,
 )
 
 CHECK = "cred.default-password"
 
-# Budgets (docs/lab.md, "Probes"): shell daemons on devices (BusyBox login, dropbear) do not
-# lock accounts, so they get Mirai's whole top tier (the 16 pairs it weighted 4 or more of 10);
-# the web account locks on many cameras after five failures, so HTTP and RTSP share four.
-SHELL_BUDGET = AttemptBudget(max_attempts=16, delay_s=0.25)
-SERVICE_BUDGET = AttemptBudget(max_attempts=8, delay_s=0.25)
-WEB_BUDGET = AttemptBudget(max_attempts=4, delay_s=1.0)
+# Budgets (docs/lab.md, "Probes"). Each login probe tries a planned list (:func:`plan_for`):
+# every pair listed for the device's vendor, then the likeliest general ones (``TIERS``); the
+# budget covers that list so a walk normally ends "tested", and a budget spent first is "not
+# tested". Shell daemons on devices (BusyBox login, dropbear) do not lock accounts: Mirai's
+# top tier (the 16 pairs it weighted 4 or more of 10). Web logins (HTTP basic/digest, forms,
+# RTSP: one account) share one budget over every web surface of the device; what keeps a
+# device with a lockout safe is stopping at its first sign (423/429/503, Retry-After, "locked",
+# "N attempts remaining", answers slowing down), not a small fixed count.
+SHELL_BUDGET = AttemptBudget(max_attempts=24, delay_s=0.25)
+SERVICE_BUDGET = AttemptBudget(max_attempts=14, delay_s=0.25)  # + anonymous, + a canary
+WEB_BUDGET = AttemptBudget(max_attempts=24, delay_s=0.5)
 SNMP_BUDGET = AttemptBudget(max_attempts=6, delay_s=0.25)
+# General pairs per surface after the vendor's own (at most VENDOR_MAX of those).
+TIERS = {"telnet": 16, "ssh": 16, "http": 6, "http-form": 6, "rtsp": 6, "ftp": 6, "mqtt": 6}
+VENDOR_MAX = 6
 
 
 class Attempt(StrEnum):
@@ -68,25 +77,51 @@ async def walk(
     cands: list[Candidate],
     attempt: Callable[[Candidate], Awaitable[Attempt]],
 ) -> tuple[Candidate | None, str]:
-    """Try candidates in order within the gate's budget; the first that works, and why the
-    walk ended ('found', 'budget', 'lockout' or 'list')."""
+    """Try candidates in order within the gate's budget; the first that works and 'found', or
+    None and 'list' when every candidate was refused (the gate's note then says what was
+    tried, for the outcome). A walk the budget or a lockout signal ended is not a test:
+    :class:`ProbeFailed`, so the check stays unknown, never passed."""
+    tried = 0
     for cand in cands:
         if not gate.allows(cand.username):
             if gate.spent:
-                return None, "budget"
+                raise ProbeFailed(_untested(gate, tried, len(cands)))
             continue
         try:
             await gate.take(cand.username)
         except BudgetExhausted:
-            return None, "budget"
+            raise ProbeFailed(_untested(gate, tried, len(cands))) from None
+        tried += 1
         result = await attempt(cand)
         if result is Attempt.OK:
             return cand, "found"
         if result is Attempt.STOP:
-            return None, "lockout"
+            gate.halt(f"stopped on a lockout or throttling signal after {tried} attempt(s)")
+            raise ProbeFailed(_untested(gate, tried, len(cands)))
+    sources = sorted({s for c in cands for s in c.sources})
+    vendor = sum(1 for c in cands if c.vendor_match)
+    gate.note = (
+        f"no known default among {len(cands)} tried ({vendor} of the vendor's; "
+        f"sources: {', '.join(sources) or 'none'})"
+    )
     return None, "list"
 
 
+def _untested(gate: LoginGate, tried: int, planned: int) -> str:
+    why = gate.halted if gate.halted is not None else "the login budget was spent"
+    return f"not tested: {why}; {tried} of {planned} planned candidates tried"
+
+
 def candidates_for(ctx: ProbeContext, protocol: str, *, named: bool = False) -> list[Candidate]:
-    cands = credlist.candidates(protocol, ctx.device.vendor, ctx.device.category)
-    return [c for c in cands if c.username] if named else cands
+    """The planned list for ``protocol`` on this device: every pair of the device's vendor
+    (whatever protocol its source listed it for), then the protocol's tier of likeliest
+    general pairs."""
+    listed = protocol if protocol != "http-form" else "http"
+    cands = credlist.candidates(listed, ctx.device.vendor, ctx.device.category)
+    if named:
+        cands = [c for c in cands if c.username]
+    if protocol == "snmp":
+        return cands
+    vendor = [c for c in cands if c.vendor_match][:VENDOR_MAX]
+    general = [c for c in cands if not c.vendor_match][: TIERS.get(protocol, 6)]
+    return vendor + general

@@ -121,6 +121,18 @@ class LoginGate:
         self._per_user: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._last: float | None = None
+        self._halted: str | None = None  # the root's: why no probe may try again (a lockout)
+        self.note: str | None = None  # this gate's probe: what it tried, for its outcome
+
+    def halt(self, reason: str) -> None:
+        """Stop every probe of this budget: the device signalled a lockout or throttling, so
+        one more attempt on any surface sharing the account could lock its owner out."""
+        self._root()._halted = reason
+
+    @property
+    def halted(self) -> str | None:
+        """Why this budget was stopped (see :meth:`halt`), or None."""
+        return self._root()._halted
 
     def child(self) -> LoginGate:
         return LoginGate(self.budget, parent=self)
@@ -131,7 +143,7 @@ class LoginGate:
     def allows(self, username: str) -> bool:
         """Whether an attempt as ``username`` is still within budget (without taking it)."""
         root = self._root()
-        if root._used >= root.budget.max_attempts:
+        if root._used >= root.budget.max_attempts or root._halted is not None:
             return False
         cap = root.budget.per_username
         return cap is None or root._per_user.get(username, 0) < cap
@@ -139,11 +151,13 @@ class LoginGate:
     @property
     def spent(self) -> bool:
         root = self._root()
-        return root._used >= root.budget.max_attempts
+        return root._used >= root.budget.max_attempts or root._halted is not None
 
     async def take(self, username: str) -> None:
         root = self._root()
         async with root._lock:
+            if root._halted is not None:
+                raise BudgetExhausted(root._halted)
             if root._used >= root.budget.max_attempts:
                 raise BudgetExhausted(f"{root._used} login attempts made (the budget)")
             if not self.allows(username):

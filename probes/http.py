@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from html.parser import HTMLParser
 from typing import Any
 
@@ -23,6 +24,7 @@ from ._clients.io import (
     http_get_following,
     http_request,
     parse_xml,
+    same_host,
 )
 from ._login import (
     CHECK,
@@ -356,3 +358,221 @@ class HttpDefaultPassword(Probe):
                 {"auth": scheme, "url": target, "challenge": realm, "tls": tls},
             )
         ]
+
+
+# ------------------------------------------------------------------------ web form logins
+
+# Where an embedded web UI's login form usually is when "/" does not show it.
+FORM_PATHS = ("/", "/login.html", "/login.htm", "/login", "/index.html")
+_USER_FIELD = re.compile(r"(?i)user|login|name|account|email|uid")
+_FAILED = re.compile(
+    r"(?i)invalid|incorrect|wrong|failed|denied|error|not match|try again|bad (user|pass)"
+)
+_LOCKED = re.compile(r"(?i)locked|too many|temporarily (blocked|disabled)|try again (later|in)")
+_REMAINING = re.compile(
+    r"(?i)(\d+)\s+(?:login\s+)?(?:attempts?|tries|chances?)\s+(?:remaining|left)"
+)
+# Stop while the account still has this many failures to spare, so its owner is never locked out.
+SPARE_ATTEMPTS = 2
+
+
+class _FormParser(HTMLParser):
+    """Forms of a page: action, method and inputs (name, type, value), nothing else."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[dict[str, Any]] = []
+        self._current: dict[str, Any] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k.lower(): v or "" for k, v in attrs}
+        if tag == "form" and len(self.forms) < 16:
+            self._current = {"action": a.get("action", ""), "method": a.get("method", "get"),
+                             "inputs": []}  # fmt: skip
+            self.forms.append(self._current)
+        elif tag == "input" and self._current is not None and len(self._current["inputs"]) < 64:
+            self._current["inputs"].append(
+                (a.get("name", ""), a.get("type", "text").lower(), a.get("value", ""))
+            )
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._current = None
+
+
+class LoginForm:
+    """A page's login form: where it posts, the user and password fields, and the hidden
+    fields (CSRF tokens, language...) a browser would send back unchanged."""
+
+    def __init__(self, page: str, action: str, method: str, user: str | None, password: str,
+                 hidden: dict[str, str]) -> None:  # fmt: skip
+        self.page, self.action, self.method = page, action, method
+        self.user, self.password, self.hidden = user, password, hidden
+
+    def data(self, username: str, password: str) -> dict[str, str]:
+        out = dict(self.hidden)
+        if self.user:
+            out[self.user] = username
+        out[self.password] = password
+        return out
+
+
+def find_login_form(html_text: str, page_url: str) -> LoginForm | None:
+    """The first form with a password input, or None. The user field is the text-like input
+    whose name says so (else the first text-like one); a form without one is password-only."""
+    parser = _FormParser()
+    try:
+        parser.feed(html_text[:200_000])
+    except Exception:  # a broken page has no form we can use
+        return None
+    for form in parser.forms:
+        inputs = [(n, t, v) for n, t, v in form["inputs"] if n]
+        passwords = [n for n, t, _ in inputs if t == "password"]
+        if not passwords:
+            continue
+        texts = [n for n, t, _ in inputs if t in ("text", "email", "")]
+        user = next((n for n in texts if _USER_FIELD.search(n)), texts[0] if texts else None)
+        hidden = {n: v for n, t, v in inputs if t == "hidden"}
+        action = str(httpx.URL(page_url).join(form["action"] or page_url))
+        method = "post" if str(form["method"]).lower() != "get" else "get"
+        return LoginForm(page_url, action, method, user, passwords[0], hidden)
+    return None
+
+
+def _lockout_signal(reply: HttpReply) -> str | None:
+    """Why to stop now (the device is throttling or about to lock the account), or None."""
+    if reply.status in (423, 429, 503) or reply.header("retry-after"):
+        return f"HTTP {reply.status}" + (" with Retry-After" if reply.header("retry-after") else "")
+    text = reply.text()[:20000]
+    if _LOCKED.search(text):
+        return "the page says the account is locked or throttled"
+    left = _REMAINING.search(text)
+    if left and int(left.group(1)) <= SPARE_ATTEMPTS:
+        return f"the page says {left.group(1)} attempt(s) remain before a lockout"
+    return None
+
+
+class HttpFormLogin(Probe):
+    """Factory passwords on a web UI's login form: find the form (its fields, hidden CSRF
+    token), post each candidate from a fresh session as a browser would, and judge success
+    from the failure signal: the form (or an error) comes back, or a redirect leads back to
+    it, versus a redirect to a page without the form. Shares the device's "web" budget with
+    basic/digest and RTSP, and stops at the first lockout sign."""
+
+    id = "cred.http-form"
+    title = "Default passwords for web form logins"
+    protocols = frozenset({"http", "https"})
+    intrusiveness = Intrusiveness.LOGIN
+    timeout = 90.0
+    checks = (CHECK,)
+    budget = WEB_BUDGET
+    budget_group = "web"
+
+    async def _form(self, ctx: ProbeContext, client: httpx.AsyncClient) -> LoginForm:
+        service = ctx.service
+        tls = bool(service and (service.tls or service.protocol == "https"))
+        base = base_url("https" if tls else "http", ctx.address, service_port(ctx))
+        for path in FORM_PATHS:
+            page = await http_get_following(client, base + path, ctx.allowed_hosts)
+            if page.status == 401:
+                raise NotApplicable(f"{base}{path} asks for HTTP authentication, not a form")
+            if page.status != 200:
+                continue
+            form = find_login_form(page.text(), page.url)
+            if form is not None and same_host(form.action, ctx.allowed_hosts):
+                return form
+        raise NotApplicable(f"no login form on {base} ({', '.join(FORM_PATHS)})")
+
+    async def precheck(self, ctx: ProbeContext) -> None:
+        async with http_client(min(8.0, ctx.timeout / 6)) as client:
+            await self._form(ctx, client)
+
+    async def run(self, ctx: ProbeContext) -> list[Finding]:
+        port = service_port(ctx)
+        step = min(8.0, ctx.timeout / 8)
+        async with http_client(step) as client:
+            form = await self._form(ctx, client)
+        seen: dict[str, Any] = {}
+        first_delay: list[float] = []
+
+        async def attempt(c: Candidate) -> Attempt:
+            async with http_client(step) as session:  # a fresh session: its own token, cookies
+                page = await http_get_following(session, form.page, ctx.allowed_hosts)
+                warned = _lockout_signal(page)
+                if warned is not None:  # the page itself says the account is close to a lock
+                    seen["stop"] = f"before posting: {warned}"
+                    return Attempt.STOP
+                fresh = find_login_form(page.text(), page.url) or form
+                started = time.monotonic()
+                reply = await self._post(session, fresh, c)
+                took = time.monotonic() - started
+                verdict = await self._judge(ctx, session, fresh, reply)
+            if verdict is Attempt.OK:
+                seen.update(status=reply.status, hidden=sorted(fresh.hidden))
+                return verdict
+            why = _lockout_signal(reply)
+            if why is None and first_delay and took > max(2.0, 3 * first_delay[0]):
+                why = f"answers slowed from {first_delay[0]:.1f} s to {took:.1f} s"
+            first_delay.append(took)
+            if why is not None:
+                seen["stop"] = why
+                return Attempt.STOP
+            return verdict
+
+        try:
+            found, _why = await walk(ctx.login_gate(), candidates_for(ctx, "http-form"), attempt)
+        except ProbeFailed as exc:
+            if "stop" in seen:
+                raise ProbeFailed(f"{exc} ({seen['stop']}, at {form.action})") from None
+            raise
+        if found is None:
+            return []
+        return [
+            cred_finding(
+                "http-form",
+                port,
+                found,
+                f"the login form at {form.page} let us in (posted to {form.action}, "
+                f"answer {seen['status']})",
+                {
+                    "url": form.action,
+                    "form_page": form.page,
+                    "user_field": form.user,
+                    "password_field": form.password,
+                    "hidden_fields": seen["hidden"],
+                    "tls": form.action.startswith("https:"),
+                },
+            )
+        ]
+
+    @staticmethod
+    async def _post(session: httpx.AsyncClient, form: LoginForm, c: Candidate) -> HttpReply:
+        data = form.data(c.username, c.password)
+        if form.method == "get":
+            url = str(httpx.URL(form.action).copy_merge_params(data))
+            return await http_request(session, "GET", url, cap=65536)
+        body = httpx.QueryParams(data).__str__().encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Referer": form.page}
+        return await http_request(session, "POST", form.action, content=body, headers=headers,
+                                  cap=65536)  # fmt: skip
+
+    @staticmethod
+    async def _judge(
+        ctx: ProbeContext, session: httpx.AsyncClient, form: LoginForm, reply: HttpReply
+    ) -> Attempt:
+        """Logged in only when the answer leads to a page without the login form."""
+        if reply.status in (301, 302, 303, 307, 308):
+            target = str(httpx.URL(reply.url).join(reply.header("location")))
+            if not same_host(target, ctx.allowed_hosts) or re.search(r"(?i)login|signin", target):
+                return Attempt.REJECTED
+            landed = await http_get_following(session, target, ctx.allowed_hosts)
+            if landed.status != 200 or find_login_form(landed.text(), landed.url) is not None:
+                return Attempt.REJECTED
+            return Attempt.OK
+        if reply.status != 200:
+            return Attempt.REJECTED
+        text = reply.text()
+        if find_login_form(text, reply.url) is not None or _FAILED.search(text):
+            return Attempt.REJECTED
+        # A 200 without the form and without an error: only a new session cookie says so.
+        return Attempt.OK if reply.header("set-cookie") else Attempt.REJECTED

@@ -1,29 +1,29 @@
-"""SNMP: readable with the well-known ``public`` community (PASSIVE), with another community
-from the credential list (LOGIN), and writable (WRITE, ``--intrusive`` only: the value read is
-written back unchanged). A readable community is an exposed service, not a login (the rating
-scheme's rule), so every community found is a ``svc.snmp.readable`` finding."""
+"""SNMP: readable with the well-known ``public`` community (PASSIVE), the default communities
+(LOGIN: ``public``, ``private``, the vendor's and the list's), and writable (WRITE,
+``--intrusive`` only: the value read is written back unchanged). A community is SNMP v1/v2c's
+only credential, so an agent answering a well-known one accepts a universal default credential
+(``cred.default-password``, universal: PSTI Sch.1 para 1); it is also a readable service
+(``svc.snmp.readable``). A write community answering is probable write access until the write
+probe confirms it."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from iotrate.models import Finding, Transport
+from iotrate.models import Confidence, Finding, Transport
 from iotrate.net import printable
 
-from ._clients import snmp
+from ._clients import credlist, snmp
 from ._clients.credlist import Candidate
-from ._login import (
-    SNMP_BUDGET,
-    Attempt,
-    candidates_for,
-    walk,
-)
+from ._login import SNMP_BUDGET, candidates_for
 from .base import (
     AttemptBudget,
     BudgetExhausted,
     Intrusiveness,
+    Policy,
     Probe,
     ProbeContext,
+    ProbeFailed,
     make_finding,
     service_port,
 )
@@ -84,7 +84,7 @@ class SnmpWritable(Probe):
     timeout = 20.0
     checks = ("svc.snmp.writable",)
     budget = AttemptBudget(max_attempts=4, delay_s=0.25)
-    communities: ClassVar[tuple[str, ...]] = ("private", "public")
+    communities: ClassVar[tuple[str, ...]] = ("private", "write", "public")
 
     async def run(self, ctx: ProbeContext) -> list[Finding]:
         port = service_port(ctx)
@@ -121,8 +121,21 @@ class SnmpWritable(Probe):
 # ----------------------------------------------------------------------------------- SNMP
 
 
+# Communities every SNMP agent ships or documents (RFC 1157's examples, net-snmp's sample
+# configuration, every vendor manual): accepting one is a universal default credential (PSTI
+# Sch.1 para 1), the same on every unit, so the finding says ``universal``.
+WELL_KNOWN = ("public", "private")
+# Communities conventionally configured for writing (rwcommunity): an agent answering one very
+# probably lets it SET as well. Confirming it needs a write, which only --intrusive makes.
+WRITE_COMMUNITIES = frozenset({"private", "write", "secret", "admin", "rw", "netman"})
+
+
 class SnmpCommunities(Probe):
-    """Community strings beyond ``public`` (which the passive ``svc.snmp`` probe reads)."""
+    """Default communities: ``public`` and ``private`` first, then the device vendor's and the
+    list's likeliest. Each one the agent answers is a default credential (and a readable
+    service); a write community answering is probable write access until ``svc.snmp.write``
+    confirms it under ``--intrusive``. Agents drop a wrong community silently and never lock
+    out, so the walk does not stop at the first that works."""
 
     id = "cred.snmp"
     title = "Default SNMP communities"
@@ -131,40 +144,84 @@ class SnmpCommunities(Probe):
     transport = Transport.UDP
     intrusiveness = Intrusiveness.LOGIN
     timeout = 30.0
-    checks = ("svc.snmp.readable",)
+    checks = ("svc.snmp.readable", "cred.default-password")
     budget = SNMP_BUDGET
 
     async def run(self, ctx: ProbeContext) -> list[Finding]:
         port = service_port(ctx)
         step = min(1.0, ctx.timeout / 10)
-        cands = [c for c in candidates_for(ctx, "snmp") if c.password not in ("public", "")]
-        found: list[tuple[Candidate, dict[str, str]]] = []
-        reply_values: dict[str, str] = {}
-
-        async def attempt(c: Candidate) -> Attempt:
-            nonlocal reply_values
+        listed = candidates_for(ctx, "snmp")
+        first = [c for w in WELL_KNOWN for c in listed if c.password == w][: len(WELL_KNOWN)]
+        cands = first + [c for c in listed if c.password not in WELL_KNOWN and c.password]
+        gate = ctx.login_gate()
+        found: list[tuple[Candidate, str, dict[str, str]]] = []
+        tried = 0
+        for c in cands:
+            try:
+                await gate.take(c.password)
+            except BudgetExhausted:
+                break
+            tried += 1
+            version = "2c"
             reply = await snmp.get(ctx.address, port, c.password, [snmp.SYS_DESCR], step)
-            if reply is None:
-                return Attempt.REJECTED
-            reply_values = reply.values
-            return Attempt.OK
+            if reply is None and c.password in WELL_KNOWN:
+                version = "1"  # v1-only agents ignore a v2c packet
+                reply = await snmp.get(ctx.address, port, c.password, [snmp.SYS_DESCR], step, "1")
+            if reply is not None:
+                found.append((c, version, reply.values))
+        if not found and tried < len(first):
+            raise ProbeFailed(f"SNMP login budget spent after {tried} communities")
+        return [f for c, v, values in found for f in self._findings(ctx, port, c, v, values)]
 
-        cand, _why = await walk(ctx.login_gate(), cands, attempt)
-        if cand is not None:
-            found.append((cand, reply_values))
-        return [
+    def _findings(
+        self, ctx: ProbeContext, port: int, c: Candidate, version: str, values: dict[str, str]
+    ) -> list[Finding]:
+        descr = printable(values.get("sysDescr", ""), 200)
+        universal = c.password in WELL_KNOWN or c.universal
+        cred = Candidate("", c.password, universal, c.sources, c.entry_ids, c.vendor_match)
+        kind = "a universal default" if universal else "a listed default"
+        out = [
             make_finding(
-                "svc.snmp.readable",
-                f"SNMP v2c on UDP {port} answered community {c.password!r}: "
-                f"sysDescr {printable(values.get('sysDescr', ''), 100)!r}",
+                "cred.default-password",
+                f"SNMP v{version} on UDP {port} answered community {c.password!r}, {kind} "
+                f"community (from {', '.join(c.sources) or 'the protocol'})",
                 port,
                 {
-                    "community": c.password,
-                    "version": "2c",
-                    "lists": list(c.sources),
-                    "sysDescr": printable(values.get("sysDescr", ""), 200),
+                    **credlist.evidence_data("snmp", port, cred),
+                    "username": c.password,
+                    "password": credlist.redact(c.password),
+                    "version": version,
                 },
                 transport=Transport.UDP,
             )
-            for c, values in found
         ]
+        if c.password not in WELL_KNOWN[:1]:  # the passive svc.snmp probe reports public
+            out.append(
+                make_finding(
+                    "svc.snmp.readable",
+                    f"SNMP v{version} on UDP {port} answered community {c.password!r}: "
+                    f"sysDescr {printable(values.get('sysDescr', ''), 100)!r}",
+                    port,
+                    {
+                        "community": c.password,
+                        "version": version,
+                        "lists": list(c.sources),
+                        "sysDescr": descr,
+                    },
+                    transport=Transport.UDP,
+                )
+            )
+        if c.password in WRITE_COMMUNITIES and ctx.policy is not Policy.INTRUSIVE:
+            out.append(
+                make_finding(
+                    "svc.snmp.writable",
+                    f"SNMP on UDP {port} answers {c.password!r}, by convention a write "
+                    "community: write access is probable (not tried; --intrusive confirms it "
+                    "by writing a value back unchanged)",
+                    port,
+                    {"community": c.password, "object": None, "unchanged": None},
+                    transport=Transport.UDP,
+                    confidence=Confidence.PROBABLE,
+                )
+            )
+        return out

@@ -28,7 +28,7 @@ from iotrate.cli.console import (
 from iotrate.errors import IotrateError, RuntimeFailure
 from iotrate.models import Device, ScanResult
 from iotrate.ratelimit import DEFAULT_RATE
-from iotrate.scanrequest import SCAN_PARAMS, ScanRequest
+from iotrate.scanrequest import SCAN_PARAMS, ScanRequest, scope_text
 
 if TYPE_CHECKING:
     from iotrate.scanjob import ScanInterrupted
@@ -162,6 +162,15 @@ def scan(
             help="Most new connections (or UDP probes) per second to each host; 0: no limit.",
         ),
     ] = DEFAULT_RATE,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            metavar="home|lab",
+            help="'lab': the documented test-lab scope (all 65,535 TCP ports, the UDP IoT "
+            "list, default credentials tried); recorded in the result. 'home': as asked.",
+        ),
+    ] = "home",
 ) -> None:
     """Discover devices on TARGETS, list their services, probe them and rate them.
 
@@ -184,6 +193,7 @@ def scan(
         allow_list=allow_list,
         rate_limit=rate_limit,
         budget=budget,
+        profile=profile,
     )
     job = ScanJob(request, db=db, no_history=no_history, say=say)
     try:
@@ -202,7 +212,13 @@ def scan(
                 f"last {device.address} ({grade})"
             )
 
+        def on_sweep(host: str, done_ports: int, total: int, left_s: float) -> None:
+            status.update(
+                f"sweeping {host}: {done_ports:,} of {total:,} ports, about {left_s:.0f} s left"
+            )
+
         result = job.run(
+            progress=on_sweep,
             on_device=on_device,
             save_observations=save_observations,
             around=status if err.is_terminal else contextlib.nullcontext(),
@@ -260,6 +276,8 @@ def _emit(
         write_json(text + "\n")
     else:
         terminal.render(result, out)
+        if result.scope is not None:
+            say(f"iotrate: scope: {scope_text(result.scope)}")
 
 
 def _interrupted(stop: ScanInterrupted, json_out: bool) -> NoReturn:

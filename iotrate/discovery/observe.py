@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from iotrate.discovery import http as http_fetch
 from iotrate.discovery import mdns, ssdp
@@ -77,6 +79,28 @@ class SharedDiscovery:
     def cancel(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+
+_URL_PORT = re.compile(r"(?i)\bhttps?://[^/\s<>\"']*?:(\d{1,5})[/<\s\"']")
+
+
+def announced_ports(observations: Iterable[Observation]) -> set[int]:
+    """TCP ports a device names itself: mDNS SRV ports, the port of an SSDP LOCATION, and
+    explicit ports in its UPnP description (presentationURL, URLBase, control URLs)."""
+    ports: set[int] = set()
+    for o in observations:
+        if isinstance(o, MdnsObservation) and o.port:
+            ports.add(int(o.port))
+        elif isinstance(o, SsdpObservation):
+            loc = str((o.headers or {}).get("LOCATION") or (o.headers or {}).get("location") or "")
+            try:
+                parts = urlsplit(loc)
+                if parts.scheme in ("http", "https"):
+                    ports.add(parts.port or (443 if parts.scheme == "https" else 80))
+            except ValueError:
+                pass
+            ports.update(int(m) for m in _URL_PORT.findall(str(o.description_xml or "")[:262144]))
+    return {n for n in ports if 0 < n < 65536}
 
 
 def service_observations(address: str, services: Iterable[Service]) -> list[Observation]:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import Collection, Iterable
+import time
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -25,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from iotrate import ratelimit
 from iotrate.models import Service, Transport
 from iotrate.net import (
     PortState,
@@ -92,6 +94,14 @@ def port_specs(selection: str) -> tuple[PortSpec, ...]:
                 raise ValueError(f"no UDP hello known for port {n}")
             chosen.append(spec or _unknown(n))
     return tuple(chosen)
+
+
+def announced_specs(ports: Iterable[int], swept: Iterable[PortSpec]) -> tuple[PortSpec, ...]:
+    """TCP specs for the ``ports`` a device announced (mDNS SRV, UPnP URLs) that the sweep's
+    ``swept`` list left out: a port the device itself names is always scanned."""
+    have = {p.port for p in swept if p.transport is Transport.TCP}
+    by_port = {p.port: p for p in iot_ports() if p.transport is Transport.TCP}
+    return tuple(by_port.get(n) or _unknown(n) for n in sorted(set(ports) - have) if 0 < n < 65536)
 
 
 def _unknown(port: int) -> PortSpec:
@@ -183,6 +193,57 @@ class ScanLimits:
     udp_timeout: float = 1.0
     concurrency: int = 512
     per_host: int = 32
+    # The lab profile's full sweep: the most connections a second one device may get, the
+    # pacer (SweepPacer) adapting below it to what the device tolerates; 0: the scan's rate.
+    adaptive_rate: float = 0.0
+    # Told (host, ports done, ports to do, seconds left by the current pace) during a sweep.
+    progress: Callable[[str, int, int, float], None] | None = field(default=None, compare=False)
+
+
+SWEEP_MIN_PORTS = 1024  # fewer ports than this are not a sweep worth pacing
+
+
+@dataclass
+class SweepPacer:
+    """Paces one device's full TCP sweep (additive increase, multiplicative decrease, as TCP
+    itself backs off): every ``window`` ports it halves the rate when connects went unanswered
+    (drops: a SYN flood defence or a stack out of buffers) or answers slowed to several times
+    their first pace, and raises it by half otherwise, between ``floor`` and ``ceiling``.
+    Closed ports answering RST promptly are the normal case, not distress."""
+
+    ceiling: float
+    rate: float = 0.0
+    floor: float = 20.0
+    window: int = 256
+    connect_timeout: float = 1.0
+    baseline: float | None = None
+    _took: list[float] = field(default_factory=list)
+    _drops: int = 0
+
+    def __post_init__(self) -> None:
+        self.rate = self.rate or min(self.ceiling, 500.0)
+
+    def record(self, took: float, answered: bool) -> bool:
+        """One port done; True when the rate changed (the caller tells the limiter)."""
+        if answered:
+            self._took.append(took)
+        else:
+            self._drops += 1
+        if len(self._took) + self._drops < self.window:
+            return False
+        took_sorted = sorted(self._took) or [self.connect_timeout]
+        median = took_sorted[len(took_sorted) // 2]
+        if self.baseline is None:
+            self.baseline = median
+        slow = median > max(0.05, 4 * self.baseline)
+        dropped = self._drops > self.window // 50  # more than 2 % unanswered
+        old = self.rate
+        if slow or dropped:
+            self.rate = max(self.floor, self.rate / 2)
+        else:
+            self.rate = min(self.ceiling, self.rate * 1.5)
+        self._took, self._drops = [], 0
+        return self.rate != old
 
 
 async def _grab(host: str, spec: PortSpec, limits: ScanLimits) -> Service | None:
@@ -318,21 +379,33 @@ async def scan_hosts(
         result.alive = True
         outcomes: list[Service | BaseException | None] = [None] * len(specs)
         todo = iter(range(len(specs)))
+        pacer = _pacer(host, specs, limits)
+        done = 0
 
         async def worker() -> None:
+            nonlocal done
             for i in todo:  # one shared iterator: each port is taken by exactly one worker
                 spec = specs[i]
                 try:
                     async with sem:
+                        t0 = time.monotonic()
                         if spec.transport is Transport.UDP:
                             outcomes[i] = await _udp(host, spec, limits)
                         else:
                             outcomes[i] = await _grab(host, spec, limits)
+                        took = time.monotonic() - t0
                 except Exception as exc:
-                    outcomes[i] = exc
+                    outcomes[i], took = exc, 0.0
+                done += 1
+                if pacer is not None:
+                    _paced(host, pacer, took, limits, done, len(specs))
 
-        async with scanning:
-            await asyncio.gather(*(worker() for _ in range(min(limits.per_host, len(specs)))))
+        try:
+            async with scanning:
+                await asyncio.gather(*(worker() for _ in range(min(limits.per_host, len(specs)))))
+        finally:
+            if pacer is not None and (limiter := ratelimit.active()) is not None:
+                limiter.set_host_rate(host, None)
         for spec, out in zip(specs, outcomes, strict=True):
             if isinstance(out, BaseException):
                 result.errors.append(f"{spec.transport}/{spec.port}: {type(out).__name__}: {out}")
@@ -344,6 +417,28 @@ async def scan_hosts(
         return result
 
     return list(await asyncio.gather(*(one_host(h) for h in hosts)))
+
+
+def _pacer(host: str, specs: tuple[PortSpec, ...], limits: ScanLimits) -> SweepPacer | None:
+    """A pacer for a full sweep under the lab profile, with the limiter set to its rate."""
+    limiter = ratelimit.active()
+    if not limits.adaptive_rate or limiter is None or len(specs) < SWEEP_MIN_PORTS:
+        return None
+    pacer = SweepPacer(ceiling=limits.adaptive_rate, connect_timeout=limits.connect_timeout)
+    limiter.set_host_rate(host, pacer.rate)
+    return pacer
+
+
+def _paced(
+    host: str, pacer: SweepPacer, took: float, limits: ScanLimits, done: int, total: int
+) -> None:
+    """Feed one port's answer time to the pacer; tell the limiter and the progress hook."""
+    answered = took < limits.connect_timeout * 0.95
+    limiter = ratelimit.active()
+    if pacer.record(took, answered) and limiter is not None:
+        limiter.set_host_rate(host, pacer.rate)
+    if limits.progress is not None and (done % pacer.window == 0 or done == total):
+        limits.progress(host, done, total, (total - done) / pacer.rate)
 
 
 def neighbour_macs() -> dict[str, str]:

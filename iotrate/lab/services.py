@@ -318,10 +318,12 @@ def _hub(ctx: Context, dev: LabDevice) -> Plan:
         work / "snmpd.conf",
         f"agentAddress udp:{addr}:161\n"
         f"rocommunity {community} default\n"
+        # sysContact is left out of the file: snmpd makes a configured value read-only, and
+        # the write community must really write (svc.snmp.write sets it back unchanged).
+        f"rwcommunity {_setting(dev, 'snmp_write_community')} default .1.3.6.1.2.1.1\n"
         f"sysDescr {_setting(dev, 'snmp_sys_descr')}\n"
         f"sysName {_setting(dev, 'hostname')}\n"
         "sysLocation Living room\n"
-        "sysContact admin\n"
         "sysServices 72\n",
     )
     tls = [
@@ -336,7 +338,28 @@ def _hub(ctx: Context, dev: LabDevice) -> Plan:
         "-p", str(work / "snmpd.pid"),
     ]  # fmt: skip
     env = {"SNMP_PERSISTENT_DIR": str(snmp_dir), "MIBS": ""}
-    return Plan([ctx.launch(dev, "s_server", tls), ctx.launch(dev, "snmpd", snmpd, env=env)])
+    return Plan(
+        [
+            ctx.launch(dev, "s_server", tls),
+            ctx.launch(dev, "snmpd", snmpd, env=env),
+            _web_ui(ctx, dev),
+        ]
+    )
+
+
+def _web_ui(ctx: Context, dev: LabDevice) -> Launch:
+    """The device's web admin UI with a form login (iotrate/lab/web_ui.py)."""
+    user, password = _credential(dev, "http-form")
+    argv = [
+        sys.executable, "-m", "iotrate.lab.web_ui", "--address", ctx.address(dev),
+        "--port", str(_tcp_port(dev, "web-ui")), "--user", user, "--password", password,
+        "--title", str(_setting(dev, "web_title")), "--lockout", str(_setting(dev, "web_lockout")),
+    ]  # fmt: skip
+    return ctx.launch(dev, "web-ui", argv)
+
+
+def _router(ctx: Context, dev: LabDevice) -> Plan:
+    return Plan([_web_ui(ctx, dev)])
 
 
 def _speaker(ctx: Context, dev: LabDevice) -> Plan:
@@ -455,6 +478,7 @@ BUILDERS: dict[str, Callable[[Context, LabDevice], Plan]] = {
     "hub": _hub,
     "speaker": _speaker,
     "plug": _plug,
+    "router": _router,
 }
 
 

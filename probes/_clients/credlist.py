@@ -6,8 +6,10 @@ service (the attempt budget, so that a device with a lockout is never locked out
 pairs it tries must be the likeliest. The order, for a device whose vendor and category may be
 known or not:
 
-1. pairs listed for the device's own vendor *and* for this protocol or the device's category
-   (identification told us who made it);
+1. pairs listed for the device's own vendor *and* for a login protocol or the device's
+   category (identification told us who made it); a vendor's pair listed for another login
+   protocol (telnet, say) is tried on this one too, since vendors reuse one factory account
+   on every surface;
 2. then, for shell logins (telnet, SSH), Mirai's weights: Mirai's authors weighted each pair by
    how often it opened a device, which is the best public evidence of what embedded Linux
    accounts really use; ties go to other pairs of the vendor, to pairs listed for the device's
@@ -127,8 +129,12 @@ def candidates(
     exclude: Iterable[tuple[str, str]] = (),
 ) -> list[Candidate]:
     """Distinct (username, password) pairs for ``protocol``, likeliest first (module doc)."""
-    rows = [e for e in (load() if entries is None else entries) if e.applies_to(protocol)]
     keys = vendor_keys(vendor)
+    rows = [
+        e
+        for e in (load() if entries is None else entries)
+        if e.applies_to(protocol) or _vendor_elsewhere(e, keys, protocol)
+    ]
     cat = (category or "").lower()
     skip = set(exclude)
     by_pair: dict[tuple[str, str], list[CredEntry]] = defaultdict(list)
@@ -168,6 +174,16 @@ def candidates(
             )
         )
     return out
+
+
+def _vendor_elsewhere(e: CredEntry, keys: frozenset[str], protocol: str) -> bool:
+    """A row of the device's own vendor listed for another login protocol: vendors reuse one
+    factory account on every surface (a Hikvision's admin/12345 opens its web UI as well as
+    its telnet), and the lists record where their sources saw it, not where it works. SNMP
+    communities are not passwords, so they never cross to or from a login."""
+    if not keys or e.vendor not in keys or protocol not in LOGIN_PROTOCOLS:
+        return False
+    return bool(e.protocols) and e.protocols <= LOGIN_PROTOCOLS
 
 
 def redact(password: str) -> str:

@@ -260,7 +260,9 @@ def cred(name: str, service: str) -> tuple[str, str]:
 def jobs(lab: dict[str, Any], home: str) -> dict[str, list[Any]]:
     """Every probe of the lab tests, keyed by what the tests look up."""
     ip = {d["name"]: d["address"] for d in lab["devices"]}
-    tv, fridge, camera, hub, speaker, plug = (ip[n] for n in DEVICES)
+    tv, fridge, camera, hub, speaker, plug = (
+        ip[n] for n in ("tv", "fridge", "camera", "hub", "speaker", "plug")
+    )
     ssh = ["dbclient", "-y", "-y", "-T", f"{cred('camera', 'ssh')[0]}@{camera}", "id"]
     strict = ["-CAfile", lab["ca_cert"], "-verify_return_error", "-verify_ip", plug]
     weak = ["-cipher", "ALL:@SECLEVEL=0"]

@@ -76,7 +76,14 @@ def test_lab_default_credentials_found_from_the_list(lab: dict[str, Any], in_sca
         ("fridge", "telnet", "root"),
         ("fridge", "http-basic", "admin"),
         ("camera", "ssh", "root"),
+        ("hub", "snmp", "public"),
+        ("hub", "snmp", "private"),
     }
+    hub = found["hub"].findings
+    assert all(f.evidence[0].data["universal"] for f in hub if f.check == "cred.default-password")
+    # default policy: no SET sent, so private's write access is probable, not confirmed
+    (w,) = [f for f in hub if f.check == "svc.snmp.writable"]
+    assert w.confidence.value == "probable"
     assert "svc.mqtt.anonymous" in {f.check for f in found["fridge"].findings}
     # Passwords never appear in the evidence: only the redacted hint.
     planted = {c["password"] for d in lab["devices"] for c in d["credentials"] if c["password"]}

@@ -125,3 +125,25 @@ def test_schema_command_prints_the_published_schema() -> None:
     res = runner.invoke(app, ["schema"])
     committed = resources.files("iotrate").joinpath("schemas/scan-result.schema.json").read_text()
     assert json.loads(res.output) == json.loads(committed)
+
+
+def test_profile_lab_reaches_the_scan_and_the_scope_is_printed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from iotrate.discovery.portscan import port_specs
+    from iotrate.scan import scan_scope
+
+    seen: list[Any] = []
+
+    async def fake_scan(targets: Any, options: Any) -> ScanResult:
+        seen.append(options)
+        scope = scan_scope(options, port_specs(options.ports), [], [])
+        return ScanResult(scan_id="x", started_at=datetime.now(UTC), scope=scope)
+
+    monkeypatch.setattr("iotrate.scan.run_scan", fake_scan)
+    res = runner.invoke(app, ["scan", "127.0.0.1", "--profile", "lab", "--no-history"])
+    assert res.exit_code == 0, res.output
+    assert (seen[0].ports, seen[0].profile) == ("all", "lab")
+    assert "scope: lab profile: all 65,535 TCP ports" in res.stderr
+    bad = runner.invoke(app, ["scan", "127.0.0.1", "--profile", "lab", "--safe"])
+    assert bad.exit_code == EXIT_USAGE and "excludes --safe" in bad.output

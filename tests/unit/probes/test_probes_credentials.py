@@ -29,7 +29,7 @@ from support.probes import (
     udp_fake,
 )
 
-from iotrate.models import Device, OutcomeStatus, ProbeOutcome
+from iotrate.models import Confidence, Device, OutcomeStatus, ProbeOutcome
 from iotrate.probing import ProbeRunner, RunnerOptions
 
 
@@ -118,10 +118,40 @@ def test_telnet_stops_at_a_lockout_message_and_respects_the_budget() -> None:
             (d,) = await ProbeRunner([Small]).run([device((srv.port, "tcp", "telnet"))])
             return d, len(srv.logins)
 
+    # A lockout message or a spent budget ends the walk untested: the check stays unknown.
     d, tried = asyncio.run(go(telnet_server(None, lockout=2)))
-    assert tried == 2 and d.findings == [] and only(d).status is OutcomeStatus.RAN
+    assert tried == 2 and d.findings == [] and only(d).status is OutcomeStatus.FAILED
+    assert "not tested: stopped on a lockout" in (only(d).reason or "")
     d, tried = asyncio.run(go(telnet_server(None)))
-    assert tried == 5 and only(d).attempts == 5
+    assert tried == 5 and only(d).attempts == 5 and only(d).status is OutcomeStatus.FAILED
+    assert "budget was spent; 5 of 16 planned" in (only(d).reason or "")
+
+
+def test_a_walk_through_the_whole_plan_is_tested_and_says_what_it_tried() -> None:
+    class Roomy(Telnet):
+        budget = AttemptBudget(max_attempts=40, delay_s=0.0)
+
+    async def go() -> tuple[Device, int]:
+        async with tcp_fake(telnet_server(None)) as srv:
+            (d,) = await ProbeRunner([Roomy]).run([device((srv.port, "tcp", "telnet"))])
+            return d, len(srv.logins)
+
+    d, tried = asyncio.run(go())
+    assert tried == 16 and only(d).status is OutcomeStatus.RAN and d.findings == []
+    assert (only(d).reason or "").startswith("no known default among 16 tried (0 of the vendor")
+    assert "mirai" in (only(d).reason or "")
+
+
+def test_a_vendor_default_listed_for_another_protocol_is_tried_first() -> None:
+    """Zyxel's admin/Zyxel*2012* is listed for ssh, telnet and ftp only; on a Zyxel device's
+    web login it comes first, on anyone else's it is not tried."""
+    pair = ("admin", "Zyxel*2012*")
+    rows = [e for e in credlist.load() if (e.username, e.password) == pair]
+    assert rows and all(e.protocols and "http" not in e.protocols for e in rows)
+    zyxel = [(c.username, c.password) for c in credlist.candidates("http", "Zyxel Communications")]
+    assert zyxel[0] == pair or pair in zyxel[:3]
+    assert pair not in [(c.username, c.password) for c in credlist.candidates("http", "Acme")]
+    assert pair not in [(c.username, c.password) for c in credlist.candidates("snmp", "Zyxel")]
 
 
 @pytest.mark.parametrize("handler", [tarpit, garbage(b"\x00\x01\x02 nonsense \xff")])
@@ -164,7 +194,7 @@ def test_http_basic_and_digest(route: Any) -> None:
     assert f.evidence[0].data["password"] == "a***" and tried == 1
 
 
-def test_http_budget_is_four_and_shared_with_rtsp_on_the_web_account() -> None:
+def test_http_budget_is_shared_with_rtsp_on_the_web_account() -> None:
     fast = AttemptBudget(max_attempts=_login.WEB_BUDGET.max_attempts, delay_s=0.0)
 
     class Http(http.HttpDefaultPassword):
@@ -182,10 +212,17 @@ def test_http_budget_is_four_and_shared_with_rtsp_on_the_web_account() -> None:
             (d,) = await ProbeRunner([Http, Rtsp]).run([dev])
             return d, len(web.logins), len(cam.logins)
 
+    # Both walks complete within the shared budget: each surface's plan (6 general pairs)
     d, web, cam = asyncio.run(go())
-    assert web + cam == _login.WEB_BUDGET.max_attempts == 4
-    assert d.findings == []
-    assert sum(o.attempts or 0 for o in d.outcomes) == 4
+    assert web == cam == _login.TIERS["http"] == 6
+    assert d.findings == [] and sum(o.attempts or 0 for o in d.outcomes) == 12
+    assert {o.status for o in d.outcomes if o.port} == {OutcomeStatus.RAN}
+    # ... and a budget smaller than the two plans leaves one of them untested, never passed
+    fast = AttemptBudget(max_attempts=8, delay_s=0.0)
+    Http.budget = Rtsp.budget = fast
+    d, web, cam = asyncio.run(go())
+    assert web + cam == 8
+    assert OutcomeStatus.FAILED in {o.status for o in d.outcomes if o.port}
 
 
 def test_http_without_a_challenge_is_not_applicable() -> None:
@@ -253,18 +290,57 @@ def test_rtsp_digest_of_a_protected_stream() -> None:
     assert only(asyncio.run(go({"/live": "open"}))).status is OutcomeStatus.NOT_APPLICABLE
 
 
-def test_snmp_communities_beyond_public() -> None:
-    async def go(read: set[str]) -> tuple[Device, list[Any]]:
+class SnmpCreds(snmp.SnmpCommunities):
+    timeout = 12.0  # 1 s steps: the fake answers at once, silence costs one step
+
+
+def snmp_creds(
+    read: set[str], policy: Policy = Policy.DEFAULT, vendor: str | None = None
+) -> tuple[Device, list[Any]]:
+    async def go() -> tuple[Device, list[Any]]:
         async with udp_fake(snmp_agent(read)) as agent:
-            (d,) = await ProbeRunner([snmp.SnmpCommunities]).run(
-                [device((agent.port, "udp", "snmp"))]
-            )
+            dev = device((agent.port, "udp", "snmp"))
+            if vendor:
+                dev = dev.model_copy(update={"vendor": vendor})
+            (d,) = await ProbeRunner([SnmpCreds], RunnerOptions(policy=policy)).run([dev])
             return d, agent.logins
 
-    d, logins = asyncio.run(go({"private"}))
-    (f,) = d.findings
-    assert f.check == "svc.snmp.readable" and f.evidence[0].data["community"] == "private"
-    assert ("get", "public") not in logins  # public is the passive probe's
+    return asyncio.run(go())
+
+
+def test_snmp_default_communities_are_universal_default_credentials() -> None:
+    """public and private answering: two universal default credentials (the scheme's G cap
+    matches ``universal: true``), private also readable, and private, by convention the write
+    community, is probable write access without a single SET."""
+    d, logins = snmp_creds({"public", "private"})
+    creds = {f.evidence[0].data["username"]: f for f in d.findings
+             if f.check == "cred.default-password"}  # fmt: skip
+    assert set(creds) == {"public", "private"}
+    for f in creds.values():
+        assert f.evidence[0].data["protocol"] == "snmp" and f.evidence[0].data["universal"]
+    readable = [f.evidence[0].data["community"] for f in d.findings
+                if f.check == "svc.snmp.readable"]  # fmt: skip
+    assert readable == ["private"]  # public: the passive probe's finding
+    (w,) = [f for f in d.findings if f.check == "svc.snmp.writable"]
+    assert w.confidence is Confidence.PROBABLE and w.evidence[0].data["community"] == "private"
+    assert not [x for x in logins if x[0] == "set"]
+    assert logins[:2] == [("get", "public"), ("get", "private")]
+
+
+def test_snmp_write_community_left_to_the_write_probe_under_intrusive() -> None:
+    d, _ = snmp_creds({"private"}, Policy.INTRUSIVE)
+    assert "svc.snmp.writable" not in {f.check for f in d.findings}
+    assert "cred.default-password" in {f.check for f in d.findings}
+
+
+def test_snmp_vendor_community_not_universal_and_nothing_is_a_pass() -> None:
+    apc = next(e for e in credlist.load() if e.vendor == "apc" and "snmp" in e.protocols)
+    d, logins = snmp_creds({apc.password}, vendor="APC")
+    (f,) = [f for f in d.findings if f.check == "cred.default-password"]
+    assert f.evidence[0].data["universal"] is False and f.evidence[0].data["vendor_specific"]
+    assert logins[4] == ("get", apc.password)  # right after public and private (v2c, v1)
+    d, _ = snmp_creds(set())
+    assert d.findings == [] and only(d).status is OutcomeStatus.RAN
 
 
 def test_safe_policy_skips_every_credential_probe() -> None:

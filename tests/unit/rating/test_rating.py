@@ -136,6 +136,10 @@ LAB_FINDINGS: dict[str, list[Finding]] = {
         finding("tls.cert.weak-key", key_type="RSA", key_bits=1024),
         finding("tls.cert.self-signed"),
         finding("svc.snmp.readable", community="public"),
+        finding("cred.default-password", protocol="snmp", username="public", universal=True),
+        finding("cred.default-password", protocol="snmp", username="private", universal=True),
+        finding("svc.snmp.writable", Confidence.PROBABLE, community="private"),
+        finding("svc.http.admin-cleartext", auth="form"),
         finding("svc.info-disclosure", fields=["sysDescr"]),
     ],
     "speaker": [
@@ -144,6 +148,11 @@ LAB_FINDINGS: dict[str, list[Finding]] = {
         finding("update.version-uncertain"),
     ],
     "plug": [finding("tls.cert.self-signed")],
+    "router": [
+        finding("cred.default-password", protocol="http-form", username="admin", universal=False),
+        finding("svc.http.admin-cleartext", auth="form"),
+        finding("update.version-unknown"),
+    ],
 }
 
 
@@ -185,7 +194,10 @@ def test_hardened_plug_is_a_with_its_declaration_and_at_best_b_without() -> None
 
 
 def test_weak_tls_hub_is_e_or_f() -> None:
-    r = rated(LAB_FINDINGS["hub"])
+    # the hub's TLS and SNMP-read findings alone; its default communities make it G
+    tls = [f for f in LAB_FINDINGS["hub"] if f.check not in ("cred.default-password",
+                                                              "svc.snmp.writable")]  # fmt: skip
+    r = rated(tls)
     assert r.grade in ("E", "F")
     caps = {c.cap for c in r.caps}
     assert {"tls-obsolete-admin", "cert-expired", "cert-weak-key"} <= caps
@@ -404,8 +416,9 @@ def test_rate_result_fills_every_device_and_is_idempotent() -> None:
     assert grades == {
         "camera": "G",
         "fridge": "G",
-        "hub": "E",
+        "hub": "G",
         "plug": "A",
+        "router": "F",
         "speaker": "C",
         "tv": "G",
     }

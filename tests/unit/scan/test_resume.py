@@ -157,3 +157,4 @@ def test_run_scan_skips_stored_hosts_and_rates_everything(
     assert r.started_at == began
     # every device rated (2026.3: with probes off nothing decisive ran, so no letter)
     assert all(d.rating is not None and d.rating.status for d in r.devices)
+    assert r.scope is not None and r.scope.tcp_ports == "curated" and r.scope.profile == "home"

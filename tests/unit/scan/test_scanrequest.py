@@ -13,7 +13,7 @@ from iotrate.errors import UsageError
 from iotrate.fleet.agent import AgentSettings
 from iotrate.models import Policy
 from iotrate.ratelimit import DEFAULT_RATE
-from iotrate.scanrequest import OPTIONS_VERSION, SCAN_PARAMS, ScanRequest
+from iotrate.scanrequest import LAB_SWEEP_RATE, OPTIONS_VERSION, SCAN_PARAMS, ScanRequest
 
 #: What ``iotrate scan`` stored before the request existed: OPTIONS_VERSION 1, keyed by the
 #: scan command's parameter names, None for options not given.
@@ -40,7 +40,7 @@ def test_the_recorded_names_are_the_ones_scans_were_always_stored_under() -> Non
     assert OPTIONS_VERSION == 1
     assert SCAN_PARAMS == (
         "ports", "allow_public", "max_hosts", "timeout", "concurrency", "safe", "intrusive",
-        "exclude", "use_nmap", "allow_list", "rate_limit", "budget",
+        "exclude", "use_nmap", "allow_list", "rate_limit", "budget", "profile",
     )  # fmt: skip
 
 
@@ -59,7 +59,8 @@ def test_an_old_record_resumes_as_the_same_request() -> None:
         rate_limit=20.0,
         budget="2m",
     )
-    assert req.record() == OLD_RECORD
+    # Scans recorded before profiles existed were home scans; the new record says so.
+    assert req.record() == {"version": 1, "params": {**OLD_RECORD["params"], "profile": "home"}}
     # Options a record lacks keep this command line's value, except the two that were always
     # taken from the record alone.
     partial = typed_now.resumed({"ports": "80", "exclude": None}, ["192.0.2.0/29"])
@@ -114,3 +115,42 @@ def test_cli_modules_import_only_what_they_share() -> None:
             for name in names:
                 if name == "iotrate.cli" or name.startswith("iotrate.cli."):
                     assert name in shared, f"{path.name} imports {name}"
+
+
+def test_the_lab_profile_sweeps_every_tcp_port_and_tries_default_passwords() -> None:
+    lab = ScanRequest(targets=("10.0.0.5",), profile="lab")
+    lab.check()
+    opts = lab.scan_options()
+    assert (opts.ports, opts.profile, opts.policy) == ("all", "lab", Policy.DEFAULT)
+    assert opts.limits.adaptive_rate == LAB_SWEEP_RATE  # the sweep paces itself
+    home = ScanRequest(profile="home").scan_options()
+    assert (home.ports, home.limits.adaptive_rate) == ("iot", 0.0)
+    for bad, message in [
+        (ScanRequest(profile="lab", safe=True), "excludes --safe"),
+        (ScanRequest(profile="lab", ports="22,80"), "drop --ports"),
+        (ScanRequest(profile="office"), "--profile must be one of home, lab"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            bad.check()
+    # recorded with the scan, so --resume sweeps the same scope
+    assert ScanRequest().resumed(lab.record()["params"], ["10.0.0.5"]).profile == "lab"
+
+
+def test_scope_recorded_from_what_the_scan_swept() -> None:
+    from iotrate.discovery.portscan import port_specs
+    from iotrate.models import Device, OutcomeStatus, ProbeOutcome
+    from iotrate.scan import ScanOptions, scan_scope
+    from iotrate.scanrequest import scope_text
+
+    opts = ScanOptions(ports="all", profile="lab", budget=30.0)
+    cut = ProbeOutcome(probe="p", status=OutcomeStatus.SKIPPED_BY_POLICY, budget_s=30.0)
+    dev = Device(id="d", address="10.0.0.5", outcomes=[cut])
+    scope = scan_scope(opts, port_specs("all"), [dev], [])
+    assert (scope.profile, scope.tcp_ports, scope.tcp_port_count) == ("lab", "all", 65535)
+    assert scope.udp and scope.budget_cut and scope.budget_s == 30.0
+    assert "all 65,535 TCP ports" in scope_text(scope) and "cut probes" in scope_text(scope)
+    home = scan_scope(ScanOptions(), port_specs("iot"), [], [])
+    curated_tcp = sum(1 for p in port_specs("iot") if p.transport.value == "tcp")
+    assert (home.tcp_ports, home.tcp_port_count, home.budget_cut) == ("curated", curated_tcp, False)
+    custom = scan_scope(ScanOptions(ports="22,80"), port_specs("22,80"), [], [])
+    assert (custom.tcp_ports, custom.udp) == ("custom", False)
