@@ -19,6 +19,12 @@ iotrate lab exec -- iotrate scan "$subnet" --output out/lab-scan.json \
   --save-observations out/lab-observations.jsonl >/dev/null
 iotrate rate out/lab-scan.json --declaration iotrate/lab/declarations/plug.yaml \
   --device "$plug" --output out/lab-rated.json
+# A test lab's run of one device under test: the plug under the lab profile (all TCP ports, the
+# UDP IoT list, default credentials), rated with its declaration. Only this profile can earn A.
+iotrate lab exec -- iotrate scan "$plug" --profile lab --no-history --output out/plug-lab.json \
+  >/dev/null
+iotrate rate out/plug-lab.json --declaration iotrate/lab/declarations/plug.yaml \
+  --device "$plug" --output out/plug-lab-rated.json
 iotrate report out/lab-rated.json -o out/report.html
 iotrate label out/lab-rated.json --out out/labels --format svg,png,pdf
-echo "wrote out/lab-rated.json, out/report.html and out/labels/"
+echo "wrote out/lab-rated.json, out/plug-lab-rated.json, out/report.html and out/labels/"
