@@ -73,7 +73,12 @@ def test_a_budgeted_lab_scan_ends_on_time_and_says_so(lab: dict[str, Any], tmp_p
     for address in expected:
         d = devices[address]
         rating = d["rating"]
-        assert rating and rating["grade"] in "ABCDEFG"
+        # Rated: a letter, or (scheme 2026.3) "not enough seen to rate" when the budget cut
+        # every decisive probe — never a letter from checks that did not run.
+        assert rating, address
+        assert rating["grade"] in tuple("ABCDEFG") or (
+            rating["grade"] is None and rating["status"] == "insufficient_evidence"
+        ), (address, rating["reasons"])
         reasons = [o.get("reason") or "" for o in d["outcomes"]]
         if any(r.startswith(BUDGET_REASON) for r in reasons):
             cut.append(address)
