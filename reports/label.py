@@ -773,9 +773,14 @@ def to_pdf(svg: str) -> bytes:
 def file_stem(device: Device) -> str:
     """A file name that is safe on every file system and unique per device in one result."""
     vendor, model = device_names(device)
+    # "Unidentified camera at 10.0.0.5": the id below names the device, and an address cut
+    # short by the length limit would read as another device's ("…at-10-0-0" + "5f-…").
+    model = re.sub(r"\s+at\s+\S+$", "", model)
     raw = f"{vendor}-{model}"
     ascii_ = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_).strip("-").lower()[:48].strip("-")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_).strip("-").lower()
+    if len(slug) > 48:  # cut at a word, never inside one
+        slug = slug[:49].rsplit("-", 1)[0]
     # Separators become "-" rather than vanish: "10.0.11.5" and "10.0.1.15" must not meet as
     # "100115". A short hash of the whole id keeps ids that still collide (cut, or differing
     # only in punctuation) apart; one label must never overwrite another.
