@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iotrate.errors import UsageError
-from iotrate.models import Policy, ScanScope
+from iotrate.models import Policy
 from iotrate.ratelimit import DEFAULT_RATE
 from iotrate.targets import (
     AllowList,
@@ -182,22 +182,6 @@ class ScanRequest:
         given.setdefault("max_hosts", None)
         given.setdefault("allow_list", None)
         return replace(self, targets=tuple(specs), **given)
-
-
-def scope_text(scope: ScanScope) -> str:
-    """One line saying what a scan covered, for the terminal (the result keeps the fields)."""
-    ports = {
-        "curated": f"the curated IoT list ({scope.tcp_port_count} TCP ports)",
-        "all": f"all {scope.tcp_port_count:,} TCP ports",
-        "custom": f"{scope.tcp_port_count} chosen TCP port(s)",
-    }[scope.tcp_ports]
-    budget = "no time budget"
-    if scope.budget_s is not None:
-        budget = f"budget {scope.budget_s:g} s" + (
-            ", which cut probes (their checks are not tested)" if scope.budget_cut else ""
-        )
-    udp = "the UDP IoT hellos" if scope.udp else "no UDP"
-    return f"{scope.profile} profile: {ports}, {udp}, policy {scope.policy.value}, {budget}"
 
 
 #: The request's fields that a scan records and a resume reuses: all but the targets, which the

@@ -44,6 +44,7 @@ from .label import (
     scheme_text,
     tested_on,
 )
+from .scope import scope_summary
 from .textfit import clean
 
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
@@ -180,6 +181,7 @@ class ReportView:
     distribution: list[tuple[str, int]]
     unrated: int
     schemes: str
+    scope: str
     digest: str
     tool: str
     started: str
@@ -471,6 +473,7 @@ def view(
         distribution=list(counts.items()),
         unrated=sum(1 for d in devices if d.grade is None),
         schemes=", ".join(s for s in schemes if s) or "no rating scheme applied yet",
+        scope=scope_summary(result.scope),
         digest=digest,
         tool=f"iotrate {__version__}",
         started=result.started_at.isoformat(timespec="seconds"),

@@ -45,6 +45,7 @@ from iotrate.naming import device_firmware, device_names
 from iotrate.probing import budget_cut
 from iotrate.signing import result_digest
 
+from .scope import scope_short
 from .textfit import ASCENT, DESCENT, clean, fit, xml_escape
 
 Size = Literal["full", "sticker"]
@@ -128,6 +129,7 @@ class LabelData:
     valid_until: date | None = None
     forced: bool = False  # the declaration was applied with --force despite a mismatch
     etsi: EtsiCoverage | None = None
+    scope: str = "scope not recorded"  # what the scan covered (ports, UDP, budget cut)
 
     @property
     def firmware_line(self) -> str:
@@ -217,6 +219,7 @@ def label_data(
         valid_until=rating.valid_until if rating is not None else None,
         forced=bool(rating is not None and rating.declared and rating.declared.forced),
         etsi=rating.coverage.etsi if rating is not None and rating.coverage else None,
+        scope=scope_short(result.scope),
     )
 
 
@@ -597,19 +600,29 @@ def _full_footer(
     s.rect(left, 177.5, right - left, 1.7, "#E3E3E3", rx="0.85")
     if data.coverage is not None and data.coverage.fraction > 0:
         s.rect(left, 177.5, (right - left) * data.coverage.fraction, 1.7, BLUE, rx="0.85")
-    if data.etsi is not None:
-        s.text(left, 181.6, _etsi_text(data.etsi), 2.0, right - left, fill="#444444", min_size=1.5)
+    # The scan's scope always has a line (a grade claims only what was measured); with the
+    # ETSI line as well, the small print closes up to keep both inside the border.
+    small = [_etsi_text(data.etsi), f"Scan scope: {data.scope}"] if data.etsi else []
+    if small:
+        for y, line in zip((181.3, 183.6), small, strict=True):
+            s.text(left, y, line, 1.9, right - left, fill="#444444", min_size=1.5)
+        notice_y, footer_y, notice_size = 186.4, 189.4, 2.5
+    else:
+        s.text(left, 181.6, f"Scan scope: {data.scope}", 2.0, right - left, fill="#444444")
+        notice_y, footer_y, notice_size = 184.4, 188.4, 2.8
 
     s.text(
         W / 2,
-        184.4,
+        notice_y,
         "Automated assessment, not a certification",
-        2.8,
+        notice_size,
         86,
         anchor="middle",
         bold=True,
     )
-    s.text(W / 2, 188.4, _footer_text(data), 2.0, 86, anchor="middle", fill="#444444", min_size=1.4)
+    s.text(
+        W / 2, footer_y, _footer_text(data), 2.0, 86, anchor="middle", fill="#444444", min_size=1.4
+    )
     s.add(
         f'<rect x="1.2" y="1.2" width="{_n(W - 2.4)}" height="{_n(H - 2.4)}" rx="2.5" '
         f'fill="none" stroke="{INK}" stroke-width="0.5"/>'

@@ -28,6 +28,7 @@ from iotrate.cli.console import (
 from iotrate.errors import IotrateError, RuntimeFailure, UsageError
 from iotrate.models import Coverage, ScanResult
 from iotrate.naming import display_name
+from iotrate.reports.scope import scope_summary
 from iotrate.reports.textfit import clean
 
 # Heavy modules (the scheme and the declarations) are imported inside the commands
@@ -173,7 +174,11 @@ def rating_table(result: ScanResult) -> Table:
         ),
         "?",
     )
-    t = Table(title=f"iotrate rating ({scheme}) — automated assessment, not a certification")
+    # The caption is a Text, never markup; the scope line says what the grades are based on.
+    t = Table(
+        title=f"iotrate rating ({scheme}) — automated assessment, not a certification",
+        caption=Text(clean(f"Scan scope: {scope_summary(result.scope)}")),
+    )
     for col, just in (
         ("Address", "left"),
         ("Device", "left"),

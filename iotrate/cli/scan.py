@@ -28,7 +28,8 @@ from iotrate.cli.console import (
 from iotrate.errors import IotrateError, RuntimeFailure
 from iotrate.models import Device, ScanResult
 from iotrate.ratelimit import DEFAULT_RATE
-from iotrate.scanrequest import SCAN_PARAMS, ScanRequest, scope_text
+from iotrate.reports.scope import scope_text
+from iotrate.scanrequest import SCAN_PARAMS, ScanRequest
 
 if TYPE_CHECKING:
     from iotrate.scanjob import ScanInterrupted

@@ -137,10 +137,11 @@ def test_the_lab_profile_sweeps_every_tcp_port_and_tries_default_passwords() -> 
 
 
 def test_scope_recorded_from_what_the_scan_swept() -> None:
+    from iotrate.reports.scope import scope_text
+
     from iotrate.discovery.portscan import port_specs
     from iotrate.models import Device, OutcomeStatus, ProbeOutcome
     from iotrate.scan import ScanOptions, scan_scope
-    from iotrate.scanrequest import scope_text
 
     opts = ScanOptions(ports="all", profile="lab", budget=30.0)
     cut = ProbeOutcome(probe="p", status=OutcomeStatus.SKIPPED_BY_POLICY, budget_s=30.0)
